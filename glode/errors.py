@@ -1,0 +1,28 @@
+"""The project's own error types: every user-facing failure is a GlodeError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GlodeError(Exception):
+    """A problem the user can fix; the message says what, where, and what to do."""
+
+
+class InputError(GlodeError):
+    """Bad input data, located by file and (when known) 1-based line number."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+class ParamError(GlodeError):
+    """A parameter value that cannot work, named by its params.yaml key."""
+
+    def __init__(self, name: str, problem: str):
+        self.name = name
+        super().__init__(f"parameter '{name}': {problem}")
