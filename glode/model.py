@@ -1,0 +1,249 @@
+"""The span NER model of METHOD.md §1, with an auxiliary masked-LM head, and its folder format.
+
+A model folder is self-describing: ``glode_model.json`` holds the format version, the
+class list (label map), the span cap and sequence length, and the parameters it was
+trained with; ``encoder/`` holds the encoder config and tokenizer; ``weights.safetensors``
+holds every trained tensor. When the word embeddings were frozen (the default) they are
+not copied into each round's folder (96M of e5-small's 117M parameters): the folder names
+the encoder directory they come from and a fingerprint that is checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from glode.atomic import atomic_dir
+from glode.errors import GlodeError
+from glode.features import N_CASES, N_WIDTH_BUCKETS, SpanBatch
+
+FORMAT_VERSION = 1
+META_FILE = "glode_model.json"
+WEIGHTS_FILE = "weights.safetensors"
+WORD_EMB_KEY = "encoder.embeddings.word_embeddings.weight"
+
+
+@dataclass
+class SpanModelConfig:
+    """Architecture of the span classifier (everything needed to rebuild it)."""
+
+    classes: list[str]  # "O" first, then entity types
+    max_span_len: int = 4
+    max_seq_len: int = 128
+    width_dim: int = 50
+    length_dim: int = 100
+    case_dim: int = 100
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        if not self.classes or self.classes[0] != "O":
+            raise ValueError("classes must start with 'O'")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"duplicate classes in {self.classes}")
+
+    @property
+    def entity_types(self) -> list[str]:
+        return self.classes[1:]
+
+
+class MaskedLMHead(nn.Module):
+    """BERT-style MLM transform whose decoder is tied to the encoder's input embeddings."""
+
+    def __init__(self, hidden: int, vocab: int, eps: float = 1e-12):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.bias = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, hidden: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(hidden))) @ embeddings.t() + self.bias
+
+
+class SpanNERModel(nn.Module):
+    """Encoder + span representation (endpoints, width, length, case) + linear classifier."""
+
+    def __init__(self, encoder: nn.Module, config: SpanModelConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.config = config
+        hidden = encoder.config.hidden_size
+        self.width_embedding = nn.Embedding(N_WIDTH_BUCKETS, config.width_dim)
+        self.length_embedding = nn.Embedding(config.max_span_len + 1, config.length_dim)
+        self.case_projection = nn.Linear(N_CASES, config.case_dim, bias=False)  # = summed case embeddings
+        self.dropout = nn.Dropout(config.dropout)
+        self.feature_dim = 2 * hidden + config.width_dim + config.length_dim + config.case_dim
+        self.classifier = nn.Linear(self.feature_dim, len(config.classes))
+        eps = getattr(encoder.config, "layer_norm_eps", 1e-12)
+        self.mlm_head = MaskedLMHead(hidden, encoder.get_input_embeddings().num_embeddings, eps)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.classes)
+
+    def freeze_word_embeddings(self, frozen: bool = True) -> None:
+        self.encoder.get_input_embeddings().weight.requires_grad_(not frozen)
+
+    @property
+    def word_embeddings_frozen(self) -> bool:
+        return not self.encoder.get_input_embeddings().weight.requires_grad
+
+    def span_features(self, batch: SpanBatch) -> torch.Tensor:
+        """The span feature z (before dropout): what denoising compares across spans."""
+        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        start = hidden[batch.span_sentence, batch.span_start]
+        end = hidden[batch.span_sentence, batch.span_end]
+        return torch.cat(
+            [
+                start,
+                end,
+                self.width_embedding(batch.width_bucket),
+                self.length_embedding(batch.word_len.clamp(max=self.config.max_span_len)),
+                self.case_projection(batch.case_counts),
+            ],
+            dim=-1,
+        )
+
+    def forward(self, batch: SpanBatch) -> torch.Tensor:
+        """Span logits (S, C)."""
+        return self.classifier(self.dropout(self.span_features(batch)))
+
+    def mlm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over masked positions only (full-vocabulary logits only where needed)."""
+        picked = labels != -100
+        if not bool(picked.any()):
+            return input_ids.new_zeros((), dtype=torch.float32)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = self.mlm_head(hidden[picked], self.encoder.get_input_embeddings().weight)
+        return nn.functional.cross_entropy(logits, labels[picked])
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special_ids: set[int],
+    mask_id: int,
+    rate: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each real non-special sub-token by ``mask_id`` with probability ``rate``.
+
+    Returns (masked ids, labels) with labels -100 wherever nothing was masked.
+    """
+    maskable = attention_mask.bool()
+    for sid in special_ids:
+        maskable &= input_ids != sid
+    chosen = (torch.rand(input_ids.shape, generator=generator) < rate) & maskable
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    return torch.where(chosen, torch.full_like(input_ids, mask_id), input_ids), labels
+
+
+def tensor_fingerprint(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+def build_model(encoder_dir: str | Path, config: SpanModelConfig, seed: int) -> tuple[SpanNERModel, object]:
+    """A fresh span model on top of a pretrained encoder directory; head weights seeded."""
+    from glode.encoder import load_encoder
+
+    encoder, tokenizer = load_encoder(encoder_dir)
+    torch.manual_seed(seed)
+    return SpanNERModel(encoder, config), tokenizer
+
+
+def save_model(
+    model: SpanNERModel,
+    tokenizer,
+    out_dir: str | Path,
+    encoder_dir: str | Path,
+    train_params: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a model folder atomically (see module docstring for the layout)."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    word_emb = None
+    if model.word_embeddings_frozen:
+        word_emb = {
+            "encoder_dir": os.path.relpath(Path(encoder_dir).resolve(), out_dir.resolve()),
+            "sha256": tensor_fingerprint(state.pop(WORD_EMB_KEY)),
+        }
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": "glode-span-ner",
+        "config": asdict(model.config),
+        "classes": model.config.classes,
+        "label2id": {c: i for i, c in enumerate(model.config.classes)},
+        "external_word_embeddings": word_emb,
+        "train_params": train_params or {},
+        **(extra or {}),
+    }
+    with atomic_dir(out_dir) as tmp:
+        tmp = Path(tmp)
+        model.encoder.config.save_pretrained(tmp / "encoder")
+        tokenizer.save_pretrained(tmp / "encoder")
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def read_model_meta(model_dir: str | Path) -> dict:
+    model_dir = Path(model_dir)
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        raise GlodeError(f"{model_dir}: not a glode model folder (no {META_FILE}); train one with the train_source stage")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GlodeError(f"{meta_path}: unreadable model metadata ({exc}); retrain the model") from exc
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise GlodeError(
+            f"{meta_path}: model format version {version!r}, this glode reads version {FORMAT_VERSION}; "
+            "retrain the model with this glode version"
+        )
+    return meta
+
+
+def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> tuple[SpanNERModel, object, dict]:
+    """Rebuild a saved model exactly (eval mode). ``encoder_dir`` overrides where frozen
+    word embeddings are read from (default: the path recorded at save time)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    config = SpanModelConfig(**meta["config"])
+    enc_config = AutoConfig.from_pretrained(model_dir / "encoder", local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder", local_files_only=True)
+    encoder = AutoModel.from_config(enc_config)
+    model = SpanNERModel(encoder, config)
+    state = load_file(str(model_dir / WEIGHTS_FILE))
+    ext = meta.get("external_word_embeddings")
+    if ext:
+        base = Path(encoder_dir) if encoder_dir is not None else (model_dir / ext["encoder_dir"])
+        if not base.is_dir():
+            raise GlodeError(
+                f"{model_dir}: its frozen word embeddings come from the encoder folder {base}, which does not "
+                "exist; run the encoder stage (dvc repro encoder) or pass the encoder folder explicitly"
+            )
+        base_encoder = AutoModel.from_pretrained(base, local_files_only=True)
+        emb = base_encoder.get_input_embeddings().weight.detach()
+        if tensor_fingerprint(emb) != ext["sha256"]:
+            raise GlodeError(
+                f"{model_dir}: the word embeddings in {base} differ from the ones this model was trained with; "
+                "rebuild the model or point to the encoder folder it was trained on"
+            )
+        state[WORD_EMB_KEY] = emb
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise GlodeError(f"{model_dir}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.freeze_word_embeddings(bool(ext))
+    model.eval()
+    return model, tokenizer, meta

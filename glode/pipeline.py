@@ -1,0 +1,197 @@
+"""What each DVC stage does, as plain functions with explicit parameters.
+
+Stage scripts in ``stages/`` only parse options and call these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from glode.atomic import atomic_path
+from glode.conll import read_conll
+from glode.errors import GlodeError, ParamError
+from glode.features import EncodedSentence, SentenceEncoder, attach_gold
+from glode.metrics import ner_scores
+from glode.predict import decode_spans, score_spans
+from glode.tables import read_sentences, sentences_frame, write_table
+
+#: Table names written by the prepare stage, and the kind tag stored in each parquet file.
+TABLES = ("source_train", "source_dev", "target_unlabelled", "target_test")
+SENTENCES_KIND = "sentences"
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Pretty, key-sorted JSON written atomically (stable bytes for DVC)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def span_cap(target: str, max_span_len: int, max_span_len_char: int, char_languages: Sequence[str]) -> int:
+    """The span cap for a target language: character-tokenised languages need a larger one."""
+    cap = max_span_len_char if target in set(char_languages) else max_span_len
+    if cap < 1:
+        raise ParamError("model.max-span-len", f"must be >= 1, got {cap}")
+    return cap
+
+
+def prepare_tables(
+    files: dict[str, Path],
+    labels: Sequence[str],
+    out_dir: Path,
+    max_sentences: dict[str, int] | None = None,
+) -> dict:
+    """Read and validate the four CoNLL inputs, write one parquet table each plus stats.json."""
+    if not labels:
+        raise ParamError("data.labels", "the entity label set is empty")
+    stats = {}
+    frames = {}
+    for name in TABLES:
+        sentences = read_conll(files[name], labels)
+        limit = (max_sentences or {}).get(name, 0)
+        if limit and limit > 0:
+            sentences = sentences[:limit]
+        frames[name] = sentences_frame(sentences)
+        n_entities = sum(len(s) for s in frames[name]["spans"])
+        stats[name] = {
+            "file": str(files[name]),
+            "sentences": len(sentences),
+            "tokens": int(sum(len(s.tokens) for s in sentences)),
+            "entities": int(n_entities),
+        }
+    for name, frame in frames.items():
+        write_table(frame, out_dir / f"{name}.parquet", kind=SENTENCES_KIND, extra_metadata={"source_file": str(files[name])})
+    write_json(out_dir / "stats.json", {"labels": list(labels), "tables": stats})
+    return stats
+
+
+def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, int] | None) -> tuple[list, list[EncodedSentence]]:
+    """Read a sentence table and encode it; attach gold span labels when ``label_index`` is given."""
+    sentences = read_sentences(path)
+    encoded = encoder.encode([s.tokens for s in sentences])
+    if label_index is not None:
+        from glode.spans import tags_to_spans
+
+        for sent, enc in zip(sentences, encoded):
+            attach_gold(enc, tags_to_spans(sent.tags), label_index)
+    return sentences, encoded
+
+
+def predict_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True):
+    """Decoded entity spans per sentence (word level, end exclusive)."""
+    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting")
+    classes = model.config.classes
+    return [decode_spans(enc, sc.probs, classes) for enc, sc in zip(encoded, scores)]
+
+
+def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True) -> dict:
+    """seqeval strict-IOB2 entity scores plus the paper's span F1 on a labelled corpus."""
+    predictions = predict_corpus(model, tokenizer, sentences, encoded, batch_size, progress)
+    scores = ner_scores(
+        [s.tags for s in sentences],
+        predictions,
+        max_span_len=model.config.max_span_len,
+        visible_words=[e.n_visible for e in encoded],
+    )
+    scores["truncated_sentences"] = int(sum(e.n_visible < e.n_words for e in encoded))
+    scores["truncated_words"] = int(sum(e.n_words - e.n_visible for e in encoded))
+    return scores
+
+
+def train_source_model(
+    tables_dir: Path,
+    encoder_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    max_span_len: int,
+    max_seq_len: int,
+    train_cfg,
+    eval_batch_size: int = 64,
+    dev_every_epoch: bool = True,
+    progress: bool = True,
+) -> list[dict]:
+    """Round 0: train on source gold spans (+ λ·MLM on target text) and save the model folder.
+
+    The label set comes from the prepared tables (``stats.json``), so it always matches the data.
+    """
+    from glode.model import SpanModelConfig, build_model, save_model
+    from glode.training import config_dict, train
+
+    labels = table_labels(tables_dir)
+    config = SpanModelConfig(classes=["O", *labels], max_span_len=max_span_len, max_seq_len=max_seq_len)
+    model, tokenizer = build_model(encoder_dir, config, seed=train_cfg.seed)
+    encoder = SentenceEncoder(tokenizer, max_span_len, max_seq_len)
+    label_index = {c: i for i, c in enumerate(config.classes)}
+    _, source = encode_table(encoder, tables_dir / "source_train.parquet", label_index)
+    dev_sents, dev = encode_table(encoder, tables_dir / "source_dev.parquet", None)
+    _, mlm = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
+
+    def evaluate(m) -> dict:
+        s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=False)
+        return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
+
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        tokenizer,
+        source,
+        train_cfg,
+        mlm_corpus=mlm,
+        log_dir=log_dir,
+        evaluate=evaluate if dev_every_epoch and dev else None,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    save_model(
+        model,
+        tokenizer,
+        out_dir,
+        encoder_dir,
+        train_params=config_dict(train_cfg),
+        extra={"round": "r0", "history": history, "train_seconds": round(seconds, 1)},
+    )
+    return history
+
+
+def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, batch_size: int, encoder_dir: Path | None = None, progress: bool = True) -> dict:
+    """Score a saved model on a labelled target table and write the metrics JSON."""
+    from glode.model import load_model
+
+    model, tokenizer, meta = load_model(model_dir, encoder_dir)
+    cfg = model.config
+    encoder = SentenceEncoder(tokenizer, cfg.max_span_len, cfg.max_seq_len)
+    sentences, encoded = encode_table(encoder, test_table, None)
+    if not sentences:
+        raise GlodeError(f"{test_table}: no test sentences")
+    scores = evaluate_corpus(model, tokenizer, sentences, encoded, batch_size, progress)
+    scores["round"] = meta.get("round")
+    scores["max_span_len"] = cfg.max_span_len
+    write_json(metrics_path, scores)
+    return scores
+
+
+def table_labels(tables_dir: Path) -> list[str]:
+    """The entity label set the prepare stage validated the data against."""
+    path = Path(tables_dir) / "stats.json"
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["labels"])
+    except FileNotFoundError:
+        raise GlodeError(f"{path}: missing; run the prepare stage first (dvc repro prepare)") from None
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise GlodeError(f"{path}: unreadable ({exc}); rerun the prepare stage") from exc
+
+
+def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], where: str) -> None:
+    if list(model_classes[1:]) != list(labels):
+        raise GlodeError(
+            f"{where}: the model was trained for labels {list(model_classes[1:])} but the data uses {list(labels)}; "
+            "retrain the model or change data.labels"
+        )
+
+
+def as_float32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)

@@ -1,0 +1,78 @@
+"""Score every candidate span of a corpus and decode non-overlapping entities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from glode.features import EncodedSentence, collate, length_batches
+from glode.spans import Span, resolve_overlaps
+
+
+@dataclass
+class SpanScores:
+    """Class probabilities (S, C) for one sentence's candidate spans, and optionally z."""
+
+    probs: np.ndarray
+    features: np.ndarray | None = None
+
+
+def score_spans(
+    model,
+    sentences: Sequence[EncodedSentence],
+    pad_id: int,
+    batch_size: int = 64,
+    with_features: bool = False,
+    progress: bool = True,
+    desc: str = "scoring spans",
+) -> list[SpanScores]:
+    """Eval-mode softmax over candidate spans, batched by length; results in input order."""
+    model.eval()
+    out: list[SpanScores | None] = [None] * len(sentences)
+    batches = length_batches([len(s.input_ids) for s in sentences], batch_size)
+    with torch.inference_mode():
+        for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+            batch = collate([sentences[i] for i in idx], pad_id)
+            z = model.span_features(batch)
+            probs = torch.softmax(model.classifier(z), dim=-1).numpy()
+            z = z.numpy() if with_features else None
+            bounds = np.cumsum([0] + [len(sentences[i].span_word_start) for i in idx])
+            for j, i in enumerate(idx):
+                lo, hi = bounds[j], bounds[j + 1]
+                out[i] = SpanScores(probs[lo:hi].copy(), None if z is None else z[lo:hi].copy())
+    return out  # type: ignore[return-value]
+
+
+def decode_spans(sentence: EncodedSentence, probs: np.ndarray, classes: Sequence[str]) -> list[Span]:
+    """Argmax per span, then greedy non-overlapping selection of entity spans by score."""
+    if len(probs) == 0:
+        return []
+    best = probs.argmax(axis=1)
+    keep = np.nonzero(best != 0)[0]
+    candidates = [
+        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), classes[best[i]], float(probs[i, best[i]]))
+        for i in keep
+    ]
+    return resolve_overlaps(candidates)
+
+
+def kept_entity_mask(sentence: EncodedSentence, probs: np.ndarray) -> np.ndarray:
+    """Boolean mask over candidate spans: predicted non-O *and* kept by overlap resolution."""
+    mask = np.zeros(len(probs), dtype=bool)
+    if len(probs) == 0:
+        return mask
+    best = probs.argmax(axis=1)
+    keep = np.nonzero(best != 0)[0]
+    cands = [
+        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), str(best[i]), float(probs[i, best[i]]))
+        for i in keep
+    ]
+    kept = {(s.start, s.end) for s in resolve_overlaps(cands)}
+    for i in keep:
+        if (int(sentence.span_word_start[i]), int(sentence.span_word_end[i])) in kept:
+            mask[i] = True
+    return mask

@@ -1,0 +1,81 @@
+"""The self-training round chain in ``params.yaml``: validation and rewriting.
+
+DVC cannot compute ``r{N-1}`` from ``rN``, so each round names its predecessor
+explicitly (``rounds: {r1: {prev: r0}, r2: {prev: r1}}``, see docs). The chain must run
+forwards: every ``prev`` is ``r0`` or a round defined earlier.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from glode.errors import ParamError
+
+ROUND_NAME = re.compile(r"^r([1-9][0-9]*)$")
+
+
+def validate_rounds(rounds: dict | None) -> list[str]:
+    """Check the chain; returns round names in order. Raises ParamError naming the bad entry."""
+    rounds = rounds or {}
+    if not isinstance(rounds, dict):
+        raise ParamError("rounds", f"expected a mapping like {{r1: {{prev: r0}}}}, got {type(rounds).__name__}")
+    seen = ["r0"]
+    for name, spec in rounds.items():
+        if not isinstance(name, str) or not ROUND_NAME.match(name):
+            raise ParamError("rounds", f"round name {name!r} must look like r1, r2, ...")
+        if not isinstance(spec, dict) or "prev" not in spec:
+            raise ParamError(f"rounds.{name}", "needs a 'prev' entry naming the round it builds on, e.g. {prev: r0}")
+        prev = spec["prev"]
+        if prev == name:
+            raise ParamError(f"rounds.{name}.prev", "a round cannot build on itself")
+        if prev not in seen:
+            later = prev in rounds
+            raise ParamError(
+                f"rounds.{name}.prev",
+                f"{prev!r} is {'defined later' if later else 'not a round'}; "
+                f"'prev' must be r0 or a round listed before {name} ({', '.join(seen)})",
+            )
+        seen.append(name)
+    return seen[1:]
+
+
+def chain(n: int) -> dict[str, dict[str, str]]:
+    """The linear chain r1 <- r0, r2 <- r1, ... for ``n`` rounds."""
+    if n < 0:
+        raise ParamError("rounds", f"the number of rounds must be >= 0, got {n}")
+    return {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, n + 1)}
+
+
+def rewrite_rounds(params_path: str | Path, n: int) -> dict:
+    """Replace the top-level ``rounds`` block of params.yaml by an ``n``-round chain.
+
+    The rest of the file (comments, the ``&rounds`` anchor that ``models`` merges) is kept
+    byte for byte; a text edit, because YAML round-trippers mishandle anchored merges.
+    """
+    import yaml
+
+    from glode.atomic import atomic_path
+
+    path = Path(params_path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if re.match(r"^rounds\s*:", line)]
+    if len(starts) != 1:
+        raise ParamError("rounds", f"{path} must have exactly one top-level 'rounds:' key, found {len(starts)}")
+    first = starts[0]
+    last = first + 1
+    while last < len(lines) and (lines[last].startswith((" ", "\t")) or not lines[last].strip()):
+        last += 1
+    while last > first + 1 and not lines[last - 1].strip():  # keep blank lines before the next key
+        last -= 1
+    anchor = re.match(r"^rounds\s*:\s*(&\S+)?", lines[first]).group(1)
+    head = "rounds:" + (f" {anchor}" if anchor else "")
+    new = chain(n)
+    block = [head + " {}\n"] if not new else [head + "\n"] + [f"  {k}: {{prev: {v['prev']}}}\n" for k, v in new.items()]
+    text = "".join(lines[:first] + block + lines[last:])
+    parsed = yaml.safe_load(text)
+    if (parsed.get("rounds") or {}) != new:
+        raise ParamError("rounds", f"could not rewrite {path} safely; edit the 'rounds' block by hand")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return new

@@ -1,0 +1,41 @@
+"""Shared entry-point behaviour for stage scripts and the ``glode`` command.
+
+A ``GlodeError`` becomes one clear line on stderr and exit status 1, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import typer
+
+from glode.errors import GlodeError
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run a Typer app, turning user-fixable errors into a message and a non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except GlodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def single_command(fn: Callable) -> typer.Typer:
+    """A one-command Typer app whose help comes from the function's docstring."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(fn)
+    return app

@@ -1,0 +1,193 @@
+"""Training loops: source gold spans, optional target soft labels, auxiliary masked LM.
+
+Per step (METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
+candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
+candidate spans of a target batch (when target labels are given), and masked-LM loss on a
+batch of target-language text. AdamW with linear warm-up and decay; deterministic for a
+fixed seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from glode.features import EncodedSentence, collate
+from glode.model import SpanNERModel, mask_tokens
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; every field is a stage parameter."""
+
+    epochs: int = 2
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    mlm_weight: float = 0.001
+    mlm_rate: float = 0.25
+    freeze_word_embeddings: bool = True
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs >= 1,
+            "lr": self.lr > 0,
+            "head-lr": self.head_lr > 0,
+            "batch-size": self.batch_size >= 1,
+            "mlm-weight": self.mlm_weight >= 0,
+            "mlm-rate": 0 <= self.mlm_rate < 1,
+            "warmup-ratio": 0 <= self.warmup_ratio < 1,
+        }
+        from glode.errors import ParamError
+
+        for name, ok in checks.items():
+            if not ok:
+                raise ParamError(name, f"invalid value {getattr(self, name.replace('-', '_'))!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over spans of ``-Σ_c Y_c log softmax(logits)_c``."""
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def _epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _cycle(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    while True:
+        yield from _epoch_batches(n, batch_size, rng)
+
+
+def _optimizer(model: SpanNERModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; the randomly initialised head learns faster than the pretrained encoder."""
+    enc, head, no_decay = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder."):
+            (no_decay if p.ndim == 1 else enc).append(p)
+        else:
+            head.append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": enc, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
+            {"params": head, "lr": cfg.head_lr, "weight_decay": cfg.weight_decay},
+        ]
+    )
+
+
+def train(
+    model: SpanNERModel,
+    tokenizer,
+    source: Sequence[EncodedSentence],
+    cfg: TrainConfig,
+    mlm_corpus: Sequence[EncodedSentence] | None = None,
+    target: Sequence[EncodedSentence] | None = None,
+    log_dir: str | Path | None = None,
+    evaluate: Callable[[SpanNERModel], dict] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``)."""
+    if not source:
+        raise ValueError("no source sentences to train on")
+    seed_everything(cfg.seed)
+    model.freeze_word_embeddings(cfg.freeze_word_embeddings)
+    pad_id = tokenizer.pad_token_id
+    mask_id = tokenizer.mask_token_id
+    use_mlm = cfg.mlm_weight > 0 and bool(mlm_corpus)
+    if use_mlm and mask_id is None:
+        from glode.errors import GlodeError
+
+        raise GlodeError("the tokenizer has no mask token; set mlm-weight to 0 to train without masked LM")
+    special_ids = set(int(i) for i in tokenizer.all_special_ids)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(total * cfg.warmup_ratio)
+    opt = _optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    target_iter = _cycle(len(target), cfg.batch_size, rng) if target else None
+    mlm_iter = _cycle(len(mlm_corpus), cfg.batch_size, rng) if use_mlm else None
+    live = _open_live(log_dir)
+    history = []
+    bar = tqdm(total=total, desc="training", unit="step", disable=not progress)
+    for epoch in range(cfg.epochs):
+        model.train()
+        sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
+        t0 = time.perf_counter()
+        for idx in _epoch_batches(len(source), cfg.batch_size, rng):
+            batch = collate([source[i] for i in idx], pad_id)
+            loss = nn.functional.cross_entropy(model(batch), batch.labels)
+            sums["loss_source"] += float(loss)
+            if target_iter is not None:
+                tb = collate([target[i] for i in next(target_iter)], pad_id)
+                lt = soft_cross_entropy(model(tb), tb.soft)
+                sums["loss_target"] += float(lt)
+                loss = loss + lt
+            if mlm_iter is not None:
+                mb = collate([mlm_corpus[i] for i in next(mlm_iter)], pad_id)
+                ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, special_ids, mask_id, cfg.mlm_rate, gen)
+                lm = model.mlm_loss(ids, mb.attention_mask, labels)
+                sums["loss_mlm"] += float(lm)
+                loss = loss + cfg.mlm_weight * lm
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        record = {k: v / steps_per_epoch for k, v in sums.items()}
+        record.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), steps=steps_per_epoch)
+        if evaluate is not None:
+            record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
+        history.append(record)
+        if live is not None:
+            for k, v in record.items():
+                if k not in ("epoch",) and isinstance(v, (int, float)):
+                    live.log_metric(k, v)
+            live.next_step()
+    bar.close()
+    if live is not None:
+        live.end()
+    model.eval()
+    return history
+
+
+def _open_live(log_dir):
+    """A dvclive logger that writes only under ``log_dir`` (no DVC experiment side effects)."""
+    if log_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

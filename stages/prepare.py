@@ -1,0 +1,36 @@
+"""DVC stage `prepare`: validate the CoNLL inputs and write parquet sentence tables."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glode.pipeline import prepare_tables
+from glode.stagecli import run_app, single_command
+
+
+def main(
+    source_train: Annotated[Path, typer.Option(help="Labelled source-language training file (CoNLL).")],
+    source_dev: Annotated[Path, typer.Option(help="Labelled source-language dev file (CoNLL).")],
+    target_unlabelled: Annotated[Path, typer.Option(help="Target-language corpus; its tags are used only for diagnostics.")],
+    target_test: Annotated[Path, typer.Option(help="Labelled target-language test file (CoNLL).")],
+    labels: Annotated[list[str], typer.Option(help="Entity types (repeat the option); O is implicit.")],
+    out: Annotated[Path, typer.Option(help="Output folder for the parquet tables.")] = Path("tables"),
+    max_source_sentences: Annotated[int, typer.Option(help="Use at most this many source training sentences (0: all).")] = 0,
+    max_target_sentences: Annotated[int, typer.Option(help="Use at most this many unlabelled target sentences (0: all).")] = 0,
+) -> None:
+    """Read, validate and normalise (IOB1/BIO2 to BIO2) the four corpora into parquet tables."""
+    files = {
+        "source_train": source_train,
+        "source_dev": source_dev,
+        "target_unlabelled": target_unlabelled,
+        "target_test": target_test,
+    }
+    limits = {"source_train": max_source_sentences, "target_unlabelled": max_target_sentences}
+    stats = prepare_tables(files, labels, out, limits)
+    for name, s in stats.items():
+        typer.echo(f"{name}: {s['sentences']} sentences, {s['entities']} entities ({s['file']})")
+
+
+if __name__ == "__main__":
+    run_app(single_command(main))

@@ -1,0 +1,49 @@
+"""DVC stage `train_source`: round 0, the span model trained on source gold spans + λ·MLM on target text."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glode.pipeline import span_cap, train_source_model
+from glode.stagecli import run_app, single_command
+from glode.training import TrainConfig
+
+
+def main(
+    target: Annotated[str, typer.Option(help="Target language code (selects the span cap).")],
+    tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
+    encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("models/r0"),
+    logs: Annotated[Path, typer.Option(help="dvclive log folder.")] = Path("logs/r0"),
+    max_span_len: Annotated[int, typer.Option(help="Longest candidate span, in words.")] = 4,
+    max_span_len_char: Annotated[int, typer.Option(help="Longest candidate span for character-tokenised languages.")] = 10,
+    char_languages: Annotated[list[str], typer.Option(help="Character-tokenised target languages (repeat).")] = ["zh"],
+    max_seq_len: Annotated[int, typer.Option(help="Sub-tokens per sentence, specials included; words beyond are cut and counted.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Passes over the source sentences.")] = 2,
+    lr: Annotated[float, typer.Option(help="Encoder learning rate (AdamW).")] = 5e-5,
+    head_lr: Annotated[float, typer.Option(help="Learning rate of the span head.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup_ratio: Annotated[float, typer.Option(help="Share of steps with linear warm-up.")] = 0.1,
+    grad_clip: Annotated[float, typer.Option(help="Gradient norm clip (0: off).")] = 1.0,
+    mlm_weight: Annotated[float, typer.Option(help="λ, weight of the masked-LM loss on target text (0: off).")] = 0.001,
+    mlm_rate: Annotated[float, typer.Option(help="Share of sub-tokens masked for the MLM loss.")] = 0.25,
+    freeze_word_embeddings: Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step time).")] = True,
+    eval_batch_size: Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")] = 64,
+) -> None:
+    """Train the round-0 span NER model on the source language."""
+    cfg = TrainConfig(
+        epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio, grad_clip=grad_clip, mlm_weight=mlm_weight, mlm_rate=mlm_rate,
+        freeze_word_embeddings=freeze_word_embeddings,
+    )
+    cap = span_cap(target, max_span_len, max_span_len_char, char_languages)
+    history = train_source_model(tables, encoder, out, logs, cap, max_seq_len, cfg, eval_batch_size)
+    for h in history:
+        typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
+
+
+if __name__ == "__main__":
+    run_app(single_command(main))

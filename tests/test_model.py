@@ -1,0 +1,172 @@
+"""Features, model save -> load -> predict round trip, MLM masking, losses, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from glode.errors import GlodeError
+from glode.features import SentenceEncoder, attach_gold, collate
+from glode.model import SpanModelConfig, SpanNERModel, build_model, load_model, mask_tokens, save_model
+from glode.predict import decode_spans, kept_entity_mask, score_spans
+from glode.training import TrainConfig, soft_cross_entropy, train
+from tests.synthetic import all_words
+from tests.tiny_encoder import build_tiny_encoder
+
+SENTENCES = [
+    ["Anna", "lives", "in", "New", "York", "."],
+    ["Siemens", "and", "Ajax", "."],
+    ["Jan", "de", "Vries", "visited", "Rotterdam", "today", "."],
+]
+GOLD = [[(0, 1, "PER"), (3, 5, "LOC")], [(0, 1, "ORG"), (2, 3, "ORG")], [(0, 3, "PER"), (4, 5, "LOC")]]
+CLASSES = ["O", "PER", "ORG", "LOC"]
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    return build_tiny_encoder(tmp_path_factory.mktemp("enc") / "tiny", words=all_words())
+
+
+def encoded(tokenizer, max_span_len=3, max_seq_len=64):
+    enc = SentenceEncoder(tokenizer, max_span_len, max_seq_len).encode(SENTENCES)
+    index = {c: i for i, c in enumerate(CLASSES)}
+    return [attach_gold(e, g, index) for e, g in zip(enc, GOLD)]
+
+
+def test_alignment_maps_words_to_their_pieces(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3), seed=0)
+    enc = SentenceEncoder(tok, 3, 64)
+    for words, e in zip(SENTENCES, enc.encode(SENTENCES)):
+        assert e.input_ids[0] == enc.cls_id and e.input_ids[-1] == enc.sep_id
+        assert e.n_visible == e.n_words == len(words)
+        singles = e.span_word_end - e.span_word_start == 1
+        for ws, ts, te in zip(e.span_word_start[singles], e.span_tok_start[singles], e.span_tok_end[singles]):
+            text = tok.decode(e.input_ids[ts : te + 1].tolist()).replace("\u2581", "").strip()
+            assert text.replace(" ", "") == words[ws]
+        # every span of width 1..3 inside the sentence, once
+        n = len(words)
+        assert len(e.span_word_start) == sum(min(3, n - s) for s in range(n))
+        # case counts: one case class per word in the span
+        np.testing.assert_array_equal(e.span_case_counts.sum(1), e.span_word_end - e.span_word_start)
+
+
+def test_bare_space_piece_is_dropped_when_the_word_has_more(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES), seed=0)
+    enc = SentenceEncoder(tok, 4, 64)
+    assert enc.bare_space_id is not None
+    for pieces in enc.word_pieces([["香", "港", "著", "名"], ["Berlin", "(", "1", ")"]]):
+        for p in pieces:
+            assert not (len(p) > 1 and p[0] == enc.bare_space_id)
+
+
+def test_long_sentence_is_cut_and_counted(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES), seed=0)
+    words = ["Anna", "lives", "in", "Berlin"] * 20
+    e = SentenceEncoder(tok, 4, 16).encode([words])[0]
+    assert len(e.input_ids) <= 16
+    assert 0 < e.n_visible < e.n_words
+    assert e.span_word_end.max() <= e.n_visible
+
+
+def test_gold_labels_attached_to_matching_spans(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3), seed=0)
+    e = encoded(tok)[2]
+    labelled = {(int(s), int(t)): CLASSES[l] for s, t, l in zip(e.span_word_start, e.span_word_end, e.span_labels) if l}
+    assert labelled == {(0, 3): "PER", (4, 5): "LOC"}
+
+
+def _trained(encoder_dir, freeze: bool, seed: int = 0, epochs: int = 2):
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=seed)
+    data = encoded(tok)
+    cfg = TrainConfig(epochs=epochs, batch_size=2, seed=seed, lr=1e-3, freeze_word_embeddings=freeze)
+    train(model, tok, data, cfg, mlm_corpus=data, progress=False)
+    return model, tok, data
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_save_load_predict_round_trip(encoder_dir, tmp_path, freeze):
+    model, tok, data = _trained(encoder_dir, freeze)
+    before = score_spans(model, data, tok.pad_token_id, progress=False)
+    out = save_model(model, tok, tmp_path / "m", encoder_dir, train_params={"seed": 0})
+    meta = json.loads((out / "glode_model.json").read_text())
+    assert meta["classes"] == CLASSES and meta["label2id"]["LOC"] == 3
+    assert (meta["external_word_embeddings"] is not None) == freeze
+    assert not [p for p in tmp_path.iterdir() if p.name != "m"], "temporary folders left behind"
+    loaded, tok2, _ = load_model(out)
+    after = score_spans(loaded, data, tok2.pad_token_id, progress=False)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a.probs, b.probs)
+    assert [decode_spans(d, s.probs, CLASSES) for d, s in zip(data, before)] == [
+        decode_spans(d, s.probs, CLASSES) for d, s in zip(data, after)
+    ]
+
+
+def test_training_is_deterministic_and_learns(encoder_dir):
+    m1, tok, data = _trained(encoder_dir, True, epochs=6)
+    m2, _, _ = _trained(encoder_dir, True, epochs=6)
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    batch = collate(data, tok.pad_token_id)
+    m1.eval()
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(m1(batch), batch.labels)
+    fresh, _ = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
+    fresh.eval()
+    with torch.no_grad():
+        loss0 = torch.nn.functional.cross_entropy(fresh(batch), batch.labels)
+    assert float(loss) < 0.5 * float(loss0)
+
+
+def test_load_rejects_foreign_or_future_folders(encoder_dir, tmp_path):
+    with pytest.raises(GlodeError, match="not a glode model folder"):
+        load_model(tmp_path)
+    model, tok, _ = _trained(encoder_dir, True, epochs=1)
+    out = save_model(model, tok, tmp_path / "m", encoder_dir)
+    meta = json.loads((out / "glode_model.json").read_text())
+    meta["format_version"] = 99
+    (out / "glode_model.json").write_text(json.dumps(meta))
+    with pytest.raises(GlodeError, match="format version 99"):
+        load_model(out)
+
+
+def test_mask_tokens_rate_and_specials():
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (64, 50))
+    ids[:, 0], ids[:, -1] = 0, 2
+    attn = torch.ones_like(ids)
+    attn[:, 40:] = 0
+    ids[:, 40:] = 1
+    masked, labels = mask_tokens(ids, attn, {0, 1, 2}, 99, 0.25, gen)
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, 40:].any()
+    assert (masked[chosen] == 99).all() and (masked[~chosen] == ids[~chosen]).all()
+    assert torch.equal(labels[chosen], ids[chosen])
+    rate = chosen.sum().item() / (64 * 38)
+    assert 0.22 < rate < 0.28
+
+
+def test_soft_cross_entropy_matches_hard_for_one_hot():
+    logits = torch.randn(7, 4)
+    target = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    one_hot = torch.nn.functional.one_hot(target, 4).float()
+    assert torch.allclose(soft_cross_entropy(logits, one_hot), torch.nn.functional.cross_entropy(logits, target))
+    soft = torch.softmax(torch.randn(7, 4), -1)
+    expected = -(soft * torch.log_softmax(logits, -1)).sum(-1).mean()
+    assert torch.allclose(soft_cross_entropy(logits, soft), expected)
+
+
+def test_kept_entity_mask_follows_overlap_resolution(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3), seed=0)
+    e = encoded(tok)[0]
+    probs = np.zeros((len(e.span_word_start), 4), dtype=np.float32)
+    probs[:, 0] = 1.0
+    spans = list(zip(e.span_word_start.tolist(), e.span_word_end.tolist()))
+    for (s, t), label, p in [((3, 5), 3, 0.9), ((4, 5), 3, 0.8), ((0, 1), 1, 0.7)]:
+        i = spans.index((s, t))
+        probs[i] = 0
+        probs[i, label], probs[i, 0] = p, 1 - p
+    mask = kept_entity_mask(e, probs)
+    assert {spans[i] for i in np.nonzero(mask)[0]} == {(3, 5), (0, 1)}
