@@ -1,0 +1,116 @@
+"""Atomic file and directory writes: build under a temporary sibling, then rename into place.
+
+A DVC stage that dies half-way must never leave a truncated output that looks complete, so
+every output is written to `.{name}.tmp-{pid}` in the same directory (same filesystem, so the
+final rename is atomic) and only renamed onto the real name once the writer has finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling"]
+
+
+def temp_sibling(path: str | Path, tag: str = "tmp") -> Path:
+    """The hidden sibling used while `path` is being written (per process, so writers don't clash)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{tag}-{os.getpid()}"
+
+
+def _remove(p: Path) -> None:
+    """Delete a file, link or directory tree if present (cleanup must not raise for a missing path)."""
+    if p.is_symlink() or p.is_file():
+        p.unlink(missing_ok=True)
+    elif p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename on filesystems that need the directory synced (best effort; not on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write a file to; it replaces `path` only on success.
+
+    The block must create the file at the yielded path. If the block raises, the temporary file
+    is removed and any existing `path` is left untouched. Parent directories are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    _remove(tmp)  # left over from a crashed run of a process that had the same pid
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"atomic_path: the block did not create {tmp} (meant for {path})")
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (fsynced before the rename); returns `path`."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh, empty temporary directory; it replaces the directory `path` only on success.
+
+    An existing `path` (directory or file) is moved aside, the new directory renamed in, and only
+    then is the old one deleted, so readers see either the complete old or the complete new
+    folder. If the block raises, the temporary directory is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    _remove(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise FileNotFoundError(f"atomic_dir: the temporary directory {tmp} disappeared (meant for {path})")
+        old = None
+        if path.exists() or path.is_symlink():
+            old = temp_sibling(path, "old")
+            _remove(old)
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)  # put the previous version back
+            raise
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(path.parent)
+    if old is not None:
+        _remove(old)

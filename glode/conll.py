@@ -1,0 +1,178 @@
+"""CoNLL reader/validator and writer.
+
+Input files come from users and other tools, so every problem is reported as an `InputError`
+with the file, the 1-based line and what to do, instead of a traceback from deep inside training.
+Tags are normalised to BIO2 on reading so that the rest of the project sees one scheme.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from glode.atomic import atomic_write_bytes
+from glode.errors import InputError
+from glode.spans import Span, parse_tag, tags_to_spans, to_bio2
+
+__all__ = ["Sentence", "read_conll", "write_conll", "DOCSTART"]
+
+DOCSTART = "-DOCSTART-"
+_BOM = b"\xef\xbb\xbf"
+# Columns are separated by spaces/tabs only: Python's str.split() would also split on
+# characters such as U+00A0 or U+3000 that can be (part of) a token.
+_COLUMN_SEP = re.compile(r"[ \t]+")
+_BAD_TOKEN_CHARS = re.compile(r"[ \t\r\n]")
+
+
+@dataclass
+class Sentence:
+    """One sentence: words, their BIO2 tags, and where it starts in its source file."""
+
+    tokens: list[str]
+    tags: list[str]
+    line: int = 0  # 1-based line of the first token; 0 when not read from a file
+
+    @property
+    def spans(self) -> list[Span]:
+        """Gold entities as word-level spans (end exclusive)."""
+        return tags_to_spans(self.tags)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """Strict UTF-8 decoding (BOM tolerated) that locates the first bad byte by offset and line."""
+    offset = len(_BOM) if raw.startswith(_BOM) else 0
+    try:
+        return raw[offset:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        pos = offset + err.start
+        line = raw.count(b"\n", 0, pos) + 1
+        raise InputError(
+            path,
+            line,
+            f"not valid UTF-8: byte 0x{raw[pos]:02x} at byte offset {pos} ({err.reason}); "
+            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`)",
+        ) from None
+
+
+def read_conll(path: str | Path, labels: Sequence[str] | None = None) -> list[Sentence]:
+    """Read and validate a CoNLL-style file into BIO2 sentences.
+
+    Format: one `token ... tag` line per word (columns separated by spaces or tabs; the first
+    column is the token, the last the tag), a blank line between sentences, `-DOCSTART-` lines
+    skipped (they also end a sentence). IOB1 and BIO2 are accepted; tags are normalised with
+    `to_bio2`. `\\r\\n` line ends and a UTF-8 BOM are accepted; other non-UTF-8 bytes are errors.
+    `labels` is the allowed set of entity types (None accepts any); every unknown type is
+    reported in one error with its entity count and first location.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, "file not found; check the path (relative paths are resolved "
+                         f"from {Path.cwd()}) or run the stage that creates it")
+    if path.is_dir():
+        raise InputError(path, None, "is a directory; expected a CoNLL text file with one 'token tag' per line")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(path, None, f"cannot be read ({err.strerror or err}); check its permissions") from None
+    text = _decode(path, raw)
+
+    allowed = None if labels is None else set(labels)
+    unknown: dict[str, list[int]] = {}  # type -> [entity count, first line]
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    lines: list[int] = []
+
+    def flush() -> None:
+        if not tokens:
+            return
+        bio2 = to_bio2(tags)
+        if allowed is not None:
+            for tag, ln in zip(bio2, lines):
+                if tag[0] == "B" and tag[2:] not in allowed:
+                    entry = unknown.setdefault(tag[2:], [0, ln])
+                    entry[0] += 1
+        sentences.append(Sentence(list(tokens), bio2, lines[0]))
+        tokens.clear()
+        tags.clear()
+        lines.clear()
+
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        stripped = line.rstrip("\r").strip(" \t")
+        if not stripped:
+            flush()
+            continue
+        cols = _COLUMN_SEP.split(stripped)
+        if cols[0] == DOCSTART:
+            flush()
+            continue
+        if len(cols) < 2:
+            raise InputError(
+                path,
+                lineno,
+                f"line has one column ({_show(cols[0])}); expected 'TOKEN ... TAG' separated by spaces "
+                "or tabs, with a blank line between sentences (a token containing a space, or a missing tag?)",
+            )
+        tag = cols[-1]
+        try:
+            parse_tag(tag)
+        except ValueError:
+            raise InputError(
+                path,
+                lineno,
+                f"tag {_show(tag)} is not 'O', 'B-TYPE' or 'I-TYPE'; the tag must be the last column "
+                "(convert BIOES/BILOU tags to BIO first)",
+            ) from None
+        tokens.append(cols[0])
+        tags.append(tag)
+        lines.append(lineno)
+    flush()
+
+    if not sentences:
+        raise InputError(path, None, "no sentences found (the file is empty or holds only blank and "
+                         "-DOCSTART- lines); expected one 'token tag' pair per line")
+    if unknown:
+        ordered = sorted(unknown.items(), key=lambda kv: kv[1][1])
+        listing = "; ".join(f"{typ} ({n} entities, first at {path}:{ln})" for typ, (n, ln) in ordered)
+        raise InputError(
+            path,
+            ordered[0][1][1],
+            f"entity types not in the label set [{', '.join(labels or [])}]: {listing}. "
+            "Add them to the `labels` parameter, or relabel/remove them in the data",
+        )
+    return sentences
+
+
+def _show(s: str, limit: int = 40) -> str:
+    """A short, printable rendering of user data for an error message."""
+    return repr(s if len(s) <= limit else s[:limit] + "...")
+
+
+def write_conll(sentences: Iterable[Sentence | tuple[Sequence[str], Sequence[str]]], path: str | Path) -> Path:
+    """Write sentences as `token tag` lines (blank line between sentences), atomically.
+
+    Accepts `Sentence` objects or `(tokens, tags)` pairs. Raises ValueError for data that would
+    not read back the same: an empty sentence, a token with whitespace, an invalid tag.
+    """
+    blocks: list[str] = []
+    for i, item in enumerate(sentences):
+        if isinstance(item, Sentence):
+            toks, tgs = item.tokens, item.tags
+        else:
+            toks, tgs = item
+        if len(toks) != len(tgs):
+            raise ValueError(f"sentence {i}: {len(toks)} tokens but {len(tgs)} tags")
+        if not toks:
+            raise ValueError(f"sentence {i} is empty; CoNLL cannot represent an empty sentence")
+        lines = []
+        for tok, tag in zip(toks, tgs):
+            if not tok or _BAD_TOKEN_CHARS.search(tok) or tok == DOCSTART:
+                raise ValueError(f"sentence {i}: token {tok!r} cannot be written to CoNLL")
+            parse_tag(tag)
+            if _BAD_TOKEN_CHARS.search(tag):
+                raise ValueError(f"sentence {i}: tag {tag!r} contains whitespace")
+            lines.append(f"{tok} {tag}\n")
+        blocks.append("".join(lines))
+    return atomic_write_bytes(path, "\n".join(blocks).encode("utf-8"))

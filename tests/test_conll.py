@@ -1,0 +1,148 @@
+"""The CoNLL reader on good and bad files, the writer, and a fuzz test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from glode.conll import Sentence, read_conll, write_conll
+from glode.errors import GlodeError, InputError
+
+LABELS = ["PER", "ORG", "LOC"]
+
+
+def write(tmp_path: Path, content: str | bytes, name: str = "in.txt") -> Path:
+    p = tmp_path / name
+    p.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return p
+
+
+def test_reads_bio2_with_docstart_and_lines(tmp_path):
+    p = write(tmp_path, "-DOCSTART- -X- O O\n\nAnna B-PER\nlebt O\n\n\nin O\nBerlin B-LOC\n")
+    sents = read_conll(p, LABELS)
+    assert sents == [Sentence(["Anna", "lebt"], ["B-PER", "O"], 3), Sentence(["in", "Berlin"], ["O", "B-LOC"], 7)]
+    assert sents[1].spans == [(1, 2, "LOC")]
+
+
+def test_iob1_normalised(tmp_path):
+    p = write(tmp_path, "Jan I-PER\nde I-PER\nVries I-PER\nAjax B-PER\nin O\nRotterdam I-LOC\nStadion I-ORG\n")
+    (s,) = read_conll(p, LABELS)
+    assert s.tags == ["B-PER", "I-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG"]
+
+
+def test_crlf_bom_multicolumn_and_tabs(tmp_path):
+    content = "\ufeffEU NNP B-NP B-ORG\r\nrejects\tVBZ\tB-VP\tO\r\n\r\nPeter  NNP   I-PER\r\n"
+    sents = read_conll(write(tmp_path, content), LABELS)
+    assert [s.tokens for s in sents] == [["EU", "rejects"], ["Peter"]]
+    assert [s.tags for s in sents] == [["B-ORG", "O"], ["B-PER"]]
+    assert [s.line for s in sents] == [1, 4]
+
+
+def test_docstart_ends_a_sentence_and_labels_none(tmp_path):
+    p = write(tmp_path, "a B-MISC\n-DOCSTART- O\nb O\n")
+    assert [s.tokens for s in read_conll(p, None)] == [["a"], ["b"]]
+
+
+def test_unicode_whitespace_is_part_of_token(tmp_path):
+    p = write(tmp_path, "a\u00a0b O\n\u3000 O\n")
+    assert read_conll(p, LABELS)[0].tokens == ["a\u00a0b", "\u3000"]
+
+
+def _error(path: Path, labels=LABELS) -> InputError:
+    with pytest.raises(InputError) as info:
+        read_conll(path, labels)
+    assert isinstance(info.value, GlodeError)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+def test_missing_file(tmp_path):
+    err = _error(tmp_path / "nope.txt")
+    assert "not found" in str(err)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "-DOCSTART- O\n\n"])
+def test_empty_file(tmp_path, content):
+    err = _error(write(tmp_path, content))
+    assert "no sentences" in str(err)
+
+
+def test_one_column_line(tmp_path):
+    p = write(tmp_path, "Anna B-PER\n\nfoo O\nbar\n")
+    err = _error(p)
+    assert err.line == 4 and f"{p}:4" in str(err) and "one column" in str(err)
+
+
+@pytest.mark.parametrize("tag", ["S-PER", "B-", "PER", "o", "E-LOC"])
+def test_invalid_tag(tmp_path, tag):
+    p = write(tmp_path, f"x O\n\ny O\nz {tag}\n")
+    err = _error(p)
+    assert err.line == 4 and f"{p}:4" in str(err) and repr(tag) in str(err)
+
+
+def test_unknown_types_collected_in_one_error(tmp_path):
+    p = write(tmp_path, "a B-PER\nb B-MISC\nc I-MISC\n\nd O\ne I-DATE\n\nf B-MISC\ng B-MISC\n")
+    err = _error(p)
+    msg = str(err)
+    assert "MISC (3 entities" in msg and f"{p}:2" in msg
+    assert "DATE (1 entities" in msg and f"{p}:6" in msg
+    assert err.line == 2 and "labels" in msg
+    assert msg.index("MISC") < msg.index("DATE")
+
+
+def test_non_utf8(tmp_path):
+    p = write(tmp_path, b"Anna B-PER\n\nM\xfcnchen B-LOC\n")
+    err = _error(p)
+    assert err.line == 3 and f"{p}:3" in str(err)
+    assert "byte offset 13" in str(err) and "UTF-8" in str(err)
+
+
+def test_directory_is_an_error(tmp_path):
+    _error(tmp_path)
+
+
+def test_write_conll_round_trip(tmp_path):
+    sents = [Sentence(["Anna", "lebt"], ["B-PER", "O"]), (["in", "New", "York"], ["O", "B-LOC", "I-LOC"])]
+    p = write_conll(sents, tmp_path / "sub" / "out.txt")
+    assert p.read_text(encoding="utf-8") == "Anna B-PER\nlebt O\n\nin O\nNew B-LOC\nYork I-LOC\n"
+    back = read_conll(p, LABELS)
+    assert [(s.tokens, s.tags, s.line) for s in back] == [
+        (["Anna", "lebt"], ["B-PER", "O"], 1), (["in", "New", "York"], ["O", "B-LOC", "I-LOC"], 4),
+    ]
+    assert [q.name for q in p.parent.iterdir()] == ["out.txt"]
+    for bad in [[(["a b"], ["O"])], [([], [])], [(["a"], ["X"])], [(["a", "b"], ["O"])]]:
+        with pytest.raises(ValueError):
+            write_conll(bad, tmp_path / "bad.txt")
+    assert not (tmp_path / "bad.txt").exists()
+
+
+def test_reads_embedded_sample():
+    p = Path(__file__).resolve().parents[1] / "data" / "en" / "dev.txt"
+    sents = read_conll(p, LABELS)
+    assert len(sents) == 500
+
+
+LINE_PARTS = st.sampled_from(["O", "B-PER", "I-LOC", "B-MISC", "I-", "x", "-DOCSTART-", "S-ORG", "é", "\t", " ", "  "])
+LINES = st.lists(LINE_PARTS, max_size=4).map(lambda parts: " ".join(parts))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.lists(LINES, max_size=12).map(lambda ls: "\n".join(ls).encode("utf-8")),
+    st.lists(LINES, max_size=12).map(lambda ls: "\r\n".join(ls).encode("utf-8") + b"\xff"),
+), st.sampled_from([None, LABELS]))
+def test_fuzz_parse_or_input_error(tmp_path, data, labels):
+    p = tmp_path / "fuzz.txt"
+    p.write_bytes(data)
+    try:
+        sents = read_conll(p, labels)
+    except InputError as err:
+        assert str(p) in str(err)
+        return
+    for s in sents:
+        assert len(s.tokens) == len(s.tags) > 0 and s.line >= 1
+        assert all(t == "O" or t[:2] in ("B-", "I-") for t in s.tags)
