@@ -143,17 +143,17 @@ def train(
         for idx in _epoch_batches(len(source), cfg.batch_size, rng):
             batch = collate([source[i] for i in idx], pad_id)
             loss = nn.functional.cross_entropy(model(batch), batch.labels)
-            sums["loss_source"] += float(loss)
+            sums["loss_source"] += loss.item()
             if target_iter is not None:
                 tb = collate([target[i] for i in next(target_iter)], pad_id)
                 lt = soft_cross_entropy(model(tb), tb.soft)
-                sums["loss_target"] += float(lt)
+                sums["loss_target"] += lt.item()
                 loss = loss + lt
             if mlm_iter is not None:
                 mb = collate([mlm_corpus[i] for i in next(mlm_iter)], pad_id)
                 ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, special_ids, mask_id, cfg.mlm_rate, gen)
                 lm = model.mlm_loss(ids, mb.attention_mask, labels)
-                sums["loss_mlm"] += float(lm)
+                sums["loss_mlm"] += lm.item()
                 loss = loss + cfg.mlm_weight * lm
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -162,7 +162,7 @@ def train(
             opt.step()
             sched.step()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         record = {k: v / steps_per_epoch for k, v in sums.items()}
         record.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), steps=steps_per_epoch)
         if evaluate is not None:
