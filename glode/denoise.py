@@ -1,0 +1,581 @@
+"""Global (prototype) and local (kNN) denoising of span pseudo labels, and the progressive update.
+
+One call of :func:`denoise` is one refinement step of METHOD.md §3, run once per
+self-training round on plain numpy arrays (the pipeline stage does the I/O):
+
+* global view: cosine of every target span to one prototype per class, admitted where it
+  beats that class's mean score over the spans currently labelled with it, plus ``O`` when
+  ``O`` is the nearest prototype;
+* local view: per-class counts among the ``k`` nearest memory-bank entries (source gold
+  spans + target pseudo-labelled spans; all entities, an ``o_keep_rate`` sample of ``O``),
+  the span itself excluded; admitted where the count beats ``local_scale`` x that class's
+  mean count, plus ``O`` when ``O`` is the strict plurality among the neighbours;
+* combine: ``u = normalise((1[G]/|G| + 1[L]/|L|) / 2)`` (the old label where both are
+  empty), then ``Y_new = normalise(m*Y + (1-m)*u)``.
+
+Everything is vectorised; the kNN search runs in query chunks that are reduced to class
+counts at once, so no N x k neighbour matrix is ever held (METHOD.md §5).
+
+Conventions and choices (documented here because the paper leaves them open):
+
+* Class 0 is ``O``. ``ŷ = argmax Y`` (numpy's first-maximum tie rule).
+* A class that no target span currently carries has thresholds ``+inf``: it can never be
+  admitted by a threshold (``O`` can still come in through its nearest-prototype /
+  plurality rule). A class with no member at all has no prototype: its ``g`` column is 0,
+  it is skipped by the nearest-prototype rule, and ``has_prototype`` says so.
+* ``O`` plurality is *strict*: ``n[s, O] > max_{c != O} n[s, c]``; a tie is not admitted.
+* ``prototype="ema"`` is the reference's moving average ``mu <- momentum*mu +
+  (1-momentum)*x`` taken over source spans (in order) and then target spans (in order),
+  from ``prototype_init`` (zeros by default, or last round's prototypes), normalised once
+  at the end, computed in closed form. ``"mean"`` is the plain class mean (the default:
+  it weights every span, whereas the EMA over a 0.99 momentum effectively sees only the
+  last few hundred spans of each class).
+* The ``O`` sample of the memory bank is exactly ``round(o_keep_rate * #O)`` spans of the
+  source and of the target side, drawn without replacement by ``numpy.random.default_rng(seed)``.
+* An approximate (IVF) index can return fewer than ``k`` neighbours for a span when the
+  probed lists are small; such spans simply have fewer counts (``missing_neighbours``).
+* Determinism: exact search and IVF (seeded k-means) give identical results for identical
+  inputs and thread count; pass ``threads`` to pin faiss's OpenMP thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+
+from glode.errors import ParamError
+
+PROTOTYPES = ("mean", "ema")
+INDEXES = ("exact", "ivf", "auto")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class DenoiseResult:
+    """Everything one refinement step computed; arrays are row-aligned with the target spans."""
+
+    Y_new: np.ndarray  #: (N, C) float32, rows sum to 1: the refined soft labels
+    y_prev: np.ndarray  #: (N,) int64, argmax of the input labels
+    y_new: np.ndarray  #: (N,) int64, argmax of Y_new
+    g: np.ndarray  #: (N, C) float32, cosine to each prototype
+    G: np.ndarray  #: (N, C) bool, global admitted set
+    n: np.ndarray  #: (N, C) int32, class counts among the k neighbours (self excluded)
+    L: np.ndarray  #: (N, C) bool, local admitted set
+    u: np.ndarray  #: (N, C) float32, combined view (= old label where both sets are empty)
+    prototypes: np.ndarray  #: (C, d) float32, L2-normalised (zero row: no prototype)
+    has_prototype: np.ndarray  #: (C,) bool
+    tau_global: np.ndarray  #: (C,) float64, +inf for classes no target span carries
+    tau_local: np.ndarray  #: (C,) float64, +inf likewise
+    bank_size: int
+    bank_class_counts: np.ndarray  #: (C,) int64, memory-bank entries per class
+    index_kind: str  #: "exact" or "ivf": what was actually searched
+    missing_neighbours: int  #: neighbour slots an approximate index could not fill
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
+
+    def summary(
+        self,
+        prev_labels: np.ndarray | None = None,
+        gold: np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """JSON-ready statistics of this step (plain Python numbers; +inf thresholds as None).
+
+        ``prev_labels`` defaults to ``y_prev``; ``gold`` holds a gold class id per span
+        (-1 = unknown, excluded from the scores).
+        """
+        return summarize(self, prev_labels=prev_labels, gold=gold, class_names=class_names)
+
+
+@dataclass
+class MemoryBank:
+    """The kNN memory bank: vectors, their labels, and where each target span sits in it."""
+
+    vectors: np.ndarray  #: (B, d) float32
+    labels: np.ndarray  #: (B,) int64
+    target_pos: np.ndarray  #: (N,) int64, bank row of each target span, -1 if not in the bank
+    source_rows: np.ndarray  #: source span ids in the bank, in bank order
+    target_rows: np.ndarray  #: target span ids in the bank, in bank order
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+
+# --------------------------------------------------------------------------- global view
+
+
+def _class_ranks(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """0-based position of each element among the earlier elements of its class, and class sizes."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_classes)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    ranks = np.empty(labels.shape[0], dtype=np.int64)
+    ranks[order] = np.arange(labels.shape[0]) - starts[labels[order]]
+    return ranks, counts
+
+
+def _weighted_class_sums(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_classes: int, chunk_size: int
+) -> np.ndarray:
+    """sum_i w_i x_i per class in float64, chunked through a small one-hot product (no N x d copy)."""
+    out = np.zeros((n_classes, X.shape[1]), dtype=np.float64)
+    for a in range(0, X.shape[0], chunk_size):
+        b = min(a + chunk_size, X.shape[0])
+        onehot = np.zeros((b - a, n_classes), dtype=np.float64)
+        onehot[np.arange(b - a), labels[a:b]] = weights[a:b]
+        out += onehot.T @ X[a:b].astype(np.float64)
+    return out
+
+
+def compute_prototypes(
+    S: np.ndarray,
+    s_labels: np.ndarray,
+    Q: np.ndarray,
+    y_hat: np.ndarray,
+    n_classes: int,
+    *,
+    method: str = "mean",
+    momentum: float = 0.99,
+    init: np.ndarray | None = None,
+    chunk_size: int = 16384,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class prototypes over source gold and target pseudo labels: (C x d float32 normalised, has_prototype).
+
+    ``"ema"`` equals the ordered loop ``mu_c <- momentum*mu_c + (1-momentum)*x`` over source
+    then target spans, started from ``init`` and normalised at the end: the span at rank r of
+    n_c members of class c gets weight ``(1-momentum)*momentum**(n_c-1-r)``, ``init`` gets
+    ``momentum**n_c``.
+    """
+    d = Q.shape[1]
+    if method == "mean":
+        w_s = np.ones(S.shape[0])
+        w_q = np.ones(Q.shape[0])
+        base = np.zeros((n_classes, d))
+        members = np.bincount(s_labels, minlength=n_classes) + np.bincount(y_hat, minlength=n_classes)
+    elif method == "ema":
+        rank_s, n_s = _class_ranks(s_labels, n_classes)
+        rank_q, n_q = _class_ranks(y_hat, n_classes)
+        members = n_s + n_q
+        rank_q = rank_q + n_s[y_hat]
+        w_s = (1.0 - momentum) * np.power(momentum, (members[s_labels] - 1 - rank_s).astype(np.float64))
+        w_q = (1.0 - momentum) * np.power(momentum, (members[y_hat] - 1 - rank_q).astype(np.float64))
+        base = np.zeros((n_classes, d))
+        if init is not None:
+            base = np.power(momentum, members.astype(np.float64))[:, None] * np.asarray(init, np.float64)
+    else:  # validated by denoise(); kept for direct callers
+        raise ParamError("prototype", f"must be one of {PROTOTYPES}, got {method!r}")
+    total = base + _weighted_class_sums(S, s_labels, w_s, n_classes, chunk_size)
+    total += _weighted_class_sums(Q, y_hat, w_q, n_classes, chunk_size)
+    norms = np.linalg.norm(total, axis=1)
+    has = norms > 0
+    protos = np.zeros((n_classes, d), dtype=np.float32)
+    protos[has] = (total[has] / norms[has, None]).astype(np.float32)
+    if method == "mean":
+        has &= members > 0
+    return protos, has
+
+
+def _class_means(scores: np.ndarray, y_hat: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean of scores[s, ŷ_s] per class ŷ over the spans carrying it; +inf for classes nobody carries."""
+    own = scores[np.arange(scores.shape[0]), y_hat].astype(np.float64)
+    sums = np.bincount(y_hat, weights=own, minlength=n_classes)
+    counts = np.bincount(y_hat, minlength=n_classes)
+    tau = np.full(n_classes, np.inf)
+    np.divide(sums, counts, out=tau, where=counts > 0)
+    return tau
+
+
+def global_view(
+    Q: np.ndarray, y_hat: np.ndarray, prototypes: np.ndarray, has_prototype: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(g, tau_global, G): cosine scores, per-class mean thresholds, admitted sets (+O if nearest)."""
+    C = prototypes.shape[0]
+    g = Q @ prototypes.T  # float32, rows and prototypes are unit vectors
+    tau = _class_means(g, y_hat, C)
+    G = g > tau[None, :]
+    G &= has_prototype[None, :]
+    if has_prototype[0]:
+        masked = np.where(has_prototype[None, :], g, -np.inf)
+        G[:, 0] |= masked.argmax(axis=1) == 0
+    return g, tau, G
+
+
+# --------------------------------------------------------------------------- local view
+
+
+def build_bank(
+    S: np.ndarray,
+    s_labels: np.ndarray,
+    Q: np.ndarray,
+    y_hat: np.ndarray,
+    *,
+    o_keep_rate: float,
+    seed: int,
+) -> MemoryBank:
+    """Source (gold) then target (pseudo-labelled) spans: every entity plus a seeded O sample of each side."""
+    rng = np.random.default_rng(seed)
+
+    def keep(labels: np.ndarray) -> np.ndarray:
+        o_rows = np.flatnonzero(labels == 0)
+        n_keep = int(round(o_keep_rate * o_rows.shape[0]))
+        sample = rng.choice(o_rows, size=n_keep, replace=False) if n_keep else o_rows[:0]
+        mask = labels != 0
+        mask[sample] = True
+        return np.flatnonzero(mask)
+
+    src = keep(s_labels)
+    tgt = keep(y_hat)
+    vectors = np.concatenate([S[src], Q[tgt]]).astype(np.float32, copy=False)
+    labels = np.concatenate([s_labels[src], y_hat[tgt]]).astype(np.int64)
+    target_pos = np.full(Q.shape[0], -1, dtype=np.int64)
+    target_pos[tgt] = src.shape[0] + np.arange(tgt.shape[0])
+    return MemoryBank(np.ascontiguousarray(vectors), labels, target_pos, src, tgt)
+
+
+def build_index(
+    vectors: np.ndarray,
+    kind: str,
+    *,
+    nlist: int | None = None,
+    ivf_list_size: int = 64,
+    nprobe: int = 48,
+    seed: int = 0,
+) -> faiss.Index:
+    """An inner-product faiss index over the bank: flat (exact) or IVF-flat with seeded k-means.
+
+    ``nlist=None`` sizes the IVF by ``ivf_list_size`` bank entries per list, so that with a
+    fixed ``nprobe`` each query scans a constant number of entries as the corpus grows.
+    """
+    d = vectors.shape[1]
+    if kind == "exact":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "ivf":
+        lists = nlist if nlist is not None else max(1, int(round(vectors.shape[0] / ivf_list_size)))
+        lists = min(lists, vectors.shape[0])
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = int(seed)
+        index.train(vectors)
+        index.nprobe = min(nprobe, lists)
+    else:
+        raise ParamError("index", f"must be one of {INDEXES}, got {kind!r}")
+    index.add(vectors)
+    return index
+
+
+def search_neighbours(
+    index: faiss.Index, queries: np.ndarray, self_pos: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k bank ids per query with the query's own bank row excluded: (ids (n, k+1), keep mask).
+
+    Searches k+1 and keeps, per row, the first k results that are neither the query itself
+    nor missing (-1); exactly k are kept unless an approximate index returned too few.
+    """
+    _, ids = index.search(queries, k + 1)
+    keep = (ids >= 0) & (ids != self_pos[:, None])
+    keep &= np.cumsum(keep, axis=1) <= k
+    return ids, keep
+
+
+def neighbour_counts(
+    Q: np.ndarray,
+    bank: MemoryBank,
+    index: faiss.Index,
+    k: int,
+    n_classes: int,
+    *,
+    chunk_size: int = 8192,
+) -> tuple[np.ndarray, int]:
+    """(n, missing): per-class counts among each span's k neighbours, reduced chunk by chunk."""
+    N = Q.shape[0]
+    n = np.empty((N, n_classes), dtype=np.int32)
+    missing = 0
+    for a in range(0, N, chunk_size):
+        b = min(a + chunk_size, N)
+        ids, keep = search_neighbours(index, Q[a:b], bank.target_pos[a:b], k)
+        rows = np.broadcast_to(np.arange(b - a)[:, None], ids.shape)
+        flat = rows[keep] * n_classes + bank.labels[ids[keep]]
+        n[a:b] = np.bincount(flat, minlength=(b - a) * n_classes).reshape(b - a, n_classes)
+        missing += int((b - a) * k - keep.sum())
+    return n, missing
+
+
+def local_view(
+    n: np.ndarray, y_hat: np.ndarray, local_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tau_local, L): scaled per-class mean-count thresholds and admitted sets (+O if strict plurality)."""
+    C = n.shape[1]
+    tau = local_scale * _class_means(n, y_hat, C)
+    L = n > tau[None, :]
+    L[:, 0] |= n[:, 0] > n[:, 1:].max(axis=1)
+    return tau, L
+
+
+# --------------------------------------------------------------------------- combine
+
+
+def combine(G: np.ndarray, L: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """u = normalise((1[G]/|G| + 1[L]/|L|)/2); an empty set contributes zeros; both empty -> Y."""
+    g_size = G.sum(axis=1, keepdims=True)
+    l_size = L.sum(axis=1, keepdims=True)
+    u = G / np.maximum(g_size, 1) + L / np.maximum(l_size, 1)
+    u *= 0.5
+    total = u.sum(axis=1, keepdims=True)
+    both_empty = (g_size == 0) & (l_size == 0)
+    u = np.where(both_empty, Y, u / np.where(total > 0, total, 1.0))
+    return u.astype(np.float32)
+
+
+def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
+    """Y_new = normalise(m*Y + (1-m)*u): the EMA that moves labels a step towards the views."""
+    Y_new = m * Y.astype(np.float64) + (1.0 - m) * u.astype(np.float64)
+    Y_new /= Y_new.sum(axis=1, keepdims=True)
+    return Y_new.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _check_params(
+    *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
+    nlist, ivf_list_size, nprobe, chunk_size, threads,
+) -> None:
+    if not 0.0 <= m <= 1.0:
+        raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
+    if not 0.0 <= o_keep_rate <= 1.0:
+        raise ParamError("o_keep_rate", f"must lie in [0, 1], got {o_keep_rate}")
+    if not local_scale >= 0.0:
+        raise ParamError("local_scale", f"must be >= 0, got {local_scale}")
+    if prototype not in PROTOTYPES:
+        raise ParamError("prototype", f"must be one of {PROTOTYPES}, got {prototype!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ParamError("momentum", f"must lie in [0, 1), got {momentum}")
+    if index not in INDEXES:
+        raise ParamError("index", f"must be one of {INDEXES}, got {index!r}")
+    for name, value in (("auto_threshold", auto_threshold), ("ivf_list_size", ivf_list_size),
+                        ("nprobe", nprobe), ("chunk_size", chunk_size)):
+        if int(value) < 1:
+            raise ParamError(name, f"must be a positive integer, got {value}")
+    if nlist is not None and int(nlist) < 1:
+        raise ParamError("nlist", f"must be a positive integer or null (sized by ivf_list_size), got {nlist}")
+    if threads is not None and int(threads) < 1:
+        raise ParamError("threads", f"must be a positive integer or null, got {threads}")
+    if int(k) != k:
+        raise ParamError("k", f"must be an integer, got {k}")
+
+
+def _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init):
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    S = np.ascontiguousarray(S, dtype=np.float32)
+    Y = np.asarray(Y, dtype=np.float32)
+    s_labels = np.asarray(s_labels).astype(np.int64, copy=False)
+    if Q.ndim != 2 or S.ndim != 2 or Q.shape[1] != S.shape[1]:
+        raise ValueError(f"Q {Q.shape} and S {S.shape} must be 2-d with the same width")
+    if Y.ndim != 2 or Y.shape[0] != Q.shape[0] or Y.shape[1] < 2:
+        raise ValueError(f"Y {Y.shape} must be (N={Q.shape[0]}, C>=2)")
+    if s_labels.shape != (S.shape[0],):
+        raise ValueError(f"s_labels {s_labels.shape} must be ({S.shape[0]},)")
+    C = Y.shape[1]
+    if s_labels.size and (s_labels.min() < 0 or s_labels.max() >= C):
+        raise ValueError(f"s_labels must be class ids in [0, {C})")
+    if not np.isfinite(Y).all() or (Y < 0).any():
+        raise ValueError("Y must be finite and non-negative")
+    if target_sentence is not None and np.shape(target_sentence) != (Q.shape[0],):
+        raise ValueError(f"target_sentence {np.shape(target_sentence)} must be ({Q.shape[0]},)")
+    if prototype_init is not None and np.shape(prototype_init) != (C, Q.shape[1]):
+        raise ValueError(f"prototype_init {np.shape(prototype_init)} must be ({C}, {Q.shape[1]})")
+    return Q, Y, S, s_labels
+
+
+def denoise(
+    Q: np.ndarray,
+    Y: np.ndarray,
+    S: np.ndarray,
+    s_labels: np.ndarray,
+    *,
+    m: float,
+    target_sentence: np.ndarray | None = None,
+    k: int = 300,
+    o_keep_rate: float = 0.03,
+    local_scale: float = 0.9,
+    prototype: str = "mean",
+    momentum: float = 0.99,
+    prototype_init: np.ndarray | None = None,
+    use_global: bool = True,
+    use_local: bool = True,
+    seed: int = 0,
+    index: str = "auto",
+    auto_threshold: int = 20_000,
+    nlist: int | None = None,
+    ivf_list_size: int = 64,
+    nprobe: int = 48,
+    chunk_size: int = 8192,
+    threads: int | None = None,
+) -> DenoiseResult:
+    """One global-local denoising step over the target spans (see the module docstring).
+
+    ``Q`` (N x d) and ``S`` (M x d) are L2-normalised span vectors, ``Y`` (N x C) the current
+    soft labels, ``s_labels`` (M,) the source gold ids. ``target_sentence`` is accepted for
+    the caller's convenience and not used. ``index="auto"`` searches exactly while the
+    memory bank has at most ``auto_threshold`` entries and with IVF above it.
+    """
+    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, m=m, prototype=prototype,
+                  momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
+                  ivf_list_size=ivf_list_size, nprobe=nprobe, chunk_size=chunk_size, threads=threads)
+    Q, Y, S, s_labels = _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init)
+    N, C = Y.shape
+    k = int(k)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    y_hat = Y.argmax(axis=1).astype(np.int64)
+
+    protos, has_proto = compute_prototypes(S, s_labels, Q, y_hat, C, method=prototype,
+                                           momentum=momentum, init=prototype_init)
+    g, tau_g, G = global_view(Q, y_hat, protos, has_proto)
+    if not use_global:
+        G = np.zeros_like(G)
+    timings["global"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    bank = build_bank(S, s_labels, Q, y_hat, o_keep_rate=o_keep_rate, seed=seed)
+    if k < 1 or k > bank.size - 1:
+        raise ParamError(
+            "k",
+            f"k={k} neighbours needs a memory bank of at least k+1 entries (a span never counts "
+            f"itself), but this bank has {bank.size} ({len(bank.source_rows)} source + "
+            f"{len(bank.target_rows)} target spans: all entities plus o_keep_rate={o_keep_rate} "
+            f"of O); use 1 <= k <= {max(bank.size - 1, 0)}, or raise o_keep_rate",
+        )
+    kind = index if index != "auto" else ("exact" if bank.size <= auto_threshold else "ivf")
+    previous_threads = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    try:
+        if use_local:
+            faiss_index = build_index(bank.vectors, kind, nlist=nlist, ivf_list_size=ivf_list_size,
+                                      nprobe=nprobe, seed=seed)
+            timings["index"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            n, missing = neighbour_counts(Q, bank, faiss_index, k, C, chunk_size=chunk_size)
+            timings["search"] = time.perf_counter() - t2
+            del faiss_index
+        else:
+            n, missing = np.zeros((N, C), dtype=np.int32), 0
+    finally:
+        if threads is not None:
+            faiss.omp_set_num_threads(previous_threads)
+    tau_l, L = local_view(n, y_hat, local_scale)
+    if not use_local:
+        L = np.zeros_like(L)
+
+    t3 = time.perf_counter()
+    u = combine(G, L, Y)
+    Y_new = progressive_update(Y, u, m)
+    timings["combine"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, prototype=prototype,
+                  momentum=momentum, use_global=use_global, use_local=use_local, seed=seed,
+                  index=index, auto_threshold=auto_threshold, nlist=nlist,
+                  ivf_list_size=ivf_list_size, nprobe=nprobe, chunk_size=chunk_size, threads=threads)
+    return DenoiseResult(
+        Y_new=Y_new, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
+        u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
+        bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=C),
+        index_kind=kind, missing_neighbours=missing, params=params, timings=timings,
+    )
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
+    """Span-level micro P/R/F1 over entity classes: a predicted entity c is correct iff gold is c."""
+    known = gold >= 0
+    pred, gold = pred[known], gold[known]
+    n_pred = int((pred != 0).sum())
+    n_gold = int((gold != 0).sum())
+    correct = int(((pred == gold) & (pred != 0)).sum())
+    p = correct / n_pred if n_pred else 0.0
+    r = correct / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f, "predicted": n_pred, "gold": n_gold, "correct": correct}
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def summarize(
+    result: DenoiseResult,
+    prev_labels: np.ndarray | None = None,
+    gold: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Label movement, admitted-set sizes, view agreement and (with gold) P/R/F1 before and after.
+
+    View agreement, over spans where both views admitted something: ``equal`` = the two
+    sets are identical, ``intersect`` = they share a class; ``top_agree`` (all spans) =
+    argmax g equals argmax n.
+    """
+    C = result.Y_new.shape[1]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(C)]
+    if len(names) != C:
+        raise ValueError(f"class_names has {len(names)} names for {C} classes")
+    before = result.y_prev if prev_labels is None else np.asarray(prev_labels, dtype=np.int64)
+    after = result.y_new
+    changed = before != after
+    g_size = result.G.sum(axis=1)
+    l_size = result.L.sum(axis=1)
+    both = (g_size > 0) & (l_size > 0)
+    n_both = int(both.sum())
+    equal = int((result.G == result.L).all(axis=1)[both].sum())
+    intersect = int((result.G & result.L).any(axis=1)[both].sum())
+
+    def hist(sizes: np.ndarray) -> dict[str, int]:
+        return {str(i): int(v) for i, v in enumerate(np.bincount(sizes, minlength=C + 1))}
+
+    out: dict[str, Any] = {
+        "spans": int(after.shape[0]),
+        "classes": names,
+        "bank_size": int(result.bank_size),
+        "bank_per_class": dict(zip(names, map(int, result.bank_class_counts))),
+        "index": result.index_kind,
+        "missing_neighbours": int(result.missing_neighbours),
+        "per_class_before": dict(zip(names, map(int, np.bincount(before, minlength=C)))),
+        "per_class_after": dict(zip(names, map(int, np.bincount(after, minlength=C)))),
+        "changed": {
+            "total": int(changed.sum()),
+            "o_to_entity": int((changed & (before == 0)).sum()),
+            "entity_to_o": int((changed & (after == 0)).sum()),
+            "type_swap": int((changed & (before != 0) & (after != 0)).sum()),
+        },
+        "admitted": {
+            "global_size_hist": hist(g_size),
+            "local_size_hist": hist(l_size),
+            "global_mean_size": float(g_size.mean()) if g_size.size else 0.0,
+            "local_mean_size": float(l_size.mean()) if l_size.size else 0.0,
+            "both_empty": int(((g_size == 0) & (l_size == 0)).sum()),
+        },
+        "view_agreement": {
+            "both_nonempty": n_both,
+            "equal_rate": equal / n_both if n_both else None,
+            "intersect_rate": intersect / n_both if n_both else None,
+            "top_agree_rate": float((result.g.argmax(1) == result.n.argmax(1)).mean()) if after.size else None,
+        },
+        "tau_global": dict(zip(names, _finite_or_none(result.tau_global))),
+        "tau_local": dict(zip(names, _finite_or_none(result.tau_local))),
+    }
+    if gold is not None:
+        gold = np.asarray(gold, dtype=np.int64)
+        if gold.shape != after.shape:
+            raise ValueError(f"gold {gold.shape} must be ({after.shape[0]},)")
+        out["gold"] = {"known": int((gold >= 0).sum()), "before": _prf(before, gold), "after": _prf(after, gold)}
+    return out
