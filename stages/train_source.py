@@ -30,13 +30,14 @@ def main(
     grad_clip: Annotated[float, typer.Option(help="Gradient norm clip (0: off).")] = 1.0,
     mlm_weight: Annotated[float, typer.Option(help="λ, weight of the masked-LM loss on target text (0: off).")] = 0.001,
     mlm_rate: Annotated[float, typer.Option(help="Share of sub-tokens masked for the MLM loss.")] = 0.25,
+    mlm_batch_size: Annotated[int, typer.Option(help="Target sentences per masked-LM batch (the MLM pass dominates step time).")] = 8,
     freeze_word_embeddings: Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step time).")] = True,
     eval_batch_size: Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")] = 64,
 ) -> None:
     """Train the round-0 span NER model on the source language."""
     cfg = TrainConfig(
         epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio, grad_clip=grad_clip, mlm_weight=mlm_weight, mlm_rate=mlm_rate,
+        warmup_ratio=warmup_ratio, grad_clip=grad_clip, mlm_weight=mlm_weight, mlm_rate=mlm_rate, mlm_batch_size=mlm_batch_size,
         freeze_word_embeddings=freeze_word_embeddings,
     )
     cap = span_cap(target, max_span_len, max_span_len_char, char_languages)
