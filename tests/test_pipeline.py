@@ -47,6 +47,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     params_text = params_text.replace("name: embedded", f"name: {encoder_dir}")
     params_text = params_text.replace(f"epochs: {params['train']['epochs']}", "epochs: 1")
     params_text = params_text.replace(f"batch-size: {params['train']['batch-size']}", "batch-size: 8", 1)
+    params_text = params_text.replace("\nk: 300\n", "\nk: 5\n").replace("dim: 128", "dim: 16")
     (root / "params.yaml").write_text(params_text)
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -61,6 +62,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
 def test_repro_round0_writes_wellformed_metrics(project):
     root, env = project
     run([sys.executable, "-m", "dvc", "repro", "evaluate@r0"], root, env)
+    assert not (root / "models/r1").exists(), "evaluate@r0 must not run the self-training rounds"
     metrics = json.loads((root / "metrics/r0.json").read_text())
     for key in ("precision", "recall", "f1"):
         assert 0.0 <= metrics[key] <= 1.0
@@ -75,3 +77,21 @@ def test_repro_round0_writes_wellformed_metrics(project):
     # A second repro right after is a no-op.
     out = run([sys.executable, "-m", "dvc", "repro", "evaluate@r0"], root, env).stdout
     assert "didn't change" in out or "is cached" in out or "up to date" in out.lower()
+
+
+def test_repro_two_rounds_writes_labels_and_metrics(project):
+    import pandas as pd
+
+    root, env = project
+    run([sys.executable, "-m", "dvc", "repro"], root, env)
+    for r in ("r1", "r2"):
+        metrics = json.loads((root / f"metrics/{r}.json").read_text())
+        assert 0.0 <= metrics["f1"] <= 1.0
+        stats = json.loads((root / f"metrics/denoise/{r}.json").read_text())
+        assert stats["k"] == 5 and "pseudo_label" in stats
+        labels = pd.read_parquet(root / f"rounds/{r}/labels.parquet")
+        assert {"sentence_id", "start", "end", "text", "label", "prob", "O", "PER", "ORG", "LOC",
+                "prev_label", "global_admitted", "local_admitted", "changed", "gold"} <= set(labels.columns)
+        assert (labels["round"] == r).all()
+        probs = labels[["O", "PER", "ORG", "LOC"]].to_numpy()
+        assert abs(probs.sum(axis=1) - 1).max() < 1e-4

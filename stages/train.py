@@ -1,4 +1,5 @@
-"""DVC stage `train_source`: round 0, the span model trained on source gold spans + λ·MLM on target text."""
+"""DVC stages `train_source` (r0: source gold + λ·MLM on target text) and `train_target@rN`
+(source gold + the round's refined target labels + λ·MLM)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -6,12 +7,18 @@ from typing import Annotated
 import typer
 
 from glode.pipeline import span_cap, train_source_model
+from glode.selftrain import train_target_round
 from glode.stagecli import run_app, single_command
 from glode.training import TrainConfig
 
 
 def main(
-    target: Annotated[str, typer.Option(help="Target language code (selects the span cap).")],
+    target: Annotated[str, typer.Option(help="r0: target language code (selects the span cap).")] = "",
+    round: Annotated[str, typer.Option(help="Round to train: r0 (source model) or rN (self-training).")] = "r0",
+    prev_model: Annotated[Path | None, typer.Option(help="rN: the previous round's model folder.")] = None,
+    pseudo: Annotated[Path | None, typer.Option(help="rN: the round's pseudo_label folder.")] = None,
+    labels_table: Annotated[Path | None, typer.Option(help="rN: the round's refined labels.parquet.")] = None,
+    init: Annotated[str, typer.Option(help="rN: start from the pretrained 'encoder' (paper) or the 'previous' model.")] = "encoder",
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("models/r0"),
@@ -34,14 +41,22 @@ def main(
     freeze_word_embeddings: Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step time).")] = True,
     eval_batch_size: Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")] = 64,
 ) -> None:
-    """Train the round-0 span NER model on the source language."""
+    """Train a round's span NER model (r0 on the source language, rN also on target pseudo labels)."""
     cfg = TrainConfig(
         epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
         warmup_ratio=warmup_ratio, grad_clip=grad_clip, mlm_weight=mlm_weight, mlm_rate=mlm_rate, mlm_batch_size=mlm_batch_size,
         freeze_word_embeddings=freeze_word_embeddings,
     )
-    cap = span_cap(target, max_span_len, max_span_len_char, char_languages)
-    history = train_source_model(tables, encoder, out, logs, cap, max_seq_len, cfg, eval_batch_size)
+    if round == "r0":
+        if not target:
+            raise typer.BadParameter("r0 needs --target (the target language selects the span cap)")
+        cap = span_cap(target, max_span_len, max_span_len_char, char_languages)
+        history = train_source_model(tables, encoder, out, logs, cap, max_seq_len, cfg, eval_batch_size)
+    else:
+        if prev_model is None or pseudo is None or labels_table is None:
+            raise typer.BadParameter("rounds after r0 need --prev-model, --pseudo and --labels-table")
+        history = train_target_round(round, prev_model, tables, pseudo, labels_table, encoder, out, logs, cfg,
+                                     init=init, eval_batch_size=eval_batch_size)
     for h in history:
         typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
 

@@ -1,0 +1,49 @@
+"""DVC stage `denoise@rN`: global (prototype) and local (kNN) refinement of the round's labels."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glode.selftrain import denoise_round
+from glode.stagecli import run_app, single_command
+
+
+def main(
+    round: Annotated[str, typer.Option(help="This round's name (rN); selects the EMA weight.")],
+    pseudo: Annotated[Path, typer.Option(help="This round's pseudo_label output folder.")],
+    prev_labels: Annotated[Path, typer.Option(help="Label table of the previous round.")],
+    out: Annotated[Path, typer.Option(help="Refined label table to write.")],
+    metrics: Annotated[Path, typer.Option(help="Statistics JSON to write.")],
+    k: Annotated[int, typer.Option(help="Neighbours per span in the local view.")] = 300,
+    o_keep_rate: Annotated[float, typer.Option(help="Share of O spans kept in the memory bank.")] = 0.03,
+    local_scale: Annotated[float, typer.Option(help="Local thresholds = this x the class's mean count.")] = 0.9,
+    m_start: Annotated[float, typer.Option(help="EMA weight of the old labels in round r1.")] = 0.8,
+    m_step: Annotated[float, typer.Option(help="How much the EMA weight drops per later round.")] = 0.1,
+    m_min: Annotated[float, typer.Option(help="Lowest EMA weight.")] = 0.5,
+    prototype: Annotated[str, typer.Option(help="'mean' (class mean) or 'ema' (the reference's momentum average).")] = "mean",
+    momentum: Annotated[float, typer.Option(help="Momentum of the 'ema' prototypes.")] = 0.99,
+    use_global: Annotated[bool, typer.Option(help="Use the global (prototype) view.")] = True,
+    use_local: Annotated[bool, typer.Option(help="Use the local (neighbour) view.")] = True,
+    index: Annotated[str, typer.Option(help="'exact', 'ivf', or 'auto' (IVF above auto-threshold bank entries).")] = "auto",
+    auto_threshold: Annotated[int, typer.Option(help="Bank size above which 'auto' uses IVF.")] = 25000,
+    nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the O sample in the memory bank.")] = 0,
+    dim: Annotated[int, typer.Option(help="(read by pseudo_label) PCA dimension of span vectors.")] = 128,
+) -> None:
+    """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
+    s = denoise_round(
+        round, pseudo, prev_labels, out, metrics, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
+        m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
+        use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
+        nprobe=nprobe, seed=seed,
+    )
+    ch = s["changed"]
+    msg = f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, swaps {ch['type_swap']})"
+    if "pseudo_label" in s:
+        msg += f"; pseudo-label F1 {s['pseudo_label']['before']['f1']:.4f} -> {s['pseudo_label']['after']['f1']:.4f}"
+    typer.echo(msg)
+
+
+if __name__ == "__main__":
+    run_app(single_command(main))

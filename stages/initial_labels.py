@@ -1,0 +1,26 @@
+"""DVC stage `initial_labels`: Y0, the source model's soft labels of the target corpus."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glode.selftrain import initial_labels
+from glode.stagecli import run_app, single_command
+
+
+def main(
+    model: Annotated[Path, typer.Option(help="Source model folder.")] = Path("models/r0"),
+    tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
+    out: Annotated[Path, typer.Option(help="Label table to write.")] = Path("rounds/r0/labels.parquet"),
+    metrics: Annotated[Path, typer.Option(help="Pseudo-label statistics JSON.")] = Path("metrics/denoise/r0.json"),
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
+) -> None:
+    """Kept non-O predictions keep their distribution; every other span is one-hot O."""
+    s = initial_labels(model, tables, out, metrics, batch_size=batch_size)
+    f1 = s.get("pseudo_label_f1")
+    typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))
+
+
+if __name__ == "__main__":
+    run_app(single_command(main))

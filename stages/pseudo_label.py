@@ -1,0 +1,27 @@
+"""DVC stage `pseudo_label@rN`: model r{prev} scores every candidate span; vectors for denoising."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glode.selftrain import pseudo_label_round
+from glode.stagecli import run_app, single_command
+
+
+def main(
+    model: Annotated[Path, typer.Option(help="Model folder of the previous round (models/r{prev}).")],
+    out: Annotated[Path, typer.Option(help="Output folder (rounds/rN/pseudo).")],
+    tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
+    dim: Annotated[int, typer.Option(help="PCA dimension of the span vectors (0: keep the full feature).")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the PCA fitting sample.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
+) -> None:
+    """Write spans.parquet (class probabilities of every target candidate span) and the
+    L2-normalised span vectors of target and source spans."""
+    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size)
+    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, dim {info['dim']}")
+
+
+if __name__ == "__main__":
+    run_app(single_command(main))
