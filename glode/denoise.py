@@ -40,7 +40,6 @@ Conventions and choices (documented here because the paper leaves them open):
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -125,13 +124,23 @@ def _class_ranks(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
 def _weighted_class_sums(
     X: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_classes: int, chunk_size: int
 ) -> np.ndarray:
-    """sum_i w_i x_i per class in float64, chunked through a small one-hot product (no N x d copy)."""
+    """sum_i w_i x_i per class in float64, as sorted segment sums chunk by chunk.
+
+    Deliberately BLAS-free: a (C x chunk) @ (chunk x d) product is tiny work, but a
+    multi-threaded BLAS stalls on it for up to a second when the cores are shared.
+    """
     out = np.zeros((n_classes, X.shape[1]), dtype=np.float64)
     for a in range(0, X.shape[0], chunk_size):
         b = min(a + chunk_size, X.shape[0])
-        onehot = np.zeros((b - a, n_classes), dtype=np.float64)
-        onehot[np.arange(b - a), labels[a:b]] = weights[a:b]
-        out += onehot.T @ X[a:b].astype(np.float64)
+        lab = labels[a:b]
+        order = np.argsort(lab, kind="stable")
+        rows = X[a:b][order].astype(np.float64)
+        rows *= weights[a:b][order, None]
+        counts = np.bincount(lab, minlength=n_classes)
+        present = counts > 0
+        if present.any():
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[present]
+            out[present] += np.add.reduceat(rows, starts, axis=0)
     return out
 
 
@@ -246,7 +255,8 @@ def build_index(
     *,
     nlist: int | None = None,
     ivf_list_size: int = 64,
-    nprobe: int = 48,
+    nprobe: int = 32,
+    ivf_niter: int = 10,
     seed: int = 0,
 ) -> faiss.Index:
     """An inner-product faiss index over the bank: flat (exact) or IVF-flat with seeded k-means.
@@ -263,6 +273,7 @@ def build_index(
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = int(seed)
+        index.cp.niter = int(ivf_niter)
         index.train(vectors)
         index.nprobe = min(nprobe, lists)
     else:
@@ -313,7 +324,8 @@ def local_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(tau_local, L): scaled per-class mean-count thresholds and admitted sets (+O if strict plurality)."""
     C = n.shape[1]
-    tau = local_scale * _class_means(n, y_hat, C)
+    mean = _class_means(n, y_hat, C)
+    tau = np.where(np.isfinite(mean), local_scale * mean, np.inf)  # 0 * inf would be nan
     L = n > tau[None, :]
     L[:, 0] |= n[:, 0] > n[:, 1:].max(axis=1)
     return tau, L
@@ -346,7 +358,7 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 
 def _check_params(
     *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
-    nlist, ivf_list_size, nprobe, chunk_size, threads,
+    nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads,
 ) -> None:
     if not 0.0 <= m <= 1.0:
         raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
@@ -361,7 +373,7 @@ def _check_params(
     if index not in INDEXES:
         raise ParamError("index", f"must be one of {INDEXES}, got {index!r}")
     for name, value in (("auto_threshold", auto_threshold), ("ivf_list_size", ivf_list_size),
-                        ("nprobe", nprobe), ("chunk_size", chunk_size)):
+                        ("nprobe", nprobe), ("ivf_niter", ivf_niter), ("chunk_size", chunk_size)):
         if int(value) < 1:
             raise ParamError(name, f"must be a positive integer, got {value}")
     if nlist is not None and int(nlist) < 1:
@@ -413,10 +425,11 @@ def denoise(
     use_local: bool = True,
     seed: int = 0,
     index: str = "auto",
-    auto_threshold: int = 20_000,
+    auto_threshold: int = 25_000,
     nlist: int | None = None,
     ivf_list_size: int = 64,
-    nprobe: int = 48,
+    nprobe: int = 32,
+    ivf_niter: int = 10,
     chunk_size: int = 8192,
     threads: int | None = None,
 ) -> DenoiseResult:
@@ -429,7 +442,8 @@ def denoise(
     """
     _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, m=m, prototype=prototype,
                   momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
-                  ivf_list_size=ivf_list_size, nprobe=nprobe, chunk_size=chunk_size, threads=threads)
+                  ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
+                  threads=threads)
     Q, Y, S, s_labels = _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init)
     N, C = Y.shape
     k = int(k)
@@ -461,7 +475,7 @@ def denoise(
     try:
         if use_local:
             faiss_index = build_index(bank.vectors, kind, nlist=nlist, ivf_list_size=ivf_list_size,
-                                      nprobe=nprobe, seed=seed)
+                                      nprobe=nprobe, ivf_niter=ivf_niter, seed=seed)
             timings["index"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             n, missing = neighbour_counts(Q, bank, faiss_index, k, C, chunk_size=chunk_size)
@@ -484,7 +498,8 @@ def denoise(
     params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, prototype=prototype,
                   momentum=momentum, use_global=use_global, use_local=use_local, seed=seed,
                   index=index, auto_threshold=auto_threshold, nlist=nlist,
-                  ivf_list_size=ivf_list_size, nprobe=nprobe, chunk_size=chunk_size, threads=threads)
+                  ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
+                  threads=threads)
     return DenoiseResult(
         Y_new=Y_new, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
         u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
