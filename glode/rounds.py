@@ -40,6 +40,21 @@ def validate_rounds(rounds: dict | None) -> list[str]:
     return seen[1:]
 
 
+def check_prev(round_name: str, prev: str) -> None:
+    """A round may only build on r0 or a round with a smaller number (no cycles, no forward
+    references); checked by every per-round stage, since a stage sees only its own entry."""
+    m = ROUND_NAME.match(str(round_name))
+    if not m:
+        raise ParamError("rounds", f"round name {round_name!r} must look like r1, r2, ...")
+    p = re.match(r"^r(0|[1-9][0-9]*)$", str(prev))
+    if not p or int(p.group(1)) >= int(m.group(1)):
+        raise ParamError(
+            f"rounds.{round_name}.prev",
+            f"{prev!r} is not an earlier round; each round must build on r0 or a round with a smaller number "
+            f"(e.g. {round_name}: {{prev: r{int(m.group(1)) - 1}}}); `glode rounds N` writes a valid chain",
+        )
+
+
 def chain(n: int) -> dict[str, dict[str, str]]:
     """The linear chain r1 <- r0, r2 <- r1, ... for ``n`` rounds."""
     if n < 0:

@@ -5,20 +5,25 @@ from typing import Annotated
 
 import typer
 
+from glode.rounds import check_prev
 from glode.selftrain import pseudo_label_round
 from glode.stagecli import run_app, single_command
 
 
 def main(
-    model: Annotated[Path, typer.Option(help="Model folder of the previous round (models/r{prev}).")],
+    round: Annotated[str, typer.Option(help="This round's name (rN).")],
+    prev: Annotated[str, typer.Option(help="The round it builds on (r0 or an earlier round).")],
     out: Annotated[Path, typer.Option(help="Output folder (rounds/rN/pseudo).")],
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
+    models: Annotated[Path, typer.Option(help="Folder holding the round models (models/rN).")] = Path("models"),
     dim: Annotated[int, typer.Option(help="PCA dimension of the span vectors (0: keep the full feature).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the PCA fitting sample.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
+    check_prev(round, prev)
+    model = models / prev
     info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size)
     typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, dim {info['dim']}")
 
