@@ -95,3 +95,42 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
         assert (labels["round"] == r).all()
         probs = labels[["O", "PER", "ORG", "LOC"]].to_numpy()
         assert abs(probs.sum(axis=1) - 1).max() < 1e-4
+    rows = json.loads((root / "reports/rounds.json").read_text())
+    assert [r["round"] for r in rows] == ["r0", "r1", "r2"]
+    assert all(r["test_f1"] is not None and r["pseudo_label_f1"] is not None for r in rows)
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {"metrics/r0.json", "metrics/r1.json", "metrics/r2.json", "metrics/denoise/r1.json"} <= set(files)
+    plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], root, env).stdout
+    assert "F1 by round" in plots
+
+
+def stage_lines(output: str) -> tuple[set[str], set[str]]:
+    """Stages DVC ran and stages it skipped, read from its own output."""
+    import re
+
+    ran = set(re.findall(r"Running stage '([^']+)'", output))
+    skipped = set(re.findall(r"Stage '([^']+)' didn't change, skipping", output))
+    skipped |= set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+    return ran, skipped
+
+
+def test_experiments_rerun_only_what_changed(project):
+    root, env = project
+    run([sys.executable, "-m", "dvc", "repro"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "full run"], root, env)
+    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=3"], root, env).stdout
+    ran, skipped = stage_lines(out)
+    assert {"denoise@r1", "denoise@r2"} <= ran, out
+    assert {"prepare", "encoder", "train_source", "initial_labels", "pseudo_label@r1", "evaluate@r0"} <= skipped, out
+    assert not ran & {"prepare", "encoder", "train_source", "initial_labels", "pseudo_label@r1"}
+    assert json.loads((root / "metrics/denoise/r1.json").read_text())["k"] == 3
+    table = run([sys.executable, "-m", "dvc", "exp", "show", "--md"], root, env).stdout
+    assert "k" in table and "f1" in table
+
+    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "+rounds.r3={prev:r2}"], root, env).stdout
+    ran, skipped = stage_lines(out)
+    assert {"pseudo_label@r3", "denoise@r3", "train_target@r3", "evaluate@r3"} <= ran, out
+    assert not {s for s in ran if s.endswith(("@r0", "@r1", "@r2"))}, out
+    assert json.loads((root / "metrics/r3.json").read_text())["round"] == "r3"

@@ -1,0 +1,48 @@
+"""Per-round summary across the pipeline's metrics, for `dvc plots` and quick reading."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from glode.pipeline import write_json
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def round_rows(metrics_dir: Path) -> list[dict]:
+    """One row per round found in ``metrics_dir`` (rN.json and denoise/rN.json), by round number."""
+    names = {p.stem for p in metrics_dir.glob("r*.json")} | {p.stem for p in (metrics_dir / "denoise").glob("r*.json")}
+    rows = []
+    for name in sorted((n for n in names if re.fullmatch(r"r\d+", n)), key=lambda n: int(n[1:])):
+        test = _read(metrics_dir / f"{name}.json") or {}
+        den = _read(metrics_dir / "denoise" / f"{name}.json") or {}
+        pl = den.get("pseudo_label", {})
+        changed = den.get("changed", {})
+        rows.append(
+            {
+                "round": name,
+                "round_index": int(name[1:]),
+                "test_f1": test.get("f1"),
+                "test_precision": test.get("precision"),
+                "test_recall": test.get("recall"),
+                "test_span_f1": (test.get("span") or {}).get("f1"),
+                "pseudo_label_f1": pl.get("after", {}).get("f1"),
+                "pseudo_label_precision": pl.get("after", {}).get("precision"),
+                "pseudo_label_recall": pl.get("after", {}).get("recall"),
+                "pseudo_label_f1_before_denoising": pl.get("before", {}).get("f1"),
+                "flips_o_to_entity": changed.get("o_to_entity"),
+                "flips_entity_to_o": changed.get("entity_to_o"),
+                "flips_type_swap": changed.get("type_swap"),
+            }
+        )
+    return rows
+
+
+def write_round_report(metrics_dir: Path, out: Path) -> list[dict]:
+    rows = round_rows(metrics_dir)
+    write_json(out, rows)
+    return rows
