@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,11 @@ def _rss_mb(key: str) -> float:
     return float("nan")
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _load(data_dir: Path) -> dict[str, np.ndarray]:
     return {name: np.load(data_dir / f"{name}.npy") for name in ("Q", "Y", "S", "s_labels", "gold")}
 
@@ -207,24 +213,25 @@ def run_child(args) -> None:
         if args.child == "faiss-sample":
             rows = np.sort(np.random.default_rng(args.seed).choice(len(Q), args.sample, replace=False))
             queries = np.ascontiguousarray(Q[rows])
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         index = faiss.IndexFlatIP(Q.shape[1])
         index.add(bank.vectors)
         D, I = index.search(queries, args.k)
-        rec["seconds"] = time.perf_counter() - t
+        rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t, _cpu() - c
         rec["rss_peak_mb"] = _rss_mb("VmHWM")
         rec["bank_size"] = bank.size
         if args.child == "faiss-sample":
             rec["seconds"] *= len(Q) / len(queries)
+            rec["cpu_seconds"] *= len(Q) / len(queries)
             rec["estimated_from_queries"] = len(queries)
             rec["rss_peak_mb"] = None
         del D, I
     elif args.child in ("glode", "glode-exact"):
         if args.child == "glode-exact":
             kw["index"] = "exact"
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         r = dn.denoise(Q, Y, S, s_labels, **kw)
-        rec["seconds"] = time.perf_counter() - t
+        rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t, _cpu() - c
         rec["rss_peak_mb"] = _rss_mb("VmHWM")
         rec.update(bank_size=r.bank_size, index=r.index_kind, phases=r.timings,
                    missing_neighbours=r.missing_neighbours)
@@ -232,10 +239,10 @@ def run_child(args) -> None:
             rec["summary"] = r.summary(gold=gold)
         outputs = {"y_new": r.y_new, "u_arg": r.u.argmax(1), "n": r.n, "Y_new": r.Y_new}
     elif args.child == "reference":
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         Y_new, u, n = reference_denoise(Q, Y, S, s_labels, m=args.m, k=args.k, o_keep_rate=args.o_keep_rate,
                                         local_scale=args.local_scale, momentum=args.momentum, seed=args.seed)
-        rec["seconds"] = time.perf_counter() - t
+        rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t, _cpu() - c
         rec["rss_peak_mb"] = _rss_mb("VmHWM")
         outputs = {"y_new": Y_new.argmax(1), "u_arg": u.argmax(1), "n": n, "Y_new": Y_new}
     elif args.child == "quality":
@@ -314,7 +321,11 @@ def median(records: list[dict], key: str):
     return float(np.median(vals)) if vals else None
 
 
-def bench_size(n: int, args, workdir: Path) -> dict:
+VARIANTS = ("faiss", "glode", "reference", "glode-exact", "quality")
+
+
+def bench_size(n: int, args, workdir: Path, previous: dict | None = None) -> dict:
+    """Run the requested variants at one size; results merge into ``previous`` (same data, same seed)."""
     data_dir = workdir / str(n)
     data_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -324,41 +335,55 @@ def bench_size(n: int, args, workdir: Path) -> dict:
     del data
     print(f"[N={n}] data generated in {time.perf_counter() - t:.1f}s", flush=True)
 
+    wanted = set(args.variants)
     exact_ok = n <= args.exact_max
-    variants = ["faiss" if exact_ok else "faiss-sample", "glode"]
-    if n <= args.reference_max:
-        variants.append("reference")
+    timed = []
+    if "faiss" in wanted:
+        timed.append("faiss" if exact_ok else "faiss-sample")
+    if "glode" in wanted or "glode-exact" in wanted:
+        timed.append("glode")  # glode-exact agreement needs this invocation's glode outputs
+    if "reference" in wanted and n <= args.reference_max:
+        timed.append("reference")
     repeats = args.repeats if n <= args.repeat_max else 1
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    out: dict = dict(previous or {})
+    runs: dict[str, list[dict]] = dict(out.get("runs", {}))
+    for v in timed:
+        runs[v] = []
     for rep in range(repeats):
-        order = variants if rep % 2 == 0 else variants[::-1]
+        order = timed if rep % 2 == 0 else timed[::-1]
         for v in order:
             rec = spawn(v, data_dir, args, keep_outputs=(rep == 0))
             runs[v].append(rec)
-            print(f"[N={n}] rep {rep} {v}: {rec['seconds']:.2f}s peak {rec.get('rss_peak_mb')} MB", flush=True)
-    first = runs["glode"][0]
-    out: dict = {"n": n, "source": int(n * 0.1), "bank_size": first["bank_size"], "index": first["index"],
-                 "repeats": repeats, "runs": runs}
-    for v in variants:
-        out[v] = {"seconds": median(runs[v], "seconds"), "rss_peak_mb": median(runs[v], "rss_peak_mb"),
-                  "rss_inputs_mb": median(runs[v], "rss_inputs_mb")}
-    floor = out[variants[0]]["seconds"]
-    out["glode_over_floor"] = out["glode"]["seconds"] / floor
-    out["floor_estimated"] = not exact_ok
-    if "reference" in out:
+            print(f"[N={n}] rep {rep} {v}: {rec['seconds']:.2f}s (cpu {rec.get('cpu_seconds', 0):.2f}s) "
+                  f"peak {rec.get('rss_peak_mb')} MB", flush=True)
+    out.update(n=n, source=int(n * 0.1), runs=runs)
+    if "glode" in runs:
+        first = runs["glode"][0]
+        out.update(bank_size=first["bank_size"], index=first["index"], summary=first.get("summary"))
+    for v, recs in runs.items():
+        out[v] = {key: median(recs, key) for key in ("seconds", "cpu_seconds", "rss_peak_mb", "rss_inputs_mb")}
+        out[v]["repeats"] = len(recs)
+    floor_key = "faiss" if "faiss" in runs else "faiss-sample"
+    if floor_key in runs and "glode" in runs:
+        out["glode_over_floor"] = out["glode"]["seconds"] / out[floor_key]["seconds"]
+        if out["glode"].get("cpu_seconds") and out[floor_key].get("cpu_seconds"):
+            out["glode_over_floor_cpu"] = out["glode"]["cpu_seconds"] / out[floor_key]["cpu_seconds"]
+        out["floor_estimated"] = floor_key == "faiss-sample"
+    if "reference" in timed:
         out["reference_over_glode"] = out["reference"]["seconds"] / out["glode"]["seconds"]
         out["glode_vs_reference"] = agreement(data_dir, "glode", "reference")
-    if first["index"] != "exact":
-        if exact_ok:
+    if out.get("index", "exact") != "exact":
+        if "glode-exact" in wanted and exact_ok:
             rec = spawn("glode-exact", data_dir, args, keep_outputs=True)
-            out["glode-exact"] = {"seconds": rec["seconds"], "rss_peak_mb": rec["rss_peak_mb"]}
+            out["glode-exact"] = {"seconds": rec["seconds"], "cpu_seconds": rec.get("cpu_seconds"),
+                                  "rss_peak_mb": rec["rss_peak_mb"]}
             out["approx_vs_exact"] = agreement(data_dir, "glode", "glode-exact")
             print(f"[N={n}] glode-exact: {rec['seconds']:.2f}s", flush=True)
-        out["quality"] = spawn("quality", data_dir, args, keep_outputs=False)
-        print(f"[N={n}] quality: {out['quality']}", flush=True)
-    else:
+        if "quality" in wanted:
+            out["quality"] = spawn("quality", data_dir, args, keep_outputs=False)
+            print(f"[N={n}] quality: {out['quality']}", flush=True)
+    elif "glode" in runs:
         out["quality"] = {"index": "exact", "recall_at_k": 1.0}
-    out["summary"] = first.get("summary")
     if not args.keep_data:
         shutil.rmtree(data_dir)
     return out
@@ -369,21 +394,24 @@ def fmt(x, spec=".1f"):
 
 
 def print_table(results: list[dict]) -> None:
-    head = ("N", "bank", "index", "(a) faiss s", "(b) glode s", "b/a", "(c) ref s", "RSS a MB",
+    """Markdown table: medians; '*' marks a floor extrapolated from a query sample."""
+    head = ("N", "bank", "index", "(a) faiss s", "(b) glode s", "b/a", "b/a cpu", "(c) ref s", "RSS a MB",
             "RSS b MB", "RSS c MB", "recall@K", "agree Y_new", "agree u")
     rows = []
     for r in results:
-        floor = r.get("faiss") or r.get("faiss-sample")
+        floor = r.get("faiss") or r.get("faiss-sample") or {}
+        glode = r.get("glode", {})
         ref = r.get("reference", {})
         agree = r.get("approx_vs_exact") or {}
         q = r.get("quality", {})
         a_y = agree.get("agree_y_new", q.get("sample_agree_y_new"))
         a_u = agree.get("agree_u", q.get("sample_agree_u"))
         rows.append((
-            str(r["n"]), str(r["bank_size"]), r["index"],
-            fmt(floor["seconds"]) + ("*" if r["floor_estimated"] else ""), fmt(r["glode"]["seconds"]),
-            fmt(r["glode_over_floor"], ".2f"), fmt(ref.get("seconds")), fmt(floor.get("rss_peak_mb"), ".0f"),
-            fmt(r["glode"]["rss_peak_mb"], ".0f"), fmt(ref.get("rss_peak_mb"), ".0f"),
+            str(r["n"]), str(r.get("bank_size", "-")), r.get("index", "-"),
+            fmt(floor.get("seconds")) + ("*" if r.get("floor_estimated") else ""), fmt(glode.get("seconds")),
+            fmt(r.get("glode_over_floor"), ".2f"), fmt(r.get("glode_over_floor_cpu"), ".2f"),
+            fmt(ref.get("seconds")), fmt(floor.get("rss_peak_mb"), ".0f"),
+            fmt(glode.get("rss_peak_mb"), ".0f"), fmt(ref.get("rss_peak_mb"), ".0f"),
             fmt(q.get("recall_at_k"), ".3f"), fmt(a_y, ".4f"), fmt(a_u, ".4f"),
         ))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
@@ -396,6 +424,8 @@ def print_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                   help="what to run (a rerun of some variants keeps the others' earlier results)")
     p.add_argument("--repeats", type=int, default=3, help="runs per variant (medians reported)")
     p.add_argument("--repeat-max", type=int, default=200_000, help="above this N, one run per variant")
     p.add_argument("--reference-max", type=int, default=200_000, help="largest N for the reference")
@@ -441,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     by_n = {r["n"]: r for r in previous.get("results", [])}
     for n in args.sizes:
-        results.append(bench_size(n, args, workdir))
+        results.append(bench_size(n, args, workdir, by_n.get(n)))
         results[-1]["command"] = " ".join(["python", "bench/denoise_bench.py", *(argv if argv is not None else sys.argv[1:])])
         by_n[n] = results[-1]
         args.out.parent.mkdir(parents=True, exist_ok=True)

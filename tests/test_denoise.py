@@ -95,6 +95,8 @@ def test_class_without_target_spans_has_infinite_thresholds():
     assert not r.G[:, ORG].any() and not r.L[:, ORG].any()
     assert r.has_prototype[ORG]  # source spans still give it a prototype
     assert r.summary()["tau_global"]["3"] is None
+    zero = dn.denoise(Q[keep], Y[keep], S, s_labels, m=0.5, k=20, o_keep_rate=1.0, local_scale=0.0)
+    assert np.isinf(zero.tau_local[ORG]) and zero.tau_local[PER] == 0.0  # not 0 * inf = nan
 
 
 def test_local_view_o_strict_plurality():
