@@ -325,7 +325,9 @@ def local_view(
     """(tau_local, L): scaled per-class mean-count thresholds and admitted sets (+O if strict plurality)."""
     C = n.shape[1]
     mean = _class_means(n, y_hat, C)
-    tau = np.where(np.isfinite(mean), local_scale * mean, np.inf)  # 0 * inf would be nan
+    tau = np.full(C, np.inf)
+    finite = np.isfinite(mean)
+    tau[finite] = local_scale * mean[finite]  # never 0 * inf = nan
     L = n > tau[None, :]
     L[:, 0] |= n[:, 0] > n[:, 1:].max(axis=1)
     return tau, L
