@@ -207,7 +207,7 @@ def test_auto_index_switches_on_bank_size():
 def test_view_switches():
     Q, Y, S, s_labels, _ = small_problem()
     Y = 0.7 * Y + 0.3 / 4
-    off = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_global=False, use_local=False)
+    off = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10**6, use_global=False, use_local=False)  # k unused
     np.testing.assert_allclose(off.Y_new, Y, rtol=1e-6)
     assert not off.G.any() and not off.L.any() and (off.n == 0).all()
     local = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_global=False)
