@@ -77,7 +77,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.rand
     Sentences are shuffled, cut into groups of ``group`` batches, sorted by length inside
     each group, batched, and the batches shuffled again: random enough for SGD, with far
     less padding (a random batch of short WikiAnn sentences is padded to its longest one,
-    which made steps ~10x slower).
+    which doubled the step time: bench/train_step_bench.py).
     """
     lengths = np.asarray(lengths)
     order = rng.permutation(len(lengths))
