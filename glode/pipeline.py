@@ -191,7 +191,3 @@ def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], wher
             f"{where}: the model was trained for labels {list(model_classes[1:])} but the data uses {list(labels)}; "
             "retrain the model or change data.labels"
         )
-
-
-def as_float32(a) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)

@@ -47,32 +47,29 @@ def score_spans(
     return out  # type: ignore[return-value]
 
 
+def _entity_candidates(sentence: EncodedSentence, probs: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
+    """Indices of spans whose argmax is an entity, and (start, end, index, score) for each."""
+    best = probs.argmax(axis=1)
+    keep = np.nonzero(best != 0)[0]
+    cands = [
+        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), int(i), float(probs[i, best[i]]))
+        for i in keep
+    ]
+    return best, cands
+
+
 def decode_spans(sentence: EncodedSentence, probs: np.ndarray, classes: Sequence[str]) -> list[Span]:
     """Argmax per span, then greedy non-overlapping selection of entity spans by score."""
     if len(probs) == 0:
         return []
-    best = probs.argmax(axis=1)
-    keep = np.nonzero(best != 0)[0]
-    candidates = [
-        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), classes[best[i]], float(probs[i, best[i]]))
-        for i in keep
-    ]
-    return resolve_overlaps(candidates)
+    best, cands = _entity_candidates(sentence, probs)
+    return [Span(s.start, s.end, classes[best[int(s.label)]]) for s in resolve_overlaps(cands)]
 
 
 def kept_entity_mask(sentence: EncodedSentence, probs: np.ndarray) -> np.ndarray:
     """Boolean mask over candidate spans: predicted non-O *and* kept by overlap resolution."""
     mask = np.zeros(len(probs), dtype=bool)
-    if len(probs) == 0:
-        return mask
-    best = probs.argmax(axis=1)
-    keep = np.nonzero(best != 0)[0]
-    cands = [
-        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), str(best[i]), float(probs[i, best[i]]))
-        for i in keep
-    ]
-    kept = {(s.start, s.end) for s in resolve_overlaps(cands)}
-    for i in keep:
-        if (int(sentence.span_word_start[i]), int(sentence.span_word_end[i])) in kept:
-            mask[i] = True
+    if len(probs):
+        _, cands = _entity_candidates(sentence, probs)
+        mask[[int(s.label) for s in resolve_overlaps(cands)]] = True
     return mask
