@@ -518,7 +518,7 @@ def denoise(
 # --------------------------------------------------------------------------- summary
 
 
-def _prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
+def span_prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
     """Span-level micro P/R/F1 over entity classes: a predicted entity c is correct iff gold is c."""
     known = gold >= 0
     pred, gold = pred[known], gold[known]
@@ -599,5 +599,5 @@ def summarize(
         gold = np.asarray(gold, dtype=np.int64)
         if gold.shape != after.shape:
             raise ValueError(f"gold {gold.shape} must be ({after.shape[0]},)")
-        out["gold"] = {"known": int((gold >= 0).sum()), "before": _prf(before, gold), "after": _prf(after, gold)}
+        out["gold"] = {"known": int((gold >= 0).sum()), "before": span_prf(before, gold), "after": span_prf(after, gold)}
     return out

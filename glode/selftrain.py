@@ -19,6 +19,7 @@ without a row is one-hot ``O``.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glode.atomic import atomic_path
+from glode.denoise import denoise, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.predict import kept_entity_mask, score_spans
@@ -294,8 +296,6 @@ def read_labels_dense(path: Path, spans: pd.DataFrame, classes: Sequence[str]) -
     table = read_table(path, LABELS_KIND)
     stored = table.attrs["glode"].get("classes")
     if stored is not None:
-        import json
-
         if json.loads(stored) != list(classes):
             raise GlodeError(f"{path}: labels for classes {json.loads(stored)}, but the model has {list(classes)}; "
                              "rerun the pipeline from the prepare stage")
@@ -337,18 +337,6 @@ def class_ids(labels, classes: Sequence[str]) -> np.ndarray:
     return np.array([index.get(g, -1) if g is not None else -1 for g in labels], dtype=np.int64)
 
 
-def pseudo_label_scores(y: np.ndarray, gold: np.ndarray) -> dict:
-    """Span-level entity P/R/F1 of pseudo labels against gold (gold -1 = unknown, skipped)."""
-    known = gold >= 0
-    y, gold = y[known], gold[known]
-    tp = int(((y == gold) & (y > 0)).sum())
-    n_pred, n_gold = int((y > 0).sum()), int((gold > 0).sum())
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gold if n_gold else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "predicted": n_pred, "gold": n_gold, "correct": tp}
-
-
 # --------------------------------------------------------------------------- denoising
 
 
@@ -375,12 +363,9 @@ def denoise_round(
     seed: int,
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats."""
-    from glode.denoise import denoise
     from glode.pipeline import write_json
 
     spans = read_table(pseudo_dir / SPANS_FILE, SPANS_KIND)
-    import json
-
     classes = json.loads(spans.attrs["glode"]["classes"])
     Y = read_labels_dense(prev_labels, spans, classes)
     Q = load_array(pseudo_dir / TARGET_REPS)
@@ -401,11 +386,8 @@ def denoise_round(
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
     summary.update(round=round_name, m=m, k=k, seconds=round(seconds, 2), label_rows=int(len(frame)))
-    if (gold_ids >= 0).any():
-        summary["pseudo_label"] = {
-            "before": pseudo_label_scores(res.y_prev, gold_ids),
-            "after": pseudo_label_scores(res.y_new, gold_ids),
-        }
+    if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
+        summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
     write_json(metrics_path, summary)
     return summary
@@ -429,7 +411,7 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     summary = {"round": "r0", "spans": int(len(spans)), "label_rows": int(len(rows)),
                "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))}}
     if (gold_ids >= 0).any():
-        summary["pseudo_label"] = {"after": pseudo_label_scores(y, gold_ids)}
+        summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids)}
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
     write_json(metrics_path, summary)
     return summary
@@ -473,8 +455,6 @@ def train_target_round(
     ``init="encoder"`` starts from the pretrained encoder (the paper); ``"previous"`` from the
     previous round's model. The span cap and sequence length are the previous model's.
     """
-    import json
-
     from glode.model import SpanNERModel, build_model, load_model, save_model
     from glode.pipeline import encode_table, evaluate_corpus
     from glode.training import config_dict, train

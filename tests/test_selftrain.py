@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from glode.denoise import span_prf
 from glode.errors import ParamError
 from glode.features import EncodedSentence
 from glode.rounds import check_prev, rewrite_rounds, validate_rounds
@@ -14,7 +15,6 @@ from glode.selftrain import (
     ema_weight,
     initial_soft_labels,
     labels_frame,
-    pseudo_label_scores,
     read_labels_dense,
     reduce_dim,
     target_soft_labels,
@@ -105,10 +105,10 @@ def test_initial_soft_labels_keep_only_kept_entities():
     np.testing.assert_allclose(Y, [[0.1, 0.9, 0.0], [1, 0, 0], [1, 0, 0]])
 
 
-def test_pseudo_label_scores_hand_case():
+def test_pseudo_label_prf_hand_case():
     y = np.array([1, 2, 0, 1, 0])
     gold = np.array([1, 1, 0, 0, -1])
-    s = pseudo_label_scores(y, gold)
+    s = span_prf(y, gold)
     assert (s["correct"], s["predicted"], s["gold"]) == (1, 3, 2)
     assert s["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
 
