@@ -170,3 +170,13 @@ def test_kept_entity_mask_follows_overlap_resolution(encoder_dir):
         probs[i, label], probs[i, 0] = p, 1 - p
     mask = kept_entity_mask(e, probs)
     assert {spans[i] for i in np.nonzero(mask)[0]} == {(3, 5), (0, 1)}
+
+
+def test_caseless_words_add_no_case_counts(encoder_dir):
+    from glode.features import word_case
+
+    assert [word_case(w) for w in ["Berlin", "USA", "paris", "1990", "(", "جامعة", "北京"]] == [2, 0, 1, 3, 4, None, None]
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES), seed=0)
+    e = SentenceEncoder(tok, 2, 64).encode([["جامعة", "Berlin"]])[0]
+    counts = {(int(s), int(t)): c.tolist() for s, t, c in zip(e.span_word_start, e.span_word_end, e.span_case_counts)}
+    assert counts[(0, 1)] == [0, 0, 0, 0, 0] and counts[(0, 2)] == [0, 0, 1, 0, 0]
