@@ -455,19 +455,18 @@ def train_target_round(
     ``init="encoder"`` starts from the pretrained encoder (the paper); ``"previous"`` from the
     previous round's model. The span cap and sequence length are the previous model's.
     """
-    from glode.model import SpanNERModel, build_model, load_model, save_model
+    from glode.model import SpanModelConfig, build_model, load_model, read_model_meta, save_model
     from glode.pipeline import encode_table, evaluate_corpus
     from glode.training import config_dict, train
 
     if init not in ("encoder", "previous"):
         raise ParamError("train-target.init", f"must be 'encoder' or 'previous', got {init!r}")
-    prev_model, tokenizer, _ = load_model(prev_model_dir, encoder_dir)
-    config = prev_model.config
-    if init == "encoder":
+    if init == "encoder":  # only the previous model's architecture is needed: no weights loaded
+        config = SpanModelConfig(**read_model_meta(prev_model_dir)["config"])
         model, tokenizer = build_model(encoder_dir, config, seed=train_cfg.seed)
     else:
-        model = prev_model
-    del prev_model
+        model, tokenizer, _ = load_model(prev_model_dir, encoder_dir)
+        config = model.config
     enc = SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len)
     index = {c: i for i, c in enumerate(config.classes)}
     _, source = encode_table(enc, tables_dir / "source_train.parquet", index)
