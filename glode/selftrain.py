@@ -340,6 +340,9 @@ def class_ids(labels, classes: Sequence[str]) -> np.ndarray:
 # --------------------------------------------------------------------------- denoising
 
 
+START_CHOICES = ("labels", "model")
+
+
 def denoise_round(
     round_name: str,
     pseudo_dir: Path,
@@ -361,13 +364,24 @@ def denoise_round(
     auto_threshold: int,
     nprobe: int,
     seed: int,
+    start: str = "labels",
 ) -> dict:
-    """Refine a round's starting labels with the global and local views; write labels + stats."""
+    """Refine a round's starting labels with the global and local views; write labels + stats.
+
+    ``start="labels"`` (GLoDe) starts from the previous round's refined labels;
+    ``start="model"`` starts from the previous model's own soft pseudo labels (Y0-style) of
+    this round, which with both views off is plain self-training.
+    """
     from glode.pipeline import write_json
 
+    if start not in START_CHOICES:
+        raise ParamError("denoise.start", f"must be one of {', '.join(START_CHOICES)}, got {start!r}")
     spans = read_table(pseudo_dir / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
-    Y = read_labels_dense(prev_labels, spans, classes)
+    if start == "labels":
+        Y = read_labels_dense(prev_labels, spans, classes)
+    else:
+        Y = initial_soft_labels(spans, classes)
     Q = load_array(pseudo_dir / TARGET_REPS)
     S = load_array(pseudo_dir / SOURCE_REPS)
     s_labels = load_array(pseudo_dir / SOURCE_LABELS)
@@ -385,7 +399,7 @@ def denoise_round(
     write_labels(frame, out_labels, classes, round_name)
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
-    summary.update(round=round_name, m=m, k=k, seconds=round(seconds, 2), label_rows=int(len(frame)))
+    summary.update(round=round_name, start=start, m=m, k=k, seconds=round(seconds, 2), label_rows=int(len(frame)))
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]

@@ -29,6 +29,8 @@ def main(
     auto_threshold: Annotated[int, typer.Option(help="Bank size above which 'auto' uses IVF.")] = 25000,
     nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the O sample in the memory bank.")] = 0,
+    start: Annotated[str, typer.Option(help="Labels to refine: 'labels' (the previous round's, GLoDe) or 'model' "
+                                       "(the previous model's fresh pseudo labels; with both views off: plain self-training).")] = "labels",
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) PCA dimension of span vectors.")] = 128,
 ) -> None:
     """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
@@ -36,7 +38,7 @@ def main(
         round, pseudo, prev_labels, out, metrics, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
         m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
         use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
-        nprobe=nprobe, seed=seed,
+        nprobe=nprobe, seed=seed, start=start,
     )
     ch = s["changed"]
     msg = f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, swaps {ch['type_swap']})"

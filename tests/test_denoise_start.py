@@ -1,0 +1,78 @@
+"""`denoise.start`: GLoDe refines the previous round's labels; `model` restarts from the
+previous model's fresh predictions (with both views off: plain self-training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glode.errors import ParamError
+from glode.selftrain import (
+    SOURCE_LABELS,
+    SOURCE_REPS,
+    SPANS_FILE,
+    SPANS_KIND,
+    TARGET_REPS,
+    denoise_round,
+    labels_frame,
+    read_labels_dense,
+    save_array,
+    write_labels,
+)
+from glode.tables import write_table
+
+CLASSES = ["O", "PER", "LOC"]
+
+
+def _pseudo_dir(tmp_path):
+    """Four target spans scored by a 'previous model' that calls span 2 PER (the old labels say LOC)."""
+    rng = np.random.default_rng(0)
+    probs = np.array([[0.1, 0.9, 0.0], [0.95, 0.03, 0.02], [0.2, 0.7, 0.1], [0.99, 0.0, 0.01]], np.float32)
+    spans = pd.DataFrame({"sentence_id": np.array([0, 0, 1, 1], np.int64), "start": np.array([0, 1, 0, 1], np.int32),
+                          "end": np.array([1, 2, 1, 2], np.int32), "text": ["a", "b", "c", "d"]})
+    for c, name in enumerate(CLASSES):
+        spans[name] = probs[:, c]
+    spans["label"] = np.array(CLASSES, dtype=object)[probs.argmax(1)]
+    spans["kept"] = [True, False, True, False]
+    spans["gold"] = ["PER", "O", "LOC", "O"]
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    write_table(spans, pseudo / SPANS_FILE, SPANS_KIND, extra_metadata={"classes": CLASSES, "model_round": "r1"})
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    save_array(pseudo / TARGET_REPS, unit(rng.normal(size=(4, 8))))
+    save_array(pseudo / SOURCE_REPS, unit(rng.normal(size=(6, 8))))
+    save_array(pseudo / SOURCE_LABELS, np.array([0, 1, 2, 0, 1, 2], np.int64))
+    prev = np.array([[0.2, 0.8, 0], [1, 0, 0], [0.3, 0.0, 0.7], [1, 0, 0]], np.float32)
+    write_labels(labels_frame(spans, CLASSES, "r0", prev, prev, np.array([0, 2])), tmp_path / "prev.parquet", CLASSES, "r0")
+    return spans, pseudo, prev, probs
+
+
+def _run(tmp_path, pseudo, start, **views):
+    out = tmp_path / f"{start}.parquet"
+    summary = denoise_round("r1", pseudo, tmp_path / "prev.parquet", out, tmp_path / f"{start}.json", k=2,
+                            o_keep_rate=1.0, local_scale=0.9, m_start=0.8, m_step=0.1, m_min=0.5,
+                            prototype="mean", momentum=0.99, index="exact", auto_threshold=10, nprobe=1,
+                            seed=0, start=start, **views)
+    return out, summary
+
+
+def test_plain_self_training_takes_the_previous_models_predictions(tmp_path):
+    spans, pseudo, prev, probs = _pseudo_dir(tmp_path)
+    out, summary = _run(tmp_path, pseudo, "model", use_global=False, use_local=False)
+    Y = read_labels_dense(out, spans, CLASSES)
+    expected = np.array([probs[0], [1, 0, 0], probs[2], [1, 0, 0]], np.float32)  # kept entities keep their distribution
+    np.testing.assert_allclose(Y, expected, atol=1e-6)
+    assert summary["start"] == "model" and summary["pseudo_label"]["after"]["f1"] == pytest.approx(0.5)
+
+
+def test_glode_start_refines_the_previous_rounds_labels(tmp_path):
+    spans, pseudo, prev, _ = _pseudo_dir(tmp_path)
+    out, _ = _run(tmp_path, pseudo, "labels", use_global=False, use_local=False)
+    np.testing.assert_allclose(read_labels_dense(out, spans, CLASSES), prev, atol=1e-6)  # no view: labels kept
+
+
+def test_unknown_start_is_a_parameter_error(tmp_path):
+    _, pseudo, _, _ = _pseudo_dir(tmp_path)
+    with pytest.raises(ParamError, match="denoise.start"):
+        _run(tmp_path, pseudo, "gold", use_global=True, use_local=True)
