@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     help="glode: cross-lingual NER by self-training with global-local denoised pseudo labels. "
     "The pipeline itself runs with `dvc repro`; these commands help around it.",
 )
@@ -42,6 +43,207 @@ def build_encoder(
     from glode.encoder import materialise_encoder
 
     typer.echo(f"written {materialise_encoder(name, out)}")
+
+
+# --------------------------------------------------------------------------- glode labels
+
+labels_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Inspect, compare and export the refined pseudo labels of a round (rounds/rN/labels.parquet), "
+    "from the workspace or from an experiment (--rev).",
+)
+app.add_typer(labels_app, name="labels")
+
+RevOpt = Annotated[
+    str | None,
+    typer.Option(help="Read from this git revision or DVC experiment (a name from `dvc exp show`) instead of the workspace."),
+]
+RepoOpt = Annotated[Path, typer.Option(help="Project root (the folder with dvc.yaml).")]
+WindowOpt = Annotated[int, typer.Option(help="Words of context shown on each side of a span.")]
+LimitOpt = Annotated[int, typer.Option(help="Print at most this many rows (0: all).")]
+
+
+def _print_rows(headers, rows, total: int, limit: int, what: str) -> None:
+    from glode.labels import format_table
+
+    shown = rows if limit <= 0 else rows[:limit]
+    if shown:
+        typer.echo(format_table(headers, shown))
+    more = f"; showing the first {len(shown)} (--limit 0 for all)" if len(shown) < total else ""
+    typer.echo(f"{total} {what}{more}")
+
+
+@labels_app.command("show")
+def labels_show(
+    round_name: Annotated[str, typer.Argument(metavar="ROUND", help="Round whose labels to show: r0, r1, ...")],
+    type_: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only rows with this hard label (repeatable; O allowed).")] = None,
+    changed: Annotated[bool, typer.Option("--changed", help="Only spans whose hard label flipped in this round.")] = False,
+    min_prob: Annotated[float | None, typer.Option(help="Only rows whose hard label has at least this probability.")] = None,
+    max_prob: Annotated[float | None, typer.Option(help="Only rows whose hard label has at most this probability.")] = None,
+    disagree: Annotated[bool, typer.Option("--disagree", help="Only spans where the global and local views admitted different classes.")] = False,
+    sentence: Annotated[list[int] | None, typer.Option("--sentence", "-s", help="Only this sentence id (repeatable).")] = None,
+    wrong: Annotated[bool, typer.Option("--wrong", help="Only rows whose hard label differs from the gold label.")] = False,
+    include_o: Annotated[bool, typer.Option("--include-o", help="Also list rows whose hard label is O (without --type only entities are listed).")] = False,
+    limit: LimitOpt = 50,
+    window: WindowOpt = 8,
+    rev: RevOpt = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Print a round's labelled spans in their sentence context, the span in double square brackets.
+
+    Columns: sentence id, span (word offsets, end exclusive), hard label (* = flipped in this
+    round), its probability, the label the round started from, gold, classes admitted by the
+    global (prototype) and local (neighbour) views, context. Spans without a row are O.
+    """
+    from glode.labels import ProjectFiles, check_alignment, filter_labels, read_round_labels, read_target, show_rows
+
+    files = ProjectFiles(repo, rev)
+    df = read_round_labels(files, round_name)
+    target = read_target(files)
+    picked = filter_labels(df, types=type_, changed=changed, min_prob=min_prob, max_prob=max_prob,
+                           disagree=disagree, sentences=sentence, wrong=wrong, include_o=include_o)
+    shown = picked if limit <= 0 else picked.head(limit)
+    check_alignment(shown, target, files.where(f"rounds/{round_name}/labels.parquet"))
+    headers, rows = show_rows(shown, target, window)
+    _print_rows(headers, rows, len(picked), limit, f"of {len(df)} label rows of {round_name} match")
+
+
+@labels_app.command("diff")
+def labels_diff(
+    round_a: Annotated[str, typer.Argument(metavar="RA", help="The earlier round (or the one to compare from).")],
+    round_b: Annotated[str, typer.Argument(metavar="RB", help="The later round.")],
+    kind: Annotated[list[str] | None, typer.Option(help="Only flips of this kind (repeatable): o_to_entity, entity_to_o, type_swap.")] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Print the summary only, no list of flips.")] = False,
+    limit: LimitOpt = 50,
+    window: WindowOpt = 8,
+    rev: RevOpt = None,
+    rev_b: Annotated[str | None, typer.Option(help="Read RB from this revision or experiment instead (default: --rev), "
+                                              "e.g. to compare the same round across experiments.")] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Summarise and list the spans whose hard label differs between rounds RA and RB.
+
+    Flips are counted by kind (O -> entity, entity -> O, type swap) and by label pair, and,
+    when the corpus has gold tags, as fixed (RB matches gold), broken (RA matched) or still wrong.
+    """
+    from glode.errors import GlodeError
+    from glode.labels import (FLIP_KINDS, ProjectFiles, check_alignment, diff_labels, diff_rows, diff_summary,
+                              format_summary, read_round_labels, read_target)
+
+    bad = sorted(set(kind or []) - set(FLIP_KINDS))
+    if bad:
+        raise GlodeError(f"unknown flip kind(s) {bad}; use {', '.join(FLIP_KINDS)}")
+    files_a = ProjectFiles(repo, rev)
+    files_b = files_a if (rev_b or rev) == rev else ProjectFiles(repo, rev_b)
+    a = read_round_labels(files_a, round_a)
+    b = read_round_labels(files_b, round_b)
+    flips = diff_labels(a, b)
+    name_a = round_a if rev is None else f"{round_a}@{rev}"
+    name_b = round_b if (rev_b or rev) is None else f"{round_b}@{rev_b or rev}"
+    typer.echo(format_summary(diff_summary(flips), name_a, name_b))
+    if summary_only:
+        return
+    if kind:
+        flips = flips[flips.kind.isin(kind)]
+    shown = flips if limit <= 0 else flips.head(limit)
+    target = read_target(files_b)
+    if files_b is not files_a:
+        check_alignment(a.head(0), target, files_a.where(f"rounds/{round_a}/labels.parquet"))
+    headers, rows = diff_rows(shown, target, window)
+    typer.echo("")
+    _print_rows(headers, rows, len(flips), limit, "flip(s) listed")
+
+
+@labels_app.command("export")
+def labels_export(
+    round_name: Annotated[str, typer.Argument(metavar="ROUND", help="Round whose hard labels to export.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="conll: 'token tag' lines, blank line between sentences; "
+                                         "jsonl: one JSON object per sentence (tokens, tags, spans with prob).")] = "conll",
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-': standard output).")] = Path("-"),
+    gold: Annotated[bool, typer.Option("--gold", help="conll only: add the gold tag as a middle column (token gold pseudo), as conlleval reads it.")] = False,
+    rev: RevOpt = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Write the whole target corpus with a round's hard labels as BIO tags.
+
+    Each stored span takes its argmax label; overlapping entity spans are resolved greedily by
+    probability (as training does); every other word is O.
+    """
+    from glode.atomic import atomic_path
+    from glode.errors import GlodeError
+    from glode.labels import ProjectFiles, check_alignment, export_records, read_round_labels, read_target, to_conll, to_jsonl
+
+    if format_ not in ("conll", "jsonl"):
+        raise GlodeError(f"unknown export format {format_!r}; use conll or jsonl")
+    files = ProjectFiles(repo, rev)
+    df = read_round_labels(files, round_name)
+    target = read_target(files)
+    check_alignment(df, target, files.where(f"rounds/{round_name}/labels.parquet"))
+    records = list(export_records(df, target))
+    if format_ == "conll":
+        text = to_conll(records, target["tags"] if gold else None)
+    else:
+        text = to_jsonl(records)
+    if str(out) == "-":
+        typer.echo(text, nl=False)
+        return
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    n_ent = sum(len(r["spans"]) for r in records)
+    typer.echo(f"{out}: {len(records)} sentences, {n_ent} entities ({round_name}{'' if rev is None else '@' + rev})", err=True)
+
+
+# --------------------------------------------------------------------------- glode predict
+
+
+@app.command()
+def predict(
+    input_: Annotated[str, typer.Argument(metavar="INPUT", help="Text file (one sentence per line) or CoNLL file; '-' reads standard input.")],
+    model: Annotated[Path, typer.Option(help="Model folder (models/rN).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-': standard output).")] = Path("-"),
+    output_format: Annotated[str, typer.Option("--format", "-f", help="bio: 'token tag' lines; jsonl: one JSON object per sentence with spans and scores.")] = "bio",
+    input_format: Annotated[str, typer.Option(help="auto (CoNLL when lines are 'token ... tag' or -DOCSTART-), text or conll.")] = "auto",
+    tokenizer: Annotated[str, typer.Option(help="How text lines become words: whitespace, or simple (punctuation split off).")] = "whitespace",
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (batched by length).")] = 64,
+    gold: Annotated[bool, typer.Option("--gold", help="bio output of a tagged CoNLL input: keep the input tag as a middle column (token gold predicted).")] = False,
+    encoder: Annotated[Path | None, typer.Option(help="Encoder folder holding the frozen word embeddings (default: the one recorded in the model).")] = None,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default).")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
+) -> None:
+    """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
+    import time
+
+    from glode.atomic import atomic_path
+    from glode.errors import GlodeError
+    from glode.inference import TOKENIZERS, format_bio, format_jsonl, load_predictor, predict_items, read_input
+
+    if output_format not in ("bio", "jsonl"):
+        raise GlodeError(f"unknown output format {output_format!r}; use bio or jsonl")
+    if tokenizer not in TOKENIZERS:
+        raise GlodeError(f"unknown tokenizer {tokenizer!r}; use {' or '.join(TOKENIZERS)}")
+    if batch_size < 1:
+        raise GlodeError(f"--batch-size must be >= 1, got {batch_size}")
+    items, used = read_input(input_, input_format, tokenizer)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    net, tok, enc = load_predictor(model, encoder)
+    t0 = time.perf_counter()
+    predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress)
+    seconds = time.perf_counter() - t0
+    chunks = format_bio(items, gold) if output_format == "bio" else format_jsonl(items)
+    if str(out) == "-":
+        for chunk in chunks:
+            typer.echo(chunk, nl=False)
+    else:
+        with atomic_path(out) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(chunks)
+    n_ent = sum(len(it.spans) for it in items)
+    typer.echo(f"{len(items)} sentences ({used}), {n_ent} entities, {len(items) / max(seconds, 1e-9):.1f} sentences/s"
+               + ("" if str(out) == "-" else f" -> {out}"), err=True)
 
 
 def main() -> None:
