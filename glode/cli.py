@@ -229,6 +229,9 @@ def predict(
         import torch
 
         torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the encoder's "Loading weights" bar is noise here
     net, tok, enc = load_predictor(model, encoder)
     t0 = time.perf_counter()
     predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress)

@@ -1,0 +1,120 @@
+"""`glode predict`: text/CoNLL input, BIO/JSON output, the same spans as the evaluate stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from glode.cli import app
+from glode.conll import read_conll
+from glode.errors import GlodeError
+from glode.features import SentenceEncoder
+from glode.inference import looks_like_conll, read_conll_lines, tokenize
+from glode.model import SpanModelConfig, build_model, load_model, save_model
+from glode.pipeline import predict_corpus
+from glode.spans import spans_to_tags
+from tests.synthetic import all_words, write_corpus
+from tests.tiny_encoder import build_tiny_encoder
+
+CLASSES = ["O", "PER", "ORG", "LOC"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A random tiny span model saved like a round's model (frozen word embeddings by reference)."""
+    root = tmp_path_factory.mktemp("predict")
+    encoder = build_tiny_encoder(root / "encoder", words=all_words())
+    model, tok = build_model(encoder, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=24), seed=0)
+    with torch.no_grad():  # make entities common enough that decoding has work to do
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.6, 0.6, 0.6]))
+    model.freeze_word_embeddings(True)
+    return save_model(model, tok, root / "models/r1", encoder)
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def reference_tags(model_dir: Path, sentences: list[list[str]]) -> list[list[str]]:
+    """What the evaluate stage's decoding predicts for these sentences."""
+    model, tok, _ = load_model(model_dir)
+    enc = SentenceEncoder(tok, model.config.max_span_len, model.config.max_seq_len).encode(sentences)
+    spans = predict_corpus(model, tok, None, enc, batch_size=4, progress=False)
+    return [spans_to_tags(s, len(w)) for s, w in zip(spans, sentences)]
+
+
+def test_tokenizers():
+    assert tokenize("Anna lebt in New-York, seit 3.5 Jahren.") == ["Anna", "lebt", "in", "New-York,", "seit", "3.5", "Jahren."]
+    assert tokenize("Anna lebt in New-York, seit 3.5 Jahren.", "simple") == [
+        "Anna", "lebt", "in", "New-York", ",", "seit", "3.5", "Jahren", "."]
+    with pytest.raises(GlodeError, match="unknown tokenizer"):
+        tokenize("x", "spacy")
+
+
+def test_conll_detection_and_reading():
+    assert looks_like_conll(["Anna B-PER", "lives O", "", "Ajax B-ORG"])
+    assert looks_like_conll(["-DOCSTART- -X- O O", "", "Anna"])
+    assert not looks_like_conll(["Anna lives in Berlin", "Ajax won"])
+    assert not looks_like_conll(["Anna O", "lives in Berlin"])
+    items = read_conll_lines(["Anna B-PER", "lives O", "", "", "Ajax x B-ORG", "won O", ""])
+    assert [(it.tokens, it.gold, it.line) for it in items] == [
+        (["Anna", "lives"], ["B-PER", "O"], 1), (["Ajax", "won"], ["B-ORG", "O"], 5)]
+    assert read_conll_lines(["Anna", "lives"])[0].gold is None
+
+
+def test_predict_text_matches_the_evaluate_stage(model_dir, tmp_path):
+    lines = ["Anna lives in New York .", "", "Siemens and Ajax visited Rotterdam today .",
+             " ".join(["Jan de Vries lives in Berlin and works for Real Madrid ."] * 4)]  # longer than max_seq_len
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sentences = [ln.split() for ln in lines if ln]
+    expected = reference_tags(model_dir, sentences)
+    assert any(t != "O" for tags in expected for t in tags)
+    out = tmp_path / "out.bio"
+    cli("predict", str(src), "--model", str(model_dir), "--out", str(out), "--batch-size", "2", "--no-progress")
+    got = read_conll(out)
+    assert [s.tokens for s in got] == sentences
+    assert [s.tags for s in got] == expected
+    # JSON: spans with scores, line numbers of the input
+    recs = [json.loads(x) for x in cli("predict", str(src), "--model", str(model_dir), "-f", "jsonl", "--no-progress").splitlines()
+            if x.startswith("{")]
+    assert [r["line"] for r in recs] == [1, 3, 4]
+    assert [r["tags"] for r in recs] == expected
+    for r in recs:
+        for sp in r["spans"]:
+            assert sp["label"] in CLASSES[1:] and 0 < sp["score"] <= 1
+            assert sp["text"] == " ".join(r["tokens"][sp["start"]:sp["end"]])
+
+
+def test_predict_conll_keeps_gold_column(model_dir, tmp_path):
+    src = write_corpus(tmp_path / "test.txt", 5, seed=7)
+    gold = read_conll(src)
+    expected = reference_tags(model_dir, [s.tokens for s in gold])
+    text = cli("predict", str(src), "--model", str(model_dir), "--gold", "--no-progress", "--threads", "1")
+    rows = [ln.split() for ln in text.splitlines() if ln.strip() and " " in ln.strip()]
+    rows = [r for r in rows if len(r) == 3]
+    assert [r[1] for r in rows] == [t for s in gold for t in s.tags]
+    assert [r[2] for r in rows] == [t for tags in expected for t in tags]
+
+
+def test_predict_errors_and_help(model_dir, tmp_path):
+    with pytest.raises(GlodeError, match="file not found"):
+        cli("predict", str(tmp_path / "missing.txt"), "--model", str(model_dir))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(GlodeError, match="no sentences"):
+        cli("predict", str(empty), "--model", str(model_dir))
+    (tmp_path / "s.txt").write_text("Anna\n", encoding="utf-8")
+    with pytest.raises(GlodeError, match="not a glode model folder"):
+        cli("predict", str(tmp_path / "s.txt"), "--model", str(tmp_path))
+    with pytest.raises(GlodeError, match="unknown output format"):
+        cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "-f", "xml")
+    assert "--model" in CliRunner().invoke(app, ["predict", "--help"]).output
