@@ -61,6 +61,7 @@ ZH_CHAR_CAP = 10
 
 VARIANTS = {  # name -> (description, params overrides, rounds evaluated)
     "hf": ("Hugging Face token classification, zero-shot", None, []),
+    "steps": ("training step times: glode NER step vs the HF token-classification step, same batches", None, []),
     "zeroshot": ("glode r0: the source model, zero-shot", {}, ["r0"]),
     "glode": ("GLoDe: global + local denoising + MLM, 2 rounds", {}, ["r0", "r1", "r2"]),
     "plain": ("plain self-training: each round relabelled by the previous model, no denoising",
@@ -75,7 +76,7 @@ ABLATION_LANGS = ["de", "ar"]
 
 def plan() -> list[tuple[str, str]]:
     """Cells in priority order: cheap columns for every language first, ablations last."""
-    cells = [(lang, "hf") for lang in ORDER] + [(lang, "zeroshot") for lang in ORDER]
+    cells = [(lang, "hf") for lang in ORDER] + [("de", "steps")] + [(lang, "zeroshot") for lang in ORDER]
     cells += [(lang, "glode") for lang in ORDER] + [(lang, "plain") for lang in ORDER]
     cells += [(lang, v) for lang in ABLATION_LANGS for v in ("global", "local", "nomlm")]
     return cells
@@ -221,7 +222,7 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
     params = write_params(work, lang, overrides or {})
     env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
     stages: dict[str, dict] = {}
-    names = ["prepare", "encoder"] if variant == "hf" else stage_names(rounds)
+    names = ["prepare", "encoder"] if variant in ("hf", "steps") else stage_names(rounds)
     for name in names:
         log.write(f"== {lang}:{variant}: dvc repro --single-item {name}\n")
         res = measured(["dvc", "repro", "--single-item", name], work, env, log)
@@ -250,6 +251,15 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
         cell["rounds"] = {"hf": {"f1": ref["f1"], "precision": ref["precision"], "recall": ref["recall"],
                                  "span_f1": ref["span"]["f1"], "per_type": ref["per_type"], "train_steps": ref["steps"],
                                  "median_step_seconds": ref["median_step_seconds"]}}
+    elif variant == "steps":
+        out_json = work / "steps.json"
+        cmd = [sys.executable, str(ROOT / "bench" / "train_step_bench.py"), "--steps", "20", "--reference",
+               "--max-span-len", str(params["model"]["max-span-len"]), "--out", str(out_json)]
+        res = measured(cmd, work, env, log)
+        if res["rc"] != 0:
+            raise RuntimeError(f"{lang}:steps: step benchmark failed (exit {res['rc']})")
+        cell["steps"] = json.loads(out_json.read_text())
+        cell["rounds"] = {}
     else:
         cell["rounds"] = collect(work, rounds)
     cell["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -281,8 +291,8 @@ def cmd_run(args) -> int:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(cell, indent=2, sort_keys=True) + "\n")
             tmp.replace(path)
-            last = cell["rounds"][list(cell["rounds"])[-1]]
-            print(f"  done: F1 {last['f1']:.4f}", flush=True)
+            last = cell["rounds"][list(cell["rounds"])[-1]] if cell["rounds"] else {}
+            print(f"  done: F1 {last.get('f1', float('nan')):.4f}", flush=True)
     return 1 if failures else 0
 
 
@@ -298,6 +308,24 @@ def cmd_status(args) -> int:
 
 def load_cells() -> dict[tuple[str, str], dict]:
     return {(c["language"], c["variant"]): c for c in (json.loads(p.read_text()) for p in sorted(CELLS.glob("*.json")))}
+
+
+def render_steps(cells: dict) -> str:
+    c = cells.get(("de", "steps"))
+    if c is None:
+        return "### Training step time, glode vs the HF reference\n\npending\n"
+    s = c["steps"]
+    return (
+        "### Training step time, glode vs the HF reference (median of "
+        f"{s['steps']} interleaved steps, batch {s['batch_size']}, CoNLL en source, {s['threads']} threads)\n\n"
+        "| step | seconds | glode / HF |\n|---|---|---|\n"
+        f"| glode NER step, word embeddings frozen (glode's default) | {s['ner_grouped']:.3f} | |\n"
+        f"| HF token-classification step, word embeddings frozen | {s['hf_frozen']:.3f} | **{s['glode_over_hf_frozen']:.2f}x** |\n"
+        f"| glode NER step, all weights trainable | {s['ner_full']:.3f} | |\n"
+        f"| HF token-classification step, all weights trainable (run_ner.py) | {s['hf_full']:.3f} | **{s['glode_over_hf_full']:.2f}x** |\n"
+        f"| glode default vs HF default | | {s['glode_default_over_hf_default']:.2f}x |\n"
+        f"| glode MLM step (target batch) | {s['mlm_grouped']:.3f} | |\n"
+    )
 
 
 def _f1(cells, lang, variant, rnd):
@@ -377,6 +405,7 @@ def render_tables(cells: dict) -> str:
                      f"{'-' if not hf else str(round(hf['seconds'])) + ' (' + str(round(hf['peak_rss_mb'])) + ' MB)'} | {peak:.0f} |")
     commits = sorted({c["commit"][:8] for c in cells.values()})
     loads = [s["load_before"] for c in cells.values() for s in c["stages"].values() if s.get("ran")]
+    lines += ["", render_steps(cells).rstrip("\n")]
     lines += ["", f"Measured cells: {len(cells)} of {len(plan())}; project commit(s) {', '.join(commits) or '-'}; "
               f"1-minute load average before a stage: median {sorted(loads)[len(loads) // 2] if loads else '-'} "
               f"(2 cores; above 2 means another job shared the CPU and the times are inflated)."]
