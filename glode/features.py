@@ -7,6 +7,13 @@ characters) start with a bare ``▁`` piece that carries no information, so a ba
 followed by another piece of the same word is dropped from the input altogether. That
 also shortens character-tokenised sentences, which is what the encoder saw in
 pre-training (Chinese text has no spaces).
+
+A sentence longer than ``max_seq_len`` sub-tokens is not cut: it is split into overlapping
+windows of words (:func:`window_bounds`), each a model input of its own, and every candidate
+span is scored in the window where it has the most context on both sides. A span that no
+window holds whole (only possible when single words are huge) is *lost*: it is listed in
+``lost_spans`` and counted in the metrics. A single word longer than the whole budget keeps
+its first pieces and its last one (``cut_words``).
 """
 
 from __future__ import annotations
@@ -64,6 +71,55 @@ class EncodedSentence:
     span_labels: np.ndarray | None = None  # (S,) int64 hard class ids
     span_soft: np.ndarray | None = None  # (S, C) float32 soft targets
     extra: dict = field(default_factory=dict)
+    #: A sentence longer than max_seq_len: its model inputs (overlapping word windows). Each
+    #: window's span arrays are a subset of this sentence's (word offsets of the whole
+    #: sentence), ``rows`` says which; then ``input_ids`` and ``span_tok_*`` here are only
+    #: meaningful per window: feed ``units()`` to the model, never the sentence itself.
+    windows: list[EncodedSentence] | None = None
+    rows: np.ndarray | None = None  # in a window: indices of its spans in the parent's span arrays
+    lost_spans: list[tuple[int, int]] = field(default_factory=list)  # candidates no window holds whole
+    cut_words: int = 0  # words with more sub-tokens than fit in one window (pieces cut)
+
+    def units(self) -> list[EncodedSentence]:
+        """The model inputs of this sentence: itself, or its windows with span labels and soft
+        targets sliced from the sentence's."""
+        if not self.windows:
+            return [self]
+        for w in self.windows:
+            w.span_labels = None if self.span_labels is None else self.span_labels[w.rows]
+            w.span_soft = None if self.span_soft is None else self.span_soft[w.rows]
+        return self.windows
+
+
+def expand_units(sentences: Sequence[EncodedSentence]) -> list[EncodedSentence]:
+    """Every model input of a corpus, in order (long sentences become their windows)."""
+    return [u for s in sentences for u in s.units()]
+
+
+def window_bounds(lengths: Sequence[int], budget: int, overlap_words: int) -> list[tuple[int, int]]:
+    """Word windows ``[a, b)`` covering a sentence whose words have ``lengths`` sub-tokens.
+
+    Each window holds as many words as fit in ``budget`` sub-tokens (every word must fit
+    alone); the next one starts so that the two share about half a window of sub-tokens and
+    at least ``overlap_words`` words (span cap - 1, so every candidate span lies whole in some
+    window), always at least one word further on at both ends.
+    """
+    n = len(lengths)
+    if n == 0:
+        return [(0, 0)]
+    if max(lengths) > budget:
+        raise ValueError(f"a word of {max(lengths)} sub-tokens does not fit a budget of {budget}")
+    cum = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))])
+    bounds: list[tuple[int, int]] = []
+    a = 0
+    while True:
+        b = max(a + 1, int(np.searchsorted(cum, cum[a] + budget, side="right")) - 1)
+        bounds.append((a, b))
+        if b >= n:
+            return bounds
+        half = int(np.searchsorted(cum, cum[b] - budget // 2, side="left"))
+        reach = int(np.searchsorted(cum, cum[b + 1] - budget, side="left"))  # the next window holds word b
+        a = max(a + 1, reach, min(half, b - overlap_words))
 
 
 class SentenceEncoder:
@@ -115,35 +171,80 @@ class SentenceEncoder:
 
     def _encode_one(self, words: Sequence[str], pieces: list[list[int]]) -> EncodedSentence:
         budget = self.max_seq_len - 2
-        ids = [self.cls_id]
-        starts, ends = [], []
-        for p in pieces:
-            if len(ids) - 1 + len(p) > budget:
-                break
-            starts.append(len(ids))
-            ids.extend(p)
-            ends.append(len(ids) - 1)
-        ids.append(self.sep_id)
-        n_visible = len(starts)
-        cands = candidate_spans(n_visible, self.max_span_len)
-        ws = np.fromiter((s for s, _ in cands), dtype=np.int64, count=len(cands))
-        we = np.fromiter((e for _, e in cands), dtype=np.int64, count=len(cands))
-        starts_a = np.asarray(starts, dtype=np.int64)
-        ends_a = np.asarray(ends, dtype=np.int64)
-        cases = np.zeros((n_visible + 1, N_CASES), dtype=np.float32)
-        for i in range(n_visible):
+        cut = 0
+        for i, p in enumerate(pieces):
+            if len(p) > budget:  # one word longer than a whole window: keep its first and last pieces
+                pieces[i] = p[: budget - 1] + p[-1:]
+                cut += 1
+        n = len(words)
+        cases = np.zeros((n + 1, N_CASES), dtype=np.float32)
+        for i in range(n):
             case = word_case(words[i])
             if case is not None:
                 cases[i + 1, case] = 1.0
         cum = np.cumsum(cases, axis=0)  # prefix sums: counts over [s, e) = cum[e] - cum[s]
+        cands = candidate_spans(n, self.max_span_len)
+        ws = np.fromiter((s for s, _ in cands), dtype=np.int64, count=len(cands))
+        we = np.fromiter((e for _, e in cands), dtype=np.int64, count=len(cands))
+        lengths = [len(p) for p in pieces]
+        if sum(lengths) <= budget:
+            sent = self._window(pieces, 0, n, ws, we, cum)
+            sent.cut_words = cut
+            return sent
+        bounds = window_bounds(lengths, budget, self.max_span_len - 1)
+        # each span goes to the window where it has the most context (words) on its worse side
+        margin = np.full((len(bounds), len(cands)), -1, dtype=np.int64)
+        for j, (a, b) in enumerate(bounds):
+            inside = (ws >= a) & (we <= b)
+            margin[j, inside] = np.minimum(ws - a, b - we)[inside]
+        best = margin.argmax(axis=0)
+        scored = margin.max(axis=0, initial=-1) >= 0
+        windows = []
+        for j, (a, b) in enumerate(bounds):
+            rows = np.flatnonzero(scored & (best == j))
+            w = self._window(pieces, a, b, ws[rows], we[rows], cum)
+            w.rows = rows
+            windows.append(w)
+        keep = np.flatnonzero(scored)
+        tok_start = np.zeros(len(cands), dtype=np.int64)
+        tok_end = np.zeros(len(cands), dtype=np.int64)
+        for w in windows:
+            tok_start[w.rows], tok_end[w.rows] = w.span_tok_start, w.span_tok_end
+        for w in windows:  # rows index the sentence's arrays, which hold the scored spans only
+            w.rows = np.searchsorted(keep, w.rows)
+        return EncodedSentence(
+            input_ids=windows[0].input_ids,
+            n_words=n,
+            n_visible=n,
+            span_word_start=ws[keep],
+            span_word_end=we[keep],
+            span_tok_start=tok_start[keep],
+            span_tok_end=tok_end[keep],
+            span_case_counts=(cum[we[keep]] - cum[ws[keep]]).astype(np.float32),
+            windows=windows,
+            lost_spans=[(int(s), int(e)) for s, e in zip(ws[~scored], we[~scored])],
+            cut_words=cut,
+        )
+
+    def _window(self, pieces, a: int, b: int, ws: np.ndarray, we: np.ndarray, cum: np.ndarray) -> EncodedSentence:
+        """Words ``a..b-1`` as one model input, with the given spans (all inside it)."""
+        ids = [self.cls_id]
+        starts, ends = [], []
+        for p in pieces[a:b]:
+            starts.append(len(ids))
+            ids.extend(p)
+            ends.append(len(ids) - 1)
+        ids.append(self.sep_id)
+        starts_a = np.asarray(starts, dtype=np.int64)
+        ends_a = np.asarray(ends, dtype=np.int64)
         return EncodedSentence(
             input_ids=np.asarray(ids, dtype=np.int64),
-            n_words=len(words),
-            n_visible=n_visible,
+            n_words=len(pieces),
+            n_visible=b - a,
             span_word_start=ws,
             span_word_end=we,
-            span_tok_start=starts_a[ws] if len(cands) else ws,
-            span_tok_end=ends_a[we - 1] if len(cands) else we,
+            span_tok_start=starts_a[ws - a] if len(ws) else ws.copy(),
+            span_tok_end=ends_a[we - 1 - a] if len(we) else we.copy(),
             span_case_counts=(cum[we] - cum[ws]).astype(np.float32),
         )
 
@@ -176,7 +277,11 @@ class SpanBatch:
 
 
 def collate(sentences: Sequence[EncodedSentence], pad_id: int) -> SpanBatch:
-    """Pad a list of sentences into one batch; spans are concatenated in sentence order."""
+    """Pad a list of sentences into one batch; spans are concatenated in sentence order.
+
+    A sentence split into windows contributes its windows (``units()``) in its place.
+    """
+    sentences = expand_units(sentences)
     width = max(len(s.input_ids) for s in sentences)
     ids = np.full((len(sentences), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(sentences), width), dtype=np.int64)

@@ -55,6 +55,7 @@ def ner_scores(
     pred_spans: list[list[Span]],
     max_span_len: int,
     visible_words: list[int] | None = None,
+    lost_spans: list | None = None,
 ) -> dict:
     """Score predicted spans against gold tags; returns a JSON-serialisable dict.
 
@@ -62,15 +63,19 @@ def ner_scores(
       IOB2, on word-level tags (gold normalised with `to_bio2`; predictions via `spans_to_tags`,
       so overlapping predictions are a ValueError). Every gold entity counts.
     - `span`: the paper's span-level micro P/R/F1 (exact start, end, type), counting only gold
-      spans of width <= `max_span_len` within the first `visible_words[i]` words; all
-      predictions count.
+      spans of width <= `max_span_len` within the first `visible_words[i]` words and not among
+      `lost_spans[i]` (`(start, end)` pairs the model could not score, e.g. a span that no
+      window of a long sentence holds whole); all predictions count.
     - counts: `sentences`, `gold_entities`, `pred_entities`, `gold_entities_over_cap`,
-      `gold_entities_truncated` (within the cap but beyond the visible words), `span_gold_entities`.
+      `gold_entities_truncated` (within the cap but not scored: beyond the visible words or
+      lost), `span_gold_entities`.
     """
     if len(gold_tags) != len(pred_spans):
         raise ValueError(f"{len(gold_tags)} gold sentences but {len(pred_spans)} predicted")
     if visible_words is not None and len(visible_words) != len(gold_tags):
         raise ValueError(f"{len(gold_tags)} gold sentences but {len(visible_words)} visible_words entries")
+    if lost_spans is not None and len(lost_spans) != len(gold_tags):
+        raise ValueError(f"{len(gold_tags)} gold sentences but {len(lost_spans)} lost_spans entries")
     if max_span_len < 1:
         raise ValueError(f"max_span_len must be >= 1, got {max_span_len}")
 
@@ -84,12 +89,13 @@ def ner_scores(
         pred_bio.append(spans_to_tags(preds, n))
         limit = n if visible_words is None else min(int(visible_words[i]), n)
         pred_set = {(int(s[0]), int(s[1]), s[2]) for s in preds}
+        lost = set() if lost_spans is None else {(int(a), int(b)) for a, b in lost_spans[i]}
         n_pred += len(pred_set)
         for sp in tags_to_spans(tags):
             n_gold += 1
             if sp.end - sp.start > max_span_len:
                 over_cap += 1
-            elif sp.end > limit:
+            elif sp.end > limit or (sp.start, sp.end) in lost:
                 truncated += 1
             else:
                 span_gold += 1

@@ -6,7 +6,6 @@ Stage scripts in ``stages/`` only parse options and call these; tests call them 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -96,10 +95,21 @@ def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progr
         predictions,
         max_span_len=model.config.max_span_len,
         visible_words=[e.n_visible for e in encoded],
+        lost_spans=[e.lost_spans for e in encoded],
     )
-    scores["truncated_sentences"] = int(sum(e.n_visible < e.n_words for e in encoded))
-    scores["truncated_words"] = int(sum(e.n_words - e.n_visible for e in encoded))
+    scores.update(encoding_stats(encoded))
     return scores
+
+
+def encoding_stats(encoded: Sequence[EncodedSentence]) -> dict[str, int]:
+    """What the sequence length cost a corpus: sentences scored in several windows (nothing
+    lost), candidate spans no window held whole (never scored), words whose sub-tokens were
+    cut because one word exceeds a whole window."""
+    return {
+        "windowed_sentences": int(sum(bool(e.windows) for e in encoded)),
+        "lost_spans": int(sum(len(e.lost_spans) for e in encoded)),
+        "cut_words": int(sum(e.cut_words for e in encoded)),
+    }
 
 
 def train_source_model(
@@ -134,7 +144,6 @@ def train_source_model(
         s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=False)
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
-    t0 = time.perf_counter()
     history = train(
         model,
         tokenizer,
@@ -145,14 +154,14 @@ def train_source_model(
         evaluate=evaluate if dev_every_epoch and dev else None,
         progress=progress,
     )
-    seconds = time.perf_counter() - t0
     save_model(
         model,
         tokenizer,
         out_dir,
         encoder_dir,
         train_params=config_dict(train_cfg),
-        extra={"round": "r0", "history": history, "train_seconds": round(seconds, 1)},
+        extra={"round": "r0", "history": history, "encoding": {"source_train": encoding_stats(source),
+                                                                "target_unlabelled": encoding_stats(mlm)}},
     )
     return history
 

@@ -30,21 +30,39 @@ def score_spans(
     progress: bool = True,
     desc: str = "scoring spans",
 ) -> list[SpanScores]:
-    """Eval-mode softmax over candidate spans, batched by length; results in input order."""
+    """Eval-mode softmax over candidate spans, batched by length; results in input order.
+
+    A sentence longer than the model's sequence length is scored window by window
+    (``EncodedSentence.units()``); each span's scores come from the window it is assigned to,
+    so the result is aligned with the sentence's span arrays either way.
+    """
     model.eval()
-    out: list[SpanScores | None] = [None] * len(sentences)
-    batches = length_batches([len(s.input_ids) for s in sentences], batch_size)
+    units = [(i, u) for i, s in enumerate(sentences) for u in s.units()]
+    probs_out: list[np.ndarray | None] = [None] * len(sentences)
+    feats_out: list[np.ndarray | None] = [None] * len(sentences)
+    batches = length_batches([len(u.input_ids) for _, u in units], batch_size)
     with torch.inference_mode():
         for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-            batch = collate([sentences[i] for i in idx], pad_id)
+            batch = collate([units[j][1] for j in idx], pad_id)
             z = model.span_features(batch)
             probs = torch.softmax(model.classifier(z), dim=-1).numpy()
             z = z.numpy() if with_features else None
-            bounds = np.cumsum([0] + [len(sentences[i].span_word_start) for i in idx])
-            for j, i in enumerate(idx):
-                lo, hi = bounds[j], bounds[j + 1]
-                out[i] = SpanScores(probs[lo:hi].copy(), None if z is None else z[lo:hi].copy())
-    return out  # type: ignore[return-value]
+            bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
+            for pos, j in enumerate(idx):
+                i, unit = units[j]
+                lo, hi = bounds[pos], bounds[pos + 1]
+                if unit.rows is None:  # the whole sentence in one input
+                    probs_out[i] = probs[lo:hi].copy()
+                    feats_out[i] = None if z is None else z[lo:hi].copy()
+                    continue
+                n_spans = len(sentences[i].span_word_start)
+                if probs_out[i] is None:
+                    probs_out[i] = np.zeros((n_spans, probs.shape[1]), dtype=probs.dtype)
+                    feats_out[i] = None if z is None else np.zeros((n_spans, z.shape[1]), dtype=z.dtype)
+                probs_out[i][unit.rows] = probs[lo:hi]
+                if z is not None:
+                    feats_out[i][unit.rows] = z[lo:hi]
+    return [SpanScores(p, f) for p, f in zip(probs_out, feats_out)]
 
 
 def _entity_candidates(sentence: EncodedSentence, probs: np.ndarray) -> tuple[np.ndarray, list[tuple]]:

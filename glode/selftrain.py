@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from glode.atomic import atomic_path
+from glode.atomic import atomic_dir, atomic_path
 from glode.denoise import denoise, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
@@ -44,6 +43,8 @@ SOURCE_REPS = "source_reps.npy"
 SOURCE_LABELS = "source_labels.npy"
 SPANS_FILE = "spans.parquet"
 LABELS_FILE = "labels.parquet"
+PSEUDO_MANIFEST = "glode_pseudo.json"
+PSEUDO_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -186,11 +187,18 @@ def pseudo_label_round(
     batch_size: int = 64,
     progress: bool = True,
 ) -> dict:
-    """Score target and source candidate spans with a round's model; write spans + vectors."""
+    """Score target and source candidate spans with a round's model; write spans + vectors.
+
+    The folder is built under a temporary name and renamed into place when complete; its
+    manifest (``glode_pseudo.json``) carries the format version, the classes and what the
+    sequence length cost (long sentences are scored in windows; lost spans are counted).
+    """
+    from glode.pipeline import encoding_stats
+
     model, tokenizer, meta, enc, target = _load_for_scoring(model_dir, tables_dir)
     classes = model.config.classes
-    frame, t_vec = target_span_table(model, tokenizer, target, enc.encode([s.tokens for s in target]),
-                                     batch_size, progress, with_features=True)
+    t_enc = enc.encode([s.tokens for s in target])
+    frame, t_vec = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=True)
     source = read_sentences(tables_dir / "source_train.parquet")
     s_enc = enc.encode([s.tokens for s in source])
     s_scores = score_spans(model, s_enc, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
@@ -201,13 +209,43 @@ def pseudo_label_round(
     s_vec = np.concatenate([sc.features for sc in s_scores])
     t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(frame, out_dir / SPANS_FILE, SPANS_KIND,
-                extra_metadata={"classes": classes, "model_round": meta.get("round")})
-    save_array(out_dir / TARGET_REPS, t_red)
-    save_array(out_dir / SOURCE_REPS, s_red)
-    save_array(out_dir / SOURCE_LABELS, s_labels)
-    return {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1])}
+    info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]),
+            "encoding": {"target_unlabelled": encoding_stats(t_enc), "source_train": encoding_stats(s_enc)}}
+    with atomic_dir(out_dir) as tmp:
+        write_table(frame, tmp / SPANS_FILE, SPANS_KIND,
+                    extra_metadata={"classes": classes, "model_round": meta.get("round")})
+        save_array(tmp / TARGET_REPS, t_red)
+        save_array(tmp / SOURCE_REPS, s_red)
+        save_array(tmp / SOURCE_LABELS, s_labels)
+        manifest = write_pseudo_manifest(tmp, classes, model_round=meta.get("round"), **info)
+    return manifest
+
+
+def write_pseudo_manifest(pseudo_dir: Path, classes: Sequence[str], **info) -> dict:
+    """Write the manifest that marks a complete pseudo_label folder of this format version."""
+    from glode.pipeline import write_json
+
+    manifest = {"format_version": PSEUDO_FORMAT_VERSION, "kind": "glode-pseudo", "classes": list(classes), **info}
+    write_json(Path(pseudo_dir) / PSEUDO_MANIFEST, manifest)
+    return manifest
+
+
+def read_pseudo_manifest(pseudo_dir: Path) -> dict:
+    """The manifest of a pseudo_label folder, after checking its format version."""
+    path = Path(pseudo_dir) / PSEUDO_MANIFEST
+    if not path.is_file():
+        raise GlodeError(f"{pseudo_dir}: not a pseudo_label output folder (no {PSEUDO_MANIFEST}); "
+                         "run the round's pseudo_label stage (dvc repro)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GlodeError(f"{path}: unreadable ({exc}); rerun the round's pseudo_label stage (dvc repro --force)") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != PSEUDO_FORMAT_VERSION:
+        raise GlodeError(f"{path}: pseudo-label folder format version {version!r}, this glode reads version "
+                         f"{PSEUDO_FORMAT_VERSION}; rerun the round's pseudo_label stage (dvc repro --force) "
+                         "or use the matching glode version")
+    return manifest
 
 
 # --------------------------------------------------------------------------- label tables
@@ -376,6 +414,7 @@ def denoise_round(
 
     if start not in START_CHOICES:
         raise ParamError("denoise.start", f"must be one of {', '.join(START_CHOICES)}, got {start!r}")
+    read_pseudo_manifest(pseudo_dir)
     spans = read_table(pseudo_dir / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
     if start == "labels":
@@ -388,18 +427,16 @@ def denoise_round(
     if len(Q) != len(spans):
         raise GlodeError(f"{pseudo_dir}: {len(Q)} vectors for {len(spans)} spans; rerun the pseudo_label stage")
     m = ema_weight(round_name, m_start, m_step, m_min)
-    t0 = time.perf_counter()
     res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
                   prototype=prototype, momentum=momentum, use_global=use_global, use_local=use_local,
                   seed=seed, index=index, auto_threshold=auto_threshold, nprobe=nprobe, threads=None)
-    seconds = time.perf_counter() - t0
     gold = spans.gold.to_numpy(dtype=object)
     rows = _rows_to_store(Y, res.Y_new, gold, res.G, res.L)
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
     write_labels(frame, out_labels, classes, round_name)
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
-    summary.update(round=round_name, start=start, m=m, k=k, seconds=round(seconds, 2), label_rows=int(len(frame)))
+    summary.update(round=round_name, start=start, m=m, k=k, label_rows=int(len(frame)))
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
@@ -412,10 +449,12 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     """r0's label table: Y0, the source model's soft labels, and their pseudo-label scores."""
     from glode.pipeline import write_json
 
+    from glode.pipeline import encoding_stats
+
     model, tokenizer, _, enc, target = _load_for_scoring(model_dir, tables_dir)
     classes = model.config.classes
-    spans, _ = target_span_table(model, tokenizer, target, enc.encode([s.tokens for s in target]),
-                                 batch_size, progress, with_features=False)
+    t_enc = enc.encode([s.tokens for s in target])
+    spans, _ = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=False)
     Y = initial_soft_labels(spans, classes)
     gold = spans.gold.to_numpy(dtype=object)
     rows = _rows_to_store(Y, Y, gold)
@@ -423,7 +462,8 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     gold_ids = class_ids(gold, classes)
     y = Y.argmax(axis=1)
     summary = {"round": "r0", "spans": int(len(spans)), "label_rows": int(len(rows)),
-               "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))}}
+               "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))},
+               "encoding": encoding_stats(t_enc)}
     if (gold_ids >= 0).any():
         summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids)}
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
@@ -470,7 +510,7 @@ def train_target_round(
     previous round's model. The span cap and sequence length are the previous model's.
     """
     from glode.model import SpanModelConfig, build_model, load_model, read_model_meta, save_model
-    from glode.pipeline import encode_table, evaluate_corpus
+    from glode.pipeline import encode_table, encoding_stats, evaluate_corpus
     from glode.training import config_dict, train
 
     if init not in ("encoder", "previous"):
@@ -486,6 +526,7 @@ def train_target_round(
     _, source = encode_table(enc, tables_dir / "source_train.parquet", index)
     dev_sents, dev = encode_table(enc, tables_dir / "source_dev.parquet", None)
     target_sents, target = encode_table(enc, tables_dir / "target_unlabelled.parquet", None)
+    read_pseudo_manifest(pseudo_dir)
     spans = read_table(pseudo_dir / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
     if classes != config.classes:
@@ -502,9 +543,9 @@ def train_target_round(
         s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=False)
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
-    t0 = time.perf_counter()
     history = train(model, tokenizer, source, train_cfg, mlm_corpus=target, target=target, log_dir=log_dir,
                     evaluate=evaluate if dev else None, progress=progress)
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**config_dict(train_cfg), "init": init},
-               extra={"round": round_name, "history": history, "train_seconds": round(time.perf_counter() - t0, 1)})
+               extra={"round": round_name, "history": history,
+                      "encoding": {"source_train": encoding_stats(source), "target_unlabelled": encoding_stats(target)}})
     return history

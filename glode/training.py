@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from glode.features import EncodedSentence, collate
+from glode.atomic import atomic_dir
+from glode.features import EncodedSentence, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 
 
@@ -129,9 +129,17 @@ def train(
     evaluate: Callable[[SpanNERModel], dict] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``)."""
+    """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
+
+    Sentences longer than the sequence length train as their windows (``expand_units``).
+    Records hold losses and dev scores only, no timings, so that the same seed gives the same
+    logs. ``log_dir`` appears, complete, only when training has finished.
+    """
     if not source:
         raise ValueError("no source sentences to train on")
+    source = expand_units(source)
+    target = expand_units(target) if target else target
+    mlm_corpus = expand_units(mlm_corpus) if mlm_corpus else mlm_corpus
     seed_everything(cfg.seed)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
     pad_id = tokenizer.pad_token_id
@@ -154,13 +162,11 @@ def train(
     target_iter = _cycle(_lengths(target), cfg.batch_size, rng) if target else None
     mlm_iter = _cycle(_lengths(mlm_corpus), cfg.mlm_batch_size, rng) if use_mlm else None
     source_lengths = _lengths(source)
-    live = _open_live(log_dir)
     history = []
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress)
     for epoch in range(cfg.epochs):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
-        t0 = time.perf_counter()
         for idx in length_grouped_batches(source_lengths, cfg.batch_size, rng):
             batch = collate([source[i] for i in idx], pad_id)
             loss = nn.functional.cross_entropy(model(batch), batch.labels)
@@ -185,29 +191,32 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         record = {k: v / steps_per_epoch for k, v in sums.items()}
-        record.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), steps=steps_per_epoch)
+        record.update(epoch=epoch + 1, steps=steps_per_epoch)
         if evaluate is not None:
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)
-        if live is not None:
-            for k, v in record.items():
-                if k not in ("epoch",) and isinstance(v, (int, float)):
-                    live.log_metric(k, v)
-            live.next_step()
     bar.close()
-    if live is not None:
-        live.end()
+    if log_dir is not None:
+        write_logs(log_dir, history)
     model.eval()
     return history
 
 
-def _open_live(log_dir):
-    """A dvclive logger that writes only under ``log_dir`` (no DVC experiment side effects)."""
-    if log_dir is None:
-        return None
+def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
+    """The per-epoch records as a dvclive log folder (``metrics.json``, ``plots/metrics/*.tsv``),
+    written whole and renamed into place. dvclive writes no timestamps unless asked, so the
+    same history gives the same bytes."""
     from dvclive import Live
 
-    return Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    with atomic_dir(log_dir) as tmp:
+        live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
+        for record in history:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    live.log_metric(k, v)
+            live.next_step()
+        live.end()
+    return Path(log_dir)
 
 
 def config_dict(cfg: TrainConfig) -> dict:

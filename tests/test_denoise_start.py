@@ -19,6 +19,7 @@ from glode.selftrain import (
     read_labels_dense,
     save_array,
     write_labels,
+    write_pseudo_manifest,
 )
 from glode.tables import write_table
 
@@ -43,6 +44,7 @@ def _pseudo_dir(tmp_path):
     save_array(pseudo / TARGET_REPS, unit(rng.normal(size=(4, 8))))
     save_array(pseudo / SOURCE_REPS, unit(rng.normal(size=(6, 8))))
     save_array(pseudo / SOURCE_LABELS, np.array([0, 1, 2, 0, 1, 2], np.int64))
+    write_pseudo_manifest(pseudo, CLASSES)
     prev = np.array([[0.2, 0.8, 0], [1, 0, 0], [0.3, 0.0, 0.7], [1, 0, 0]], np.float32)
     write_labels(labels_frame(spans, CLASSES, "r0", prev, prev, np.array([0, 2])), tmp_path / "prev.parquet", CLASSES, "r0")
     return spans, pseudo, prev, probs

@@ -49,6 +49,16 @@ def test_span_f1_respects_visible_words():
     assert s["gold_entities_truncated"] == 1
 
 
+def test_span_f1_leaves_out_lost_spans_and_counts_them():
+    gold = [["B-PER", "O", "B-LOC", "I-LOC", "O"]]
+    pred = [[Span(0, 1, "PER")]]
+    s = ner_scores(gold, pred, max_span_len=4, lost_spans=[[(2, 4), (3, 5)]])  # no window held LOC whole
+    assert s["span"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert s["recall"] == pytest.approx(0.5) and s["gold_entities_truncated"] == 1
+    with pytest.raises(ValueError):
+        ner_scores(gold, pred, max_span_len=4, lost_spans=[])
+
+
 def test_over_cap_gold_ignored_by_span_f1():
     gold = [["B-ORG"] + ["I-ORG"] * 5, ["B-PER"]]
     s = ner_scores(gold, [[], [Span(0, 1, "PER")]], max_span_len=4)

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from glode.errors import GlodeError
-from glode.features import SentenceEncoder, attach_gold, collate
+from glode.features import SentenceEncoder, attach_gold, collate, window_bounds
 from glode.model import SpanModelConfig, SpanNERModel, build_model, load_model, mask_tokens, save_model
 from glode.predict import decode_spans, kept_entity_mask, score_spans
+from glode.spans import candidate_spans
 from glode.training import TrainConfig, soft_cross_entropy, train
 from tests.synthetic import all_words
 from tests.tiny_encoder import build_tiny_encoder
@@ -62,13 +63,92 @@ def test_bare_space_piece_is_dropped_when_the_word_has_more(encoder_dir):
             assert not (len(p) > 1 and p[0] == enc.bare_space_id)
 
 
-def test_long_sentence_is_cut_and_counted(encoder_dir):
+def test_long_sentence_is_scored_in_windows(encoder_dir):
     _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES), seed=0)
-    words = ["Anna", "lives", "in", "Berlin"] * 20
+    words = ["Anna", "lives", "in", "Berlin", "today"] * 16
     e = SentenceEncoder(tok, 4, 16).encode([words])[0]
-    assert len(e.input_ids) <= 16
-    assert 0 < e.n_visible < e.n_words
-    assert e.span_word_end.max() <= e.n_visible
+    assert e.windows and len(e.windows) > 2
+    assert e.n_visible == e.n_words == len(words) and e.lost_spans == [] and e.cut_words == 0
+    # every candidate span of the whole sentence, once, in the usual order
+    assert list(zip(e.span_word_start.tolist(), e.span_word_end.tolist())) == candidate_spans(len(words), 4)
+    rows = np.concatenate([w.rows for w in e.windows])
+    assert sorted(rows.tolist()) == list(range(len(e.span_word_start)))
+    whole = SentenceEncoder(tok, 4, 512).encode([words])[0]
+    np.testing.assert_array_equal(e.span_case_counts, whole.span_case_counts)
+    for w in e.windows:
+        assert len(w.input_ids) <= 16 and w.input_ids[0] == whole.input_ids[0] and w.input_ids[-1] == whole.input_ids[-1]
+        np.testing.assert_array_equal(w.span_word_start, e.span_word_start[w.rows])
+        for ws, we, ts, te in zip(w.span_word_start, w.span_word_end, w.span_tok_start, w.span_tok_end):
+            text = tok.decode(w.input_ids[ts : te + 1].tolist()).replace("\u2581", "").replace(" ", "")
+            assert text == "".join(words[ws:we])
+
+
+def test_window_scores_equal_scoring_the_window_alone(encoder_dir):
+    """Each span's probabilities come from the window it was assigned to, and no span is left unscored."""
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=20), seed=0)
+    enc = SentenceEncoder(tok, 3, 20)
+    words = ["Jan", "de", "Vries", "visited", "Rotterdam", "and", "Madrid", "."] * 6
+    (e,) = enc.encode([words])
+    (sc,) = score_spans(model, [e], tok.pad_token_id, batch_size=2, progress=False)
+    assert sc.probs.shape == (len(e.span_word_start), len(CLASSES))
+    np.testing.assert_allclose(sc.probs.sum(1), 1, atol=1e-5)
+    for w, (a, b) in zip(e.windows, window_bounds([len(p) for p in enc.word_pieces([words])[0]], 18, 2)):
+        (alone,) = enc.encode([words[a:b]])
+        assert alone.windows is None
+        (ref,) = score_spans(model, [alone], tok.pad_token_id, progress=False)
+        index = {(int(s) + a, int(t) + a): i for i, (s, t) in enumerate(zip(alone.span_word_start, alone.span_word_end))}
+        for row in w.rows:
+            key = (int(e.span_word_start[row]), int(e.span_word_end[row]))
+            np.testing.assert_allclose(sc.probs[row], ref.probs[index[key]], rtol=1e-5, atol=1e-6)
+
+
+def test_window_bounds_cover_every_span_and_progress():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = rng.integers(1, 6, size=int(rng.integers(1, 60))).tolist()
+        budget, cap = int(rng.integers(5, 20)), int(rng.integers(1, 5))
+        bounds = window_bounds(lengths, budget, cap - 1)
+        assert bounds[0][0] == 0 and bounds[-1][1] == len(lengths)
+        for (a, b), (a2, b2) in zip(bounds, bounds[1:]):
+            assert a < a2 and b < b2
+        for a, b in bounds:
+            assert sum(lengths[a:b]) <= budget
+        if budget >= 5 * (cap + 1):  # room for cap - 1 shared words plus the next word: nothing is lost
+            assert all(b - a2 >= cap - 1 for (a, b), (a2, b2) in zip(bounds, bounds[1:]))
+            for s, t in candidate_spans(len(lengths), cap):
+                assert any(a <= s and t <= b for a, b in bounds)
+
+
+def test_huge_words_are_cut_and_lost_spans_counted(encoder_dir):
+    _, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES), seed=0)
+    enc = SentenceEncoder(tok, 3, 8)
+    words = ["a" * 30, "Anna", "b" * 12, "Berlin"]  # one word beyond the 6-piece budget, windows of < 3 words
+    (e,) = enc.encode([words])
+    pieces = [len(p) for p in enc.word_pieces([words])[0]]
+    assert e.cut_words == sum(n > 6 for n in pieces) >= 1 and e.lost_spans
+    assert all(len(w.input_ids) <= 8 for w in e.units())
+    scored = set(zip(e.span_word_start.tolist(), e.span_word_end.tolist()))
+    assert scored.isdisjoint(e.lost_spans)
+    assert scored | set(e.lost_spans) == set(candidate_spans(len(words), 3))
+    assert {(i, i + 1) for i in range(len(words))} <= scored  # every word is still scored
+
+
+def test_training_uses_windows_with_their_labels(encoder_dir):
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=16), seed=0)
+    enc = SentenceEncoder(tok, 3, 16)
+    words = SENTENCES[2] * 5
+    gold = [(s + 7 * i, t + 7 * i, lab) for i in range(5) for s, t, lab in GOLD[2]]
+    (e,) = enc.encode([words])
+    attach_gold(e, gold, {c: i for i, c in enumerate(CLASSES)})
+    assert e.windows
+    units = e.units()
+    for w in units:
+        np.testing.assert_array_equal(w.span_labels, e.span_labels[w.rows])
+    batch = collate([e], tok.pad_token_id)
+    assert batch.input_ids.shape[0] == len(units) and batch.input_ids.shape[1] <= 16
+    assert int((batch.labels > 0).sum()) == len(gold)
+    history = train(model, tok, [e], TrainConfig(epochs=1, batch_size=1, seed=0), mlm_corpus=[e], progress=False)
+    assert history[0]["steps"] == len(units) and "seconds" not in history[0]
 
 
 def test_gold_labels_attached_to_matching_spans(encoder_dir):
