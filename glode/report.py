@@ -6,6 +6,9 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
+
+from glode.atomic import atomic_path
 from glode.pipeline import write_json
 
 
@@ -46,3 +49,37 @@ def write_round_report(metrics_dir: Path, out: Path) -> list[dict]:
     rows = round_rows(metrics_dir)
     write_json(out, rows)
     return rows
+
+
+def confusion_rows(labels: pd.DataFrame) -> list[dict]:
+    """One ``{"actual": gold, "predicted": hard label}`` row per span of a label table where the
+    gold label or the pseudo label is an entity (the many spans that are O in both are left out,
+    so the matrix is readable). Hard labels are per-span argmax, as in the pseudo-label P/R/F1
+    of ``metrics/denoise/rN.json``. Empty when the target corpus has no gold tags."""
+    known = labels[labels.gold.notna()]
+    known = known[(known.gold != "O") | (known.label != "O")]
+    return [{"actual": str(g), "predicted": str(p)} for g, p in zip(known.gold, known.label)]
+
+
+def last_round_with_labels(rows: list[dict], rounds_dir: Path) -> str | None:
+    """The highest round of the report that has a label table."""
+    for row in reversed(rows):
+        if (rounds_dir / row["round"] / "labels.parquet").is_file():
+            return row["round"]
+    return None
+
+
+def write_confusion(rows: list[dict], rounds_dir: Path, out: Path) -> tuple[str | None, int]:
+    """Write the last round's pseudo labels against gold (for DVC's ``confusion`` template):
+    a JSON list, one compact row per line. Returns the round and the number of rows."""
+    from glode.labels import LABELS_KIND
+    from glode.tables import read_table
+
+    name = last_round_with_labels(rows, rounds_dir)
+    data = confusion_rows(read_table(rounds_dir / name / "labels.parquet", LABELS_KIND)) if name else []
+    for d in data:
+        d["round"] = name
+    body = ",\n".join(json.dumps(d, sort_keys=True) for d in data)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text("[\n" + body + ("\n" if data else "") + "]\n", encoding="utf-8")
+    return name, len(data)

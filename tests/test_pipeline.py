@@ -102,7 +102,14 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
     files = next(iter(shown.values()))["data"]
     assert {"metrics/r0.json", "metrics/r1.json", "metrics/r2.json", "metrics/denoise/r1.json"} <= set(files)
     plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], root, env).stdout
-    assert "F1 by round" in plots
+    for title in ("Test F1 by round", "Pseudo-label P/R/F1 by round", "Label flips by round",
+                  "Pseudo labels against gold, last round"):
+        assert title in plots
+    confusion = json.loads((root / "reports/confusion.json").read_text())
+    assert confusion and {d["round"] for d in confusion} == {"r2"}
+    assert all(d["actual"] != "O" or d["predicted"] != "O" for d in confusion)
+    run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots-html"], root, env)
+    assert (root / "plots-html/index.html").stat().st_size > 0
 
 
 def stage_lines(output: str) -> tuple[set[str], set[str]]:
@@ -120,7 +127,7 @@ def test_experiments_rerun_only_what_changed(project):
     run([sys.executable, "-m", "dvc", "repro"], root, env)
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "full run"], root, env)
-    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=3"], root, env).stdout
+    out = run([sys.executable, "-m", "dvc", "exp", "run", "-n", "k3", "-S", "k=3"], root, env).stdout
     ran, skipped = stage_lines(out)
     assert {"denoise@r1", "denoise@r2"} <= ran, out
     assert {"prepare", "encoder", "train_source", "initial_labels", "pseudo_label@r1", "evaluate@r0"} <= skipped, out
@@ -128,9 +135,28 @@ def test_experiments_rerun_only_what_changed(project):
     assert json.loads((root / "metrics/denoise/r1.json").read_text())["k"] == 3
     table = run([sys.executable, "-m", "dvc", "exp", "show", "--md"], root, env).stdout
     assert "k" in table and "f1" in table
+    check_labels_commands(root)
 
     out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "+rounds.r3={prev:r2}"], root, env).stdout
     ran, skipped = stage_lines(out)
     assert {"pseudo_label@r3", "denoise@r3", "train_target@r3", "evaluate@r3"} <= ran, out
     assert not {s for s in ran if s.endswith(("@r0", "@r1", "@r2"))}, out
     assert json.loads((root / "metrics/r3.json").read_text())["round"] == "r3"
+
+
+def check_labels_commands(root: Path) -> None:
+    """`glode labels` reads the committed run and the k=3 experiment through dvc.api."""
+    from typer.testing import CliRunner
+
+    from glode.cli import app
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--repo", str(root)])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+    assert "label rows of r2 match" in cli("labels", "show", "r2", "--rev", "k3", "--include-o", "--limit", "3")
+    assert "change their hard label from r1@HEAD to r1@k3" in cli(
+        "labels", "diff", "r1", "r1", "--rev", "HEAD", "--rev-b", "k3", "--summary")
+    conll = cli("labels", "export", "r2", "--rev", "k3")
+    assert len([b for b in conll.split("\n\n") if b.strip()]) == 24  # every target sentence of the tiny corpus

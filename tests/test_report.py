@@ -1,0 +1,57 @@
+"""Report stage: per-round rows for `dvc plots`, and the last round's confusion rows."""
+
+from __future__ import annotations
+
+import json
+
+from glode.pipeline import write_json
+from glode.report import confusion_rows, write_confusion, write_round_report
+from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
+
+
+def metrics_dir(tmp_path, rounds=("r0", "r1", "r2")):
+    m = tmp_path / "metrics"
+    for i, r in enumerate(rounds):
+        write_json(m / f"{r}.json", {"f1": 0.5 + i / 10, "precision": 0.6, "recall": 0.4, "span": {"f1": 0.55}})
+        den = {"pseudo_label": {"after": {"f1": 0.5, "precision": 0.6, "recall": 0.45}}}
+        if r != "r0":
+            den["changed"] = {"o_to_entity": i, "entity_to_o": 2 * i, "type_swap": 3 * i}
+        write_json(m / "denoise" / f"{r}.json", den)
+    return m
+
+
+def test_round_rows_carry_test_and_pseudo_label_scores_and_flips(tmp_path):
+    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "reports/rounds.json")
+    assert [r["round_index"] for r in rows] == [0, 1, 2]
+    assert rows[2]["test_f1"] == 0.7 and rows[2]["test_span_f1"] == 0.55
+    assert rows[1]["pseudo_label_precision"] == 0.6 and rows[1]["pseudo_label_recall"] == 0.45
+    assert (rows[2]["flips_o_to_entity"], rows[2]["flips_entity_to_o"], rows[2]["flips_type_swap"]) == (2, 4, 6)
+    assert rows[0]["flips_type_swap"] is None
+    assert json.loads((tmp_path / "reports/rounds.json").read_text()) == rows
+
+
+def test_confusion_rows_leave_out_spans_o_in_both():
+    frame = label_frame(R1, "r1")  # New (O, gold O) is left out; Ajax is LOC with gold ORG
+    assert confusion_rows(frame) == [
+        {"actual": "PER", "predicted": "PER"},
+        {"actual": "LOC", "predicted": "LOC"},
+        {"actual": "ORG", "predicted": "ORG"},
+        {"actual": "ORG", "predicted": "LOC"},
+    ]
+    frame["gold"] = None  # a corpus without gold tags
+    assert confusion_rows(frame) == []
+
+
+def test_confusion_is_written_for_the_last_round_with_labels(tmp_path):
+    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "reports/rounds.json")
+    write_round(tmp_path, R1, "r1")
+    write_round(tmp_path, R2, "r2")
+    out = tmp_path / "reports/confusion.json"
+    assert write_confusion(rows, tmp_path / "rounds", out) == ("r2", 5)
+    data = json.loads(out.read_text())
+    assert {d["round"] for d in data} == {"r2"}
+    assert {"actual": "O", "predicted": "PER", "round": "r2"} in data  # "the" became PER
+    # no label tables at all: an empty list, which `dvc plots show` accepts
+    assert write_confusion(rows, tmp_path / "nowhere", out) == (None, 0)
+    assert json.loads(out.read_text()) == []
+    assert set(CLASSES) >= {d["actual"] for d in data}
