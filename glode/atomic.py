@@ -3,17 +3,23 @@
 A DVC stage that dies half-way must never leave a truncated output that looks complete, so
 every output is written to `.{name}.tmp-{pid}` in the same directory (same filesystem, so the
 final rename is atomic) and only renamed onto the real name once the writer has finished.
+
+A writer that is stopped by an exception, Ctrl-C or SIGTERM (``glode.stagecli`` turns it into
+an exception) removes its temporary path. One killed outright (SIGKILL, power loss) leaves it
+behind under its hidden name; the next write of the same output removes such leftovers of dead
+processes, and puts back a previous folder that was moved aside but never replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling"]
+__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling", "clean_stale"]
 
 
 def temp_sibling(path: str | Path, tag: str = "tmp") -> Path:
@@ -31,6 +37,42 @@ def _remove(p: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def clean_stale(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` left by writers that no longer run.
+
+    A ``.{name}.old-{pid}`` folder of a dead writer is the complete previous output that was
+    moved aside just before the kill: it is put back when ``path`` is missing. Returns what
+    was removed or restored.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old)-(\d+)$")
+    done = []
+    for entry in sorted(path.parent.iterdir()):
+        m = pattern.match(entry.name)
+        if not m or _alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not (path.exists() or path.is_symlink()):
+            os.replace(entry, path)
+        else:
+            _remove(entry)
+        done.append(entry)
+    return done
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -56,6 +98,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     tmp = temp_sibling(path)
     _remove(tmp)  # left over from a crashed run of a process that had the same pid
     try:
@@ -90,6 +133,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     tmp = temp_sibling(path)
     _remove(tmp)
     tmp.mkdir()

@@ -16,7 +16,7 @@ from glode.atomic import atomic_write_bytes
 from glode.errors import InputError
 from glode.spans import Span, parse_tag, tags_to_spans, to_bio2
 
-__all__ = ["Sentence", "read_conll", "write_conll", "DOCSTART"]
+__all__ = ["Sentence", "read_conll", "read_conll_counts", "write_conll", "DOCSTART"]
 
 DOCSTART = "-DOCSTART-"
 _BOM = b"\xef\xbb\xbf"
@@ -56,15 +56,24 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from None
 
 
-def read_conll(path: str | Path, labels: Sequence[str] | None = None) -> list[Sentence]:
-    """Read and validate a CoNLL-style file into BIO2 sentences.
+def read_conll(path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> list[Sentence]:
+    """Read and validate a CoNLL-style file into BIO2 sentences (see `read_conll_counts`)."""
+    return read_conll_counts(path, labels, ignore)[0]
+
+
+def read_conll_counts(
+    path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = ()
+) -> tuple[list[Sentence], dict[str, dict[str, int]]]:
+    """Read and validate a CoNLL-style file into BIO2 sentences, with entity counts per type.
 
     Format: one `token ... tag` line per word (columns separated by spaces or tabs; the first
     column is the token, the last the tag), a blank line between sentences, `-DOCSTART-` lines
     skipped (they also end a sentence). IOB1 and BIO2 are accepted; tags are normalised with
     `to_bio2`. `\\r\\n` line ends and a UTF-8 BOM are accepted; other non-UTF-8 bytes are errors.
     `labels` is the allowed set of entity types (None accepts any); every unknown type is
-    reported in one error with its entity count and first location.
+    reported in one error with its entity count and first location. Entities of a type in
+    `ignore` are read as `O` (e.g. CoNLL's MISC when the target data has no such type).
+    Returns the sentences and `{"entities": {type: n}, "ignored": {type: n}}`.
     """
     path = Path(path)
     if not path.exists():
@@ -79,7 +88,10 @@ def read_conll(path: str | Path, labels: Sequence[str] | None = None) -> list[Se
     text = _decode(path, raw)
 
     allowed = None if labels is None else set(labels)
+    ignored_types = set(ignore)
     unknown: dict[str, list[int]] = {}  # type -> [entity count, first line]
+    counts: dict[str, int] = {}
+    ignored: dict[str, int] = {}
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -89,10 +101,16 @@ def read_conll(path: str | Path, labels: Sequence[str] | None = None) -> list[Se
         if not tokens:
             return
         bio2 = to_bio2(tags)
-        if allowed is not None:
-            for tag, ln in zip(bio2, lines):
-                if tag[0] == "B" and tag[2:] not in allowed:
-                    entry = unknown.setdefault(tag[2:], [0, ln])
+        for i, (tag, ln) in enumerate(zip(bio2, lines)):
+            typ = tag[2:]
+            if typ in ignored_types:
+                bio2[i] = "O"
+                if tag[0] == "B":
+                    ignored[typ] = ignored.get(typ, 0) + 1
+            elif tag[0] == "B":
+                counts[typ] = counts.get(typ, 0) + 1
+                if allowed is not None and typ not in allowed:
+                    entry = unknown.setdefault(typ, [0, ln])
                     entry[0] += 1
         sentences.append(Sentence(list(tokens), bio2, lines[0]))
         tokens.clear()
@@ -140,9 +158,10 @@ def read_conll(path: str | Path, labels: Sequence[str] | None = None) -> list[Se
             path,
             ordered[0][1][1],
             f"entity types not in the label set [{', '.join(labels or [])}]: {listing}. "
-            "Add them to the `labels` parameter, or relabel/remove them in the data",
+            "Add them to the `data.labels` parameter, list them under `data.ignore-labels` to read "
+            "them as O (e.g. CoNLL MISC for a WikiAnn target), or relabel them in the data",
         )
-    return sentences
+    return sentences, {"entities": dict(sorted(counts.items())), "ignored": dict(sorted(ignored.items()))}
 
 
 def _show(s: str, limit: int = 40) -> str:

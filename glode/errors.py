@@ -26,3 +26,9 @@ class ParamError(GlodeError):
     def __init__(self, name: str, problem: str):
         self.name = name
         super().__init__(f"parameter '{name}': {problem}")
+
+
+class LabelError(GlodeError, ValueError):
+    """A malformed tag or span (BIO <-> span conversion). Also a ValueError, so callers that
+    validate with ``except ValueError`` keep working; readers turn it into an InputError that
+    names the file and line."""

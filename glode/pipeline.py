@@ -1,5 +1,8 @@
 """What each DVC stage does, as plain functions with explicit parameters.
 
+torch, the model code and seqeval are imported inside the functions that need them, so
+that the light stages (prepare, report) start in a second.
+
 Stage scripts in ``stages/`` only parse options and call these; tests call them directly.
 """
 
@@ -7,16 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from glode.atomic import atomic_path
-from glode.conll import read_conll
-from glode.errors import GlodeError, ParamError
-from glode.features import EncodedSentence, SentenceEncoder, attach_gold
-from glode.metrics import ner_scores
-from glode.predict import decode_spans, score_spans
+from glode.atomic import atomic_dir, atomic_path
+from glode.conll import read_conll_counts
+from glode.errors import GlodeError, InputError, ParamError
 from glode.tables import read_sentences, sentences_frame, write_table
 
 #: Table names written by the prepare stage, and the kind tag stored in each parquet file.
@@ -43,29 +43,66 @@ def prepare_tables(
     labels: Sequence[str],
     out_dir: Path,
     max_sentences: dict[str, int] | None = None,
+    ignore_labels: Sequence[str] = (),
 ) -> dict:
-    """Read and validate the four CoNLL inputs, write one parquet table each plus stats.json."""
+    """Read and validate the four CoNLL inputs, write one parquet table each plus stats.json.
+
+    Every file is read and checked before anything is written, and the tables folder is
+    replaced as a whole, so bad input leaves the previous tables (or none). Entity types in
+    ``ignore_labels`` are read as O. A label that the source training data never shows is an
+    error (the model could not learn it); one the target test set never shows is a warning
+    in ``stats.json`` (``warnings``), since its predictions can only be false positives there.
+    """
+    labels = list(labels)
     if not labels:
-        raise ParamError("data.labels", "the entity label set is empty")
+        raise ParamError("data.labels", "the entity label set is empty; list the entity types, e.g. [PER, ORG, LOC]")
+    both = sorted(set(labels) & set(ignore_labels))
+    if both:
+        raise ParamError("data.ignore-labels", f"{both} are also in data.labels; a type is either learned or ignored")
+    if len(set(labels)) != len(labels) or any(not lab or lab == "O" or any(c.isspace() for c in lab) for lab in labels):
+        raise ParamError("data.labels", f"{labels}: entity types must be distinct, non-empty, without spaces and not 'O'")
     stats = {}
     frames = {}
     for name in TABLES:
-        sentences = read_conll(files[name], labels)
+        sentences, counts = read_conll_counts(files[name], labels, ignore_labels)
         limit = (max_sentences or {}).get(name, 0)
         if limit and limit > 0:
             sentences = sentences[:limit]
         frames[name] = sentences_frame(sentences)
-        n_entities = sum(len(s) for s in frames[name]["spans"])
+        per_type = {lab: 0 for lab in labels}
+        for spans in frames[name]["spans"]:
+            for sp in spans:
+                per_type[sp["label"]] += 1
         stats[name] = {
             "file": str(files[name]),
             "sentences": len(sentences),
             "tokens": int(sum(len(s.tokens) for s in sentences)),
-            "entities": int(n_entities),
+            "entities": int(sum(per_type.values())),
+            "per_type": per_type,
+            "ignored_entities": counts["ignored"],
         }
-    for name, frame in frames.items():
-        write_table(frame, out_dir / f"{name}.parquet", kind=SENTENCES_KIND, extra_metadata={"source_file": str(files[name])})
-    write_json(out_dir / "stats.json", {"labels": list(labels), "tables": stats})
-    return stats
+    if not stats["target_unlabelled"]["sentences"]:
+        raise InputError(files["target_unlabelled"], None, "the target corpus is empty after data.max-target-sentences; "
+                         "set it to 0 (all) or a positive number")
+    unlearnable = [lab for lab in labels if not stats["source_train"]["per_type"][lab]]
+    if unlearnable:
+        raise InputError(files["source_train"], None, f"entity types {unlearnable} of data.labels never occur in the "
+                         "source training data (after data.max-source-sentences), so the model cannot learn them; "
+                         "remove them from data.labels or use source data that has them")
+    warnings = [f"{files['target_test']}: no {lab} entities in the target test set; the model's {lab} predictions "
+                "there can only be false positives (a label set that differs between source and target? list the "
+                "type under data.ignore-labels to drop it)"
+                for lab in labels if not stats["target_test"]["per_type"][lab]]
+    with atomic_dir(out_dir) as tmp:
+        for name, frame in frames.items():
+            write_table(frame, tmp / f"{name}.parquet", kind=SENTENCES_KIND, extra_metadata={"source_file": str(files[name])})
+        write_json(tmp / "stats.json", {"labels": labels, "ignore_labels": list(ignore_labels), "tables": stats,
+                                        "warnings": warnings})
+    return {**stats, "warnings": warnings}
+
+
+if TYPE_CHECKING:
+    from glode.features import EncodedSentence, SentenceEncoder
 
 
 def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, int] | None) -> tuple[list, list[EncodedSentence]]:
@@ -73,6 +110,7 @@ def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, in
     sentences = read_sentences(path)
     encoded = encoder.encode([s.tokens for s in sentences])
     if label_index is not None:
+        from glode.features import attach_gold
         from glode.spans import tags_to_spans
 
         for sent, enc in zip(sentences, encoded):
@@ -82,6 +120,8 @@ def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, in
 
 def predict_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True):
     """Decoded entity spans per sentence (word level, end exclusive)."""
+    from glode.predict import decode_spans, score_spans
+
     scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting")
     classes = model.config.classes
     return [decode_spans(enc, sc.probs, classes) for enc, sc in zip(encoded, scores)]
@@ -89,6 +129,8 @@ def predict_corpus(model, tokenizer, sentences, encoded, batch_size: int, progre
 
 def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True) -> dict:
     """seqeval strict-IOB2 entity scores plus the paper's span F1 on a labelled corpus."""
+    from glode.metrics import ner_scores
+
     predictions = predict_corpus(model, tokenizer, sentences, encoded, batch_size, progress)
     scores = ner_scores(
         [s.tags for s in sentences],
@@ -128,6 +170,7 @@ def train_source_model(
 
     The label set comes from the prepared tables (``stats.json``), so it always matches the data.
     """
+    from glode.features import SentenceEncoder
     from glode.model import SpanModelConfig, build_model, save_model
     from glode.training import config_dict, train
 
@@ -168,10 +211,14 @@ def train_source_model(
 
 def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, batch_size: int, encoder_dir: Path | None = None, progress: bool = True) -> dict:
     """Score a saved model on a labelled target table and write the metrics JSON."""
+    from glode.features import SentenceEncoder
     from glode.model import load_model
 
     model, tokenizer, meta = load_model(model_dir, encoder_dir)
     cfg = model.config
+    stats = Path(test_table).parent / "stats.json"
+    if stats.is_file():  # tables written by the prepare stage: same label set as the model?
+        check_labels_match(cfg.classes, table_labels(stats.parent), str(model_dir))
     encoder = SentenceEncoder(tokenizer, cfg.max_span_len, cfg.max_seq_len)
     sentences, encoded = encode_table(encoder, test_table, None)
     if not sentences:
@@ -195,8 +242,10 @@ def table_labels(tables_dir: Path) -> list[str]:
 
 
 def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], where: str) -> None:
+    """A model folder is usable on prepared tables only with the very label set (and order) they use."""
     if list(model_classes[1:]) != list(labels):
         raise GlodeError(
-            f"{where}: the model was trained for labels {list(model_classes[1:])} but the data uses {list(labels)}; "
-            "retrain the model or change data.labels"
+            f"{where}: the model was trained for labels {list(model_classes[1:])} but the prepared tables use "
+            f"{list(labels)} (data.labels); retrain the model on these tables (dvc repro), or pass the model "
+            "folder that was trained on them"
         )

@@ -510,17 +510,19 @@ def train_target_round(
     previous round's model. The span cap and sequence length are the previous model's.
     """
     from glode.model import SpanModelConfig, build_model, load_model, read_model_meta, save_model
-    from glode.pipeline import encode_table, encoding_stats, evaluate_corpus
+    from glode.pipeline import check_labels_match, encode_table, encoding_stats, evaluate_corpus, table_labels
     from glode.training import config_dict, train
 
     if init not in ("encoder", "previous"):
         raise ParamError("train-target.init", f"must be 'encoder' or 'previous', got {init!r}")
     if init == "encoder":  # only the previous model's architecture is needed: no weights loaded
         config = SpanModelConfig(**read_model_meta(prev_model_dir)["config"])
+        check_labels_match(config.classes, table_labels(tables_dir), str(prev_model_dir))
         model, tokenizer = build_model(encoder_dir, config, seed=train_cfg.seed)
     else:
         model, tokenizer, _ = load_model(prev_model_dir, encoder_dir)
         config = model.config
+        check_labels_match(config.classes, table_labels(tables_dir), str(prev_model_dir))
     enc = SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len)
     index = {c: i for i, c in enumerate(config.classes)}
     _, source = encode_table(enc, tables_dir / "source_train.parquet", index)

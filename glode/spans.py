@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from glode.errors import LabelError
+
 __all__ = [
     "Span",
     "parse_tag",
@@ -32,13 +34,13 @@ class Span(NamedTuple):
 def parse_tag(tag: str) -> tuple[str, str | None]:
     """Split a tag into (prefix, type): `O` -> ("O", None), `B-PER` -> ("B", "PER").
 
-    Raises ValueError for anything else, so malformed tags never silently become `O`.
+    Raises LabelError (a ValueError) for anything else, so malformed tags never silently become `O`.
     """
     if tag == "O":
         return "O", None
-    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BI":
+    if isinstance(tag, str) and len(tag) > 2 and tag[1] == "-" and tag[0] in "BI" and not any(c.isspace() for c in tag):
         return tag[0], tag[2:]
-    raise ValueError(f"invalid tag {tag!r}: expected 'O', 'B-TYPE' or 'I-TYPE'")
+    raise LabelError(f"invalid tag {tag!r}: expected 'O', 'B-TYPE' or 'I-TYPE' (TYPE without spaces)")
 
 
 def to_bio2(tags: Sequence[str]) -> list[str]:
@@ -85,22 +87,25 @@ def tags_to_spans(tags: Sequence[str]) -> list[Span]:
 def spans_to_tags(spans: Iterable[Sequence], n_words: int) -> list[str]:
     """BIO2 tags of length `n_words` for non-overlapping spans.
 
-    Raises ValueError for a span outside `0..n_words`, an empty span, a label that is empty or
+    Raises LabelError (a ValueError) for a span outside `0..n_words`, an empty span, a label that is empty or
     `O`, or two spans that share a word (BIO cannot represent overlaps).
     """
     if n_words < 0:
-        raise ValueError(f"n_words must be >= 0, got {n_words}")
+        raise LabelError(f"n_words must be >= 0, got {n_words}")
     tags = ["O"] * n_words
     owner: list[tuple[int, int, str] | None] = [None] * n_words
     for sp in spans:
-        start, end, label = int(sp[0]), int(sp[1]), sp[2]
+        try:
+            start, end, label = int(sp[0]), int(sp[1]), sp[2]
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise LabelError(f"span {sp!r} is not a (start, end, label) triple") from None
         if not (0 <= start < end <= n_words):
-            raise ValueError(f"span ({start}, {end}, {label!r}) is outside a sentence of {n_words} words")
+            raise LabelError(f"span ({start}, {end}, {label!r}) is outside a sentence of {n_words} words")
         if not isinstance(label, str) or not label or label == "O" or any(c.isspace() for c in label):
-            raise ValueError(f"span ({start}, {end}, {label!r}) has an invalid entity label")
+            raise LabelError(f"span ({start}, {end}, {label!r}) has an invalid entity label")
         for i in range(start, end):
             if owner[i] is not None:
-                raise ValueError(f"span ({start}, {end}, {label!r}) overlaps span {owner[i]}")
+                raise LabelError(f"span ({start}, {end}, {label!r}) overlaps span {owner[i]}")
             owner[i] = (start, end, label)
         tags[start] = f"B-{label}"
         for i in range(start + 1, end):
@@ -111,7 +116,7 @@ def spans_to_tags(spans: Iterable[Sequence], n_words: int) -> list[str]:
 def candidate_spans(n_words: int, max_span_len: int) -> list[tuple[int, int]]:
     """Every `(start, end)` of width 1..max_span_len, ordered by start, then width."""
     if max_span_len < 1:
-        raise ValueError(f"max_span_len must be >= 1, got {max_span_len}")
+        raise LabelError(f"max_span_len must be >= 1, got {max_span_len}")
     return [
         (start, start + width)
         for start in range(max(n_words, 0))
@@ -130,7 +135,7 @@ def resolve_overlaps(spans_with_scores: Iterable[Sequence]) -> list[Span]:
     for item in spans_with_scores:
         start, end, label, score = int(item[0]), int(item[1]), item[2], float(item[3])
         if start < 0 or start >= end:
-            raise ValueError(f"negative, empty or reversed span ({start}, {end}, {label!r})")
+            raise LabelError(f"negative, empty or reversed span ({start}, {end}, {label!r})")
         if math.isnan(score):
             score = -math.inf
         items.append((-score, start, end, str(label)))

@@ -1,10 +1,14 @@
 """Shared entry-point behaviour for stage scripts and the ``glode`` command.
 
 A ``GlodeError`` becomes one clear line on stderr and exit status 1, instead of a traceback.
+SIGTERM (what ``kill`` and most job schedulers send) raises ``SystemExit`` inside the stage,
+so the atomic writers of ``glode.atomic`` remove their temporary output before the process
+exits with status 143.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -15,6 +19,7 @@ from glode.errors import GlodeError
 
 def run_app(app: typer.Typer) -> None:
     """Run a Typer app, turning user-fixable errors into a message and a non-zero exit."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(standalone_mode=False)
     except GlodeError as exc:
@@ -32,6 +37,11 @@ def run_app(app: typer.Typer) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _terminate(signum, frame) -> None:
+    print("terminated; partial outputs removed", file=sys.stderr)
+    raise SystemExit(128 + signum)
 
 
 def single_command(fn: Callable) -> typer.Typer:

@@ -18,6 +18,7 @@ def main(
     out: Annotated[Path, typer.Option(help="Output folder for the parquet tables.")] = Path("tables"),
     max_source_sentences: Annotated[int, typer.Option(help="Use at most this many source training sentences (0: all).")] = 0,
     max_target_sentences: Annotated[int, typer.Option(help="Use at most this many unlabelled target sentences (0: all).")] = 0,
+    ignore_labels: Annotated[list[str], typer.Option(help="Entity types read as O in every file (repeat), e.g. MISC when the target data has none.")] = [],
 ) -> None:
     """Read, validate and normalise (IOB1/BIO2 to BIO2) the four corpora into parquet tables."""
     files = {
@@ -27,9 +28,13 @@ def main(
         "target_test": target_test,
     }
     limits = {"source_train": max_source_sentences, "target_unlabelled": max_target_sentences}
-    stats = prepare_tables(files, labels, out, limits)
-    for name, s in stats.items():
-        typer.echo(f"{name}: {s['sentences']} sentences, {s['entities']} entities ({s['file']})")
+    stats = prepare_tables(files, labels, out, limits, ignore_labels=ignore_labels)
+    for name in files:
+        s = stats[name]
+        ignored = f", ignored {s['ignored_entities']}" if s["ignored_entities"] else ""
+        typer.echo(f"{name}: {s['sentences']} sentences, {s['entities']} entities{ignored} ({s['file']})")
+    for warning in stats["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glode.atomic import atomic_dir, atomic_path, atomic_write_bytes
+from glode.errors import GlodeError, LabelError
 from glode.spans import Span, candidate_spans, resolve_overlaps, spans_to_tags, tags_to_spans, to_bio2
 
 
@@ -78,6 +79,45 @@ def test_any_iob_sequence_normalises_and_round_trips(tags):
     bio2 = to_bio2(tags)
     assert spans_to_tags(tags_to_spans(tags), len(tags)) == bio2
     assert to_bio2(bio2) == bio2
+
+
+TAG_PIECES = st.one_of(
+    st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-"]),
+    st.text(max_size=6),
+    st.builds(lambda p, t: f"{p}-{t}", st.sampled_from("BIESOX"), st.text(max_size=3)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TAG_PIECES, max_size=15))
+def test_fuzz_tags_convert_or_raise_label_error(tags):
+    """Any tag list: BIO -> spans -> BIO round-trips, or the project's own error, nothing else."""
+    try:
+        bio2 = to_bio2(tags)
+        spans = tags_to_spans(tags)
+    except LabelError as err:
+        assert isinstance(err, GlodeError) and "invalid tag" in str(err)
+        assert any(t != "O" and not (len(t) > 2 and t[0] in "BI" and t[1] == "-" and not any(c.isspace() for c in t))
+                   for t in tags)
+        return
+    assert spans_to_tags(spans, len(tags)) == bio2
+    assert tags_to_spans(bio2) == spans
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-2, 12), st.integers(-2, 12),
+                       st.one_of(st.sampled_from(["PER", "LOC", "O", ""]), st.text(max_size=3))), max_size=5),
+    st.integers(-1, 10),
+)
+def test_fuzz_spans_convert_or_raise_label_error(spans, n_words):
+    """Any span list: spans -> BIO -> spans round-trips, or the project's own error."""
+    try:
+        tags = spans_to_tags(spans, n_words)
+    except LabelError:
+        return
+    assert len(tags) == n_words
+    assert tags_to_spans(tags) == sorted(Span(*sp) for sp in spans)
 
 
 # --- candidate_spans ------------------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""Issue 6: bad input fails clearly (message, exit status 1, no partial output), stages killed
+mid-write leave the previous output intact, and versioned folders refuse unknown versions.
+
+Stage scripts run in-process through their real entry point (``runpy`` + ``run_app``) where
+only the exit status and message matter, and as subprocesses where a signal is involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from glode.atomic import atomic_path, clean_stale
+from glode.errors import GlodeError, ParamError
+from glode.pipeline import prepare_tables
+from glode.rounds import validate_rounds
+from glode.tables import read_sentences, write_sentences
+from tests.synthetic import all_words, write_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOK = Path(__file__).parent / "hang_hook"
+LABELS = ["PER", "ORG", "LOC"]
+NAMES = ("source_train", "source_dev", "target_unlabelled", "target_test")
+
+
+def corpora(folder: Path, seed: int = 0) -> dict[str, Path]:
+    sizes = {"source_train": 30, "source_dev": 6, "target_unlabelled": 12, "target_test": 8}
+    return {name: write_corpus(folder / f"{name}.txt", n, seed=seed + i) for i, (name, n) in enumerate(sizes.items())}
+
+
+def prepare_args(files: dict[str, Path], out: Path, labels=LABELS, ignore=()) -> list[str]:
+    args = [a for name, p in files.items() for a in (f"--{name.replace('_', '-')}", str(p))]
+    args += [a for lab in labels for a in ("--labels", lab)]
+    args += [a for lab in ignore for a in ("--ignore-labels", lab)]
+    return [*args, "--out", str(out)]
+
+
+def run_stage(script: str, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run ``stages/<script>`` through its ``__main__`` entry point; (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "stages" / script), *map(str, args)])
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return code, capsys.readouterr().err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+# ------------------------------------------------------------------ bad input: prepare
+
+
+def _set(files, name, content):
+    files[name].write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return files[name]
+
+
+BAD_INPUTS = {
+    # case: (file, content or None for "missing", expected line or None, expected text)
+    "missing file": ("source_dev", None, None, "file not found"),
+    "empty file": ("source_train", "", None, "no sentences found"),
+    "empty target corpus": ("target_unlabelled", "-DOCSTART- O\n\n\n", None, "no sentences found"),
+    "one column": ("source_dev", "Anna B-PER\nlebt O\n\nin O\nBerlin\n", 5, "line has one column"),
+    "bad tag": ("target_test", "Anna B-PER\n\nin O\nBerlin S-LOC\n", 4, "is not 'O', 'B-TYPE' or 'I-TYPE'"),
+    "unknown type": ("source_train", "Anna B-PER\nEuro B-MISC\n\nx O\n\nUS B-MISC\n", 2, "MISC (2 entities"),
+    "not utf-8": ("target_unlabelled", b"Anna B-PER\n\nM\xfcnchen B-LOC\n", 3, "byte offset 13"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_clear_error_exit_1_no_partial_output(tmp_path, monkeypatch, capsys, case):
+    name, content, line, text = BAD_INPUTS[case]
+    files = corpora(tmp_path / "data")
+    out = tmp_path / "tables"
+    prepare_tables(files, LABELS, out)  # a previous good run
+    before = snapshot(out)
+    if content is None:
+        files[name].unlink()
+    else:
+        _set(files, name, content)
+    code, err = run_stage("prepare.py", prepare_args(files, out), monkeypatch, capsys)
+    assert code == 1, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, no traceback
+    where = f"{files[name]}:{line}:" if line else f"{files[name]}:"
+    assert where in err and text in err, err
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+    # and with no previous run, nothing at all appears
+    code, _ = run_stage("prepare.py", prepare_args(files, tmp_path / "fresh"), monkeypatch, capsys)
+    assert code == 1 and not (tmp_path / "fresh").exists() and leftovers(tmp_path) == []
+
+
+def test_messages_say_what_to_do(tmp_path):
+    files = corpora(tmp_path)
+    _set(files, "source_train", "Euro B-MISC\nzone O\n\nAnna B-PER\n")
+    with pytest.raises(GlodeError) as err:
+        prepare_tables(files, LABELS, tmp_path / "t")
+    assert "data.labels" in str(err.value) and "data.ignore-labels" in str(err.value)
+    _set(files, "source_train", b"\xff\xfeA\x00")
+    with pytest.raises(GlodeError, match="re-encode the file as UTF-8"):
+        prepare_tables(files, LABELS, tmp_path / "t")
+
+
+def test_windows_line_endings_are_accepted(tmp_path):
+    lf = corpora(tmp_path / "lf")
+    crlf = corpora(tmp_path / "crlf")
+    for p in crlf.values():
+        p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+    prepare_tables(lf, LABELS, tmp_path / "t_lf")
+    prepare_tables(crlf, LABELS, tmp_path / "t_crlf")
+    for name in NAMES:
+        a = read_sentences(tmp_path / "t_lf" / f"{name}.parquet")
+        b = read_sentences(tmp_path / "t_crlf" / f"{name}.parquet")
+        assert a == b and all("\r" not in t for s in b for t in s.tokens + s.tags)
+
+
+# ------------------------------------------------------------------ label sets that differ
+
+
+def test_source_label_set_differs_from_target(tmp_path, monkeypatch, capsys):
+    """CoNLL-style source with MISC, WikiAnn-style target without: an error that says how to
+    drop MISC, and `data.ignore-labels` reads it as O (counted)."""
+    files = corpora(tmp_path)
+    _set(files, "source_train", files["source_train"].read_text() + "\nEuro B-MISC\nzone I-MISC\nis O\n\nGerman B-MISC\n")
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "t"), monkeypatch, capsys)
+    assert code == 1 and "MISC (2 entities" in err and "data.ignore-labels" in err
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "t", ignore=["MISC"]), monkeypatch, capsys)
+    assert code == 0, err
+    stats = json.loads((tmp_path / "t/stats.json").read_text())
+    assert stats["tables"]["source_train"]["ignored_entities"] == {"MISC": 2}
+    assert stats["ignore_labels"] == ["MISC"] and stats["warnings"] == []
+    tags = {t for s in read_sentences(tmp_path / "t/source_train.parquet") for t in s.tags}
+    assert not any("MISC" in t for t in tags)
+
+
+def test_label_missing_from_source_is_an_error_and_from_target_a_warning(tmp_path, monkeypatch, capsys):
+    files = corpora(tmp_path)
+    # learning MISC as well: the source has it, the (WikiAnn-like) target test set does not
+    _set(files, "source_train", files["source_train"].read_text() + "\nEuro B-MISC\n")
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "t", labels=[*LABELS, "MISC"]), monkeypatch, capsys)
+    assert code == 0 and "warning:" in err and "no MISC entities in the target test set" in err
+    assert "MISC" in json.loads((tmp_path / "t/stats.json").read_text())["warnings"][0]
+    # a label the source never shows cannot be learned
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "u", labels=[*LABELS, "DATE"], ignore=["MISC"]), monkeypatch, capsys)
+    assert code == 1 and "['DATE']" in err and "never occur in the source" in err and not (tmp_path / "u").exists()
+    with pytest.raises(ParamError, match="data.ignore-labels"):
+        prepare_tables(files, LABELS, tmp_path / "v", ignore_labels=["PER"])
+
+
+# ------------------------------------------------------------------ model-level checks
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Prepared tiny tables, a tiny encoder and two untrained model folders: one for the tables'
+    label set, one for another label set."""
+    from glode.model import SpanModelConfig, build_model, save_model
+    from tests.tiny_encoder import build_tiny_encoder
+
+    root = tmp_path_factory.mktemp("world")
+    prepare_tables(corpora(root / "data"), LABELS, root / "tables")
+    enc = build_tiny_encoder(root / "encoder", words=all_words())
+    for folder, classes in (("models", ["O", *LABELS]), ("other", ["O", "PER", "LOC", "MISC"])):
+        model, tok = build_model(enc, SpanModelConfig(classes=classes, max_span_len=3, max_seq_len=16), seed=0)
+        save_model(model, tok, root / folder / "r0", enc, extra={"round": "r0"})
+    return root
+
+
+def test_model_from_another_label_set_is_refused(world, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "pseudo"
+    args = ["--round", "r1", "--prev", "r0", "--models", world / "other", "--tables", world / "tables", "--out", out]
+    code, err = run_stage("pseudo_label.py", args, monkeypatch, capsys)
+    assert code == 1 and "['PER', 'LOC', 'MISC']" in err and "['PER', 'ORG', 'LOC']" in err, err
+    assert str(world / "other" / "r0") in err and not out.exists()
+    code, err = run_stage("evaluate.py", ["--model", world / "other/r0", "--metrics", tmp_path / "m.json",
+                                          "--test", world / "tables/target_test.parquet"], monkeypatch, capsys)
+    assert code == 1 and "trained for labels" in err and not (tmp_path / "m.json").exists()
+
+
+def test_broken_round_chain_is_refused(world, tmp_path, monkeypatch, capsys):
+    for prev, text in (("r2", "not an earlier round"), ("r7", "not an earlier round"), ("x", "not an earlier round")):
+        code, err = run_stage("pseudo_label.py", ["--round", "r2", "--prev", prev, "--models", world / "models",
+                                                  "--out", tmp_path / "p", "--tables", world / "tables"], monkeypatch, capsys)
+        assert code == 1 and "parameter 'rounds.r2.prev'" in err and text in err and "glode rounds N" in err
+    with pytest.raises(ParamError, match="defined later"):  # a cycle needs a forward reference
+        validate_rounds({"r1": {"prev": "r2"}, "r2": {"prev": "r1"}})
+    with pytest.raises(ParamError, match="not a round"):
+        validate_rounds({"r1": {"prev": "r9"}})
+
+
+def test_empty_target_table_and_k_out_of_range(world, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    # the pseudo_label -> denoise path on the real (untrained) model: k must fit the memory bank
+    pseudo = tmp_path / "pseudo"
+    args = ["--round", "r1", "--prev", "r0", "--models", world / "models", "--tables", world / "tables",
+            "--out", pseudo, "--dim", "8"]
+    code, err = run_stage("pseudo_label.py", args, monkeypatch, capsys)
+    assert code == 0, err
+    manifest = json.loads((pseudo / "glode_pseudo.json").read_text())
+    assert manifest["format_version"] == 1
+    # max_seq_len 16 with the tiny character vocabulary: long sentences go in windows, and the
+    # spans that no window holds whole (long words) are counted, not silently dropped
+    coding = manifest["encoding"]["target_unlabelled"]
+    assert coding["windowed_sentences"] > 0 and coding["lost_spans"] >= 0
+    assert manifest["target_spans"] == len(pd.read_parquet(pseudo / "spans.parquet"))
+    from glode.selftrain import initial_labels
+
+    initial_labels(world / "models/r0", world / "tables", tmp_path / "r0.parquet", tmp_path / "r0.json", progress=False)
+    for k in (0, 10**6):
+        out = tmp_path / f"labels-{k}.parquet"
+        code, err = run_stage("denoise.py", ["--round", "r1", "--pseudo", pseudo, "--prev-labels", tmp_path / "r0.parquet",
+                                             "--out", out, "--metrics", tmp_path / "d.json", "--k", k], monkeypatch, capsys)
+        assert code == 1 and "parameter 'k'" in err and "memory bank" in err, err
+        assert not out.exists() and not (tmp_path / "d.json").exists()
+    # an unknown pseudo-label folder version is an error, not a crash
+    manifest["format_version"] = 99
+    (pseudo / "glode_pseudo.json").write_text(json.dumps(manifest))
+    code, err = run_stage("denoise.py", ["--round", "r1", "--pseudo", pseudo, "--prev-labels", tmp_path / "r0.parquet",
+                                         "--out", tmp_path / "l.parquet", "--metrics", tmp_path / "d.json", "--k", 2],
+                          monkeypatch, capsys)
+    assert code == 1 and "format version 99" in err and "pseudo_label" in err
+    # an empty target corpus (tables edited by hand) stops pseudo-labelling with a message
+    tables = tmp_path / "tables"
+    shutil.copytree(world / "tables", tables)
+    write_sentences([], tables / "target_unlabelled.parquet")
+    code, err = run_stage("pseudo_label.py", [*args[:7], tables, "--out", tmp_path / "p2"], monkeypatch, capsys)
+    assert code == 1 and "target corpus is empty" in err and not (tmp_path / "p2").exists()
+
+
+def test_encoder_that_needs_a_download(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code, err = run_stage("encoder.py", ["--name", "glode-tests/no-such-model-1f3a", "--out", tmp_path / "enc"],
+                          monkeypatch, capsys)
+    assert code == 1 and "needs a download" in err and "encoder.name to that local path" in err, err
+    assert "huggingface-cli download glode-tests/no-such-model-1f3a" in err and not (tmp_path / "enc").exists()
+
+
+# ------------------------------------------------------------------ interrupted stages
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_prepare_keeps_the_previous_tables(tmp_path, sig):
+    """Kill the prepare stage while it writes its tables folder (two of four tables written):
+    the previous tables stay as they were, and the next run completes and tidies up."""
+    old = corpora(tmp_path / "old", seed=0)
+    new = corpora(tmp_path / "new", seed=100)
+    out = tmp_path / "tables"
+    prepare_tables(old, LABELS, out)
+    before = snapshot(out)
+    marker = tmp_path / "hang.pid"
+    env = dict(os.environ, PYTHONPATH=str(HOOK), GLODE_TEST_HANG=f"prepare.py:target_unlabelled.parquet:{marker}")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/prepare.py"), *prepare_args(new, out)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the stage never reached its write"
+            time.sleep(0.05)
+        partial = [p for p in tmp_path.iterdir() if p.name.startswith(".tables.tmp-")]
+        assert len(partial) == 1 and (partial[0] / "source_train.parquet").exists()  # mid-write
+        os.kill(int(marker.read_text()), sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM), err
+    assert snapshot(out) == before  # the previous output is intact
+    if sig == signal.SIGTERM:
+        assert leftovers(tmp_path) == [] and "partial outputs removed" in err
+    else:
+        assert len(leftovers(tmp_path)) == 1  # the dead writer's hidden temporary folder
+    prepare_tables(new, LABELS, out)  # the next run completes and removes the dead writer's leftovers
+    assert leftovers(tmp_path) == []
+    assert snapshot(out) != before
+    assert read_sentences(out / "target_test.parquet") == read_sentences_from(new["target_test"])
+
+
+def read_sentences_from(path: Path):
+    from glode.conll import read_conll
+
+    return read_conll(path, LABELS)
+
+
+def test_stale_temporaries_of_dead_writers_are_cleaned_or_restored(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".out.txt.tmp-{dead.pid}").write_text("half")
+    (tmp_path / f".out.txt.tmp-{os.getpid()}").write_text("mine")  # a live writer's: kept
+    (tmp_path / f".folder.old-{dead.pid}").mkdir()  # moved aside, never replaced: put back
+    (tmp_path / f".folder.old-{dead.pid}" / "a").write_text("previous")
+    assert len(clean_stale(tmp_path / "out.txt")) == 1
+    assert (tmp_path / f".out.txt.tmp-{os.getpid()}").exists()
+    clean_stale(tmp_path / "folder")
+    assert (tmp_path / "folder" / "a").read_text() == "previous"
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "out.txt"]
+
+
+def test_labels_parquet_of_unknown_version_is_an_error(tmp_path):
+    import pyarrow.parquet as pq
+
+    from glode.tables import read_table
+
+    path = write_sentences(read_sentences_from(corpora(tmp_path)["source_dev"]), tmp_path / "s.parquet")
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    meta[b"glode_schema_version"] = b"7"
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(GlodeError, match="schema version '7'"):
+        read_table(path, "sentences")
+    assert isinstance(pd.read_parquet(path), pd.DataFrame)  # still a valid parquet file for other tools
