@@ -148,8 +148,8 @@ def labels_diff(
         flips = flips[flips.kind.isin(kind)]
     shown = flips if limit <= 0 else flips.head(limit)
     target = read_target(files_b)
-    if files_b is not files_a:
-        check_alignment(a.head(0), target, files_a.where(f"rounds/{round_a}/labels.parquet"))
+    check_alignment(shown, target, f"{files_a.where(f'rounds/{round_a}/labels.parquet')} / "
+                                   f"{files_b.where(f'rounds/{round_b}/labels.parquet')}")
     headers, rows = diff_rows(shown, target, window)
     typer.echo("")
     _print_rows(headers, rows, len(flips), limit, "flip(s) listed")
