@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from glode.errors import ParamError
 from glode.spans import candidate_spans
 
 #: Case classes of a word, summed over the words of a span (METHOD.md §1).
@@ -56,8 +57,9 @@ def word_case(word: str) -> int | None:
 class EncodedSentence:
     """One sentence as sub-token ids, with word boundaries and candidate spans.
 
-    ``span_*`` arrays list every candidate word span of width 1..max_span_len among the
-    words that fit in ``max_seq_len`` sub-tokens (``n_visible`` of ``n_words``).
+    ``span_*`` arrays list every candidate word span of width 1..max_span_len except the
+    ``lost_spans`` (none unless single words are huge); a sentence longer than ``max_seq_len``
+    sub-tokens is scored through its ``windows``.
     """
 
     input_ids: np.ndarray  # (T,) int64, specials included
@@ -127,9 +129,9 @@ class SentenceEncoder:
 
     def __init__(self, tokenizer, max_span_len: int, max_seq_len: int):
         if max_span_len < 1:
-            raise ValueError("max_span_len must be >= 1")
+            raise ParamError("model.max-span-len", f"must be >= 1, got {max_span_len}")
         if max_seq_len < 3:
-            raise ValueError("max_seq_len must be >= 3")
+            raise ParamError("model.max-seq-len", f"must be >= 3 (two special tokens and a word), got {max_seq_len}")
         self.tokenizer = tokenizer
         self.max_span_len = max_span_len
         self.max_seq_len = max_seq_len
