@@ -214,3 +214,10 @@ def test_rev_reads_a_commit_and_an_experiment(project):
         cli("labels", "show", "r3", "--repo", str(project), "--rev", "HEAD")
     with pytest.raises(GlodeError, match="cannot open revision 'no-such-exp'"):
         cli("labels", "show", "r2", "--repo", str(project), "--rev", "no-such-exp")
+
+
+@pytest.mark.parametrize("command", [["labels"], ["labels", "show"], ["labels", "diff"], ["labels", "export"], ["predict"]])
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    assert "--rev" in result.output or command in (["labels"], ["predict"])
