@@ -269,6 +269,7 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
         cell["rounds"] = {}
     else:
         cell["rounds"] = collect(work, rounds)
+    cell["epochs"] = params["train"]["epochs"]
     cell["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return cell
 
@@ -377,7 +378,9 @@ def render_tables(cells: dict) -> str:
             for r in ("r0", "r1", "r2"):
                 x = c["rounds"].get(r) or {}
                 parts.append(f"{_fmt(x.get('f1'))} / {_fmt(x.get('span_f1'))} / {_fmt(x.get('pseudo_label_f1'))}")
-            steps = sorted({(c['rounds'].get(r) or {}).get('train_steps') for r in ('r0', 'r1', 'r2')} - {None})
+            per_epoch = {(c['rounds'].get(r) or {}).get('train_steps') for r in ('r0', 'r1', 'r2')} - {None}
+            epochs = c.get("epochs") or (3 if variant == "zeroshot3" else 1)  # cells before "epochs" was stored
+            steps = sorted(n * epochs for n in per_epoch)  # logs/rN/metrics.json holds steps per epoch
             lines.append(f"| {lang} | {variant} | " + " | ".join(parts) + f" | {', '.join(map(str, steps))} |")
         for variant in ("hf", "hf3"):
             c = cells.get((lang, variant))
