@@ -112,6 +112,67 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
     assert (root / "plots-html/index.html").stat().st_size > 0
 
 
+def outputs_snapshot(root: Path) -> dict[str, bytes]:
+    """dvc.lock (hashes of every output, models included) and the files a user compares."""
+    files = [root / "dvc.lock", *sorted(root.glob("rounds/*/labels.parquet"))]
+    for folder in ("metrics", "logs", "reports"):
+        files += sorted(p for p in (root / folder).rglob("*") if p.is_file() and p.name != ".gitignore")
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_killed_stage_recovers_and_reruns_are_byte_identical(project):
+    """Issue 6: `dvc repro` right after a full run is a no-op; a stage killed while writing
+    leaves no output that looks complete and `dvc repro` then completes; a forced rerun of the
+    whole pipeline (same params and seed, same machine) gives byte-identical outputs."""
+    import signal
+    import time
+
+    root, env = project
+    run([sys.executable, "-m", "dvc", "repro"], root, env)  # a full run (already done by the test above)
+    ran, _ = stage_lines(run([sys.executable, "-m", "dvc", "repro"], root, env).stdout)
+    assert not ran, f"dvc repro right after a full run ran {ran}"
+    before = outputs_snapshot(root)
+    assert "seconds" not in before["metrics/denoise/r1.json"].decode() and "seconds" not in before["logs/r0/metrics.json"].decode()
+
+    # kill denoise@r1 just before it renames its finished labels.parquet into place
+    marker = root / "hang.pid"
+    hang_env = dict(env, PYTHONPATH=str(Path(__file__).parent / "hang_hook"),
+                    GLODE_TEST_HANG=f"stages/denoise.py:labels.parquet:{marker}")
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "denoise@r1"], cwd=root, env=hang_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "denoise@r1 never reached its write"
+            time.sleep(0.1)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    marker.unlink()
+    assert proc.returncode != 0
+    labels = root / "rounds/r1/labels.parquet"
+    assert not labels.exists() or labels.read_bytes() == before["rounds/r1/labels.parquet"]  # intact or absent
+    assert list(labels.parent.glob(".labels.parquet.tmp-*")), "the killed writer's hidden temporary file"
+
+    out = run([sys.executable, "-m", "dvc", "repro"], root, env).stdout  # completes (restores or reruns the stage)
+    ran, skipped = stage_lines(out)
+    assert "denoise@r1" in ran | skipped and ran <= {"denoise@r1", "report"}, out  # nothing else reruns
+    for name in ("rounds/r1/labels.parquet", "metrics/denoise/r1.json", "metrics/r2.json", "reports/rounds.json"):
+        assert (root / name).read_bytes() == before[name], name
+
+    # every stage again, from scratch: byte-identical labels, identical metrics and logs, same hashes
+    ran, _ = stage_lines(run([sys.executable, "-m", "dvc", "repro", "-f"], root, env).stdout)
+    assert {"prepare", "train_source", "denoise@r2", "train_target@r2", "evaluate@r2"} <= ran
+    after = outputs_snapshot(root)
+    assert not list(labels.parent.glob(".labels.parquet.*")), "the next write removes the dead writer's leftovers"
+    assert sorted(after) == sorted(before)
+    for name in before:
+        assert after[name] == before[name], f"{name} differs between two runs"
+
+
 def stage_lines(output: str) -> tuple[set[str], set[str]]:
     """Stages DVC ran and stages it skipped, read from its own output."""
     import re
