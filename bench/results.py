@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import io
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import io
 import time
 from pathlib import Path
 
