@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 
 from glode.atomic import atomic_dir, atomic_path
 from glode.conll import read_conll_counts
@@ -118,7 +117,7 @@ def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, in
     return sentences, encoded
 
 
-def predict_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True):
+def predict_corpus(model, tokenizer, encoded, batch_size: int, progress: bool = True):
     """Decoded entity spans per sentence (word level, end exclusive)."""
     from glode.predict import decode_spans, score_spans
 
@@ -131,7 +130,7 @@ def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progr
     """seqeval strict-IOB2 entity scores plus the paper's span F1 on a labelled corpus."""
     from glode.metrics import ner_scores
 
-    predictions = predict_corpus(model, tokenizer, sentences, encoded, batch_size, progress)
+    predictions = predict_corpus(model, tokenizer, encoded, batch_size, progress)
     scores = ner_scores(
         [s.tags for s in sentences],
         predictions,

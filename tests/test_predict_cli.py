@@ -47,7 +47,7 @@ def reference_tags(model_dir: Path, sentences: list[list[str]]) -> list[list[str
     """What the evaluate stage's decoding predicts for these sentences."""
     model, tok, _ = load_model(model_dir)
     enc = SentenceEncoder(tok, model.config.max_span_len, model.config.max_seq_len).encode(sentences)
-    spans = predict_corpus(model, tok, None, enc, batch_size=4, progress=False)
+    spans = predict_corpus(model, tok, enc, batch_size=4, progress=False)
     return [spans_to_tags(s, len(w)) for s, w in zip(spans, sentences)]
 
 
