@@ -227,14 +227,18 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
     params = write_params(work, lang, overrides or {})
     env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
     stages: dict[str, dict] = {}
-    names = ["prepare", "encoder"] if variant in ("hf", "hf3", "steps") else stage_names(rounds)
-    for name in names:
-        log.write(f"== {lang}:{variant}: dvc repro --single-item {name}\n")
-        res = measured(["dvc", "repro", "--single-item", name], work, env, log)
-        ran = "Running stage" in res["output"]
+
+    def step(name: str, cmd: list[str]) -> None:
+        """Run, time and record one step of the cell; a failure ends the cell."""
+        log.write(f"== {lang}:{variant}: {' '.join(cmd)}\n")
+        res = measured(cmd, work, env, log)
+        ran = cmd[:2] != ["dvc", "repro"] or "Running stage" in res["output"]  # DVC skips unchanged stages
         stages[name] = {k: v for k, v in res.items() if k != "output"} | {"ran": ran}
         if res["rc"] != 0:
-            raise RuntimeError(f"{lang}:{variant}: stage {name} failed (exit {res['rc']}); see the harness log")
+            raise RuntimeError(f"{lang}:{variant}: {name} failed (exit {res['rc']}); see the harness log")
+
+    for name in ["prepare", "encoder"] if variant in ("hf", "hf3", "steps") else stage_names(rounds):
+        step(name, ["dvc", "repro", "--single-item", name])
     cell = {"language": lang, "variant": variant, "description": desc, "commit": snapshot["commit"],
             "sentences": snapshot["sentences"], "overrides": overrides, "span_cap": params["model"]["max-span-len"],
             "stages": stages}
@@ -248,11 +252,7 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
                "--batch-size", str(params["train"]["batch-size"]), "--seed", str(params["train"]["seed"]),
                "--max-seq-len", str(params["model"]["max-seq-len"]),
                "--span-cap", str(ZH_CHAR_CAP if lang == "zh" else cap), "--out-json", str(out_json)]
-        log.write(f"== {lang}:{variant}: {' '.join(cmd)}\n")
-        res = measured(cmd, work, env, log)
-        if res["rc"] != 0:
-            raise RuntimeError(f"{lang}:{variant}: reference failed (exit {res['rc']})")
-        stages["hf_reference"] = {k: v for k, v in res.items() if k != "output"} | {"ran": True}
+        step("hf_reference", cmd)
         ref = json.loads(out_json.read_text())
         cell["rounds"] = {"hf": {"f1": ref["f1"], "precision": ref["precision"], "recall": ref["recall"],
                                  "span_f1": ref["span"]["f1"], "per_type": ref["per_type"], "train_steps": ref["steps"],
@@ -261,9 +261,7 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
         out_json = work / "steps.json"
         cmd = [sys.executable, str(ROOT / "bench" / "train_step_bench.py"), "--steps", "20", "--reference",
                "--max-span-len", str(params["model"]["max-span-len"]), "--out", str(out_json)]
-        res = measured(cmd, work, env, log)
-        if res["rc"] != 0:
-            raise RuntimeError(f"{lang}:steps: step benchmark failed (exit {res['rc']})")
+        step("step_bench", cmd)
         cell["steps"] = json.loads(out_json.read_text())
         cell["rounds"] = {}
     else:
