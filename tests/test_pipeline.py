@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.hang import hang_env, wait_for_hang
 from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -125,7 +126,6 @@ def test_killed_stage_recovers_and_reruns_are_byte_identical(project):
     leaves no output that looks complete and `dvc repro` then completes; a forced rerun of the
     whole pipeline (same params and seed, same machine) gives byte-identical outputs."""
     import signal
-    import time
 
     root, env = project
     run([sys.executable, "-m", "dvc", "repro"], root, env)  # a full run (already done by the test above)
@@ -136,17 +136,11 @@ def test_killed_stage_recovers_and_reruns_are_byte_identical(project):
 
     # kill denoise@r1 just before it renames its finished labels.parquet into place
     marker = root / "hang.pid"
-    hang_env = dict(env, PYTHONPATH=str(Path(__file__).parent / "hang_hook"),
-                    GLODE_TEST_HANG=f"stages/denoise.py:labels.parquet:{marker}")
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "denoise@r1"], cwd=root, env=hang_env,
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "denoise@r1"], cwd=root,
+                            env=hang_env(env, "stages/denoise.py:labels.parquet", marker),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "denoise@r1 never reached its write"
-            time.sleep(0.1)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
+        os.kill(wait_for_hang(proc, marker, 600, "denoise@r1"), signal.SIGKILL)
         proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:

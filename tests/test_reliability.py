@@ -13,7 +13,6 @@ import runpy
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +23,10 @@ from glode.errors import GlodeError, ParamError
 from glode.pipeline import prepare_tables
 from glode.rounds import validate_rounds
 from glode.tables import read_sentences, write_sentences
+from tests.hang import hang_env, wait_for_hang
 from tests.synthetic import all_words, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOK = Path(__file__).parent / "hang_hook"
 LABELS = ["PER", "ORG", "LOC"]
 NAMES = ("source_train", "source_dev", "target_unlabelled", "target_test")
 
@@ -270,18 +269,14 @@ def test_killed_prepare_keeps_the_previous_tables(tmp_path, sig):
     prepare_tables(old, LABELS, out)
     before = snapshot(out)
     marker = tmp_path / "hang.pid"
-    env = dict(os.environ, PYTHONPATH=str(HOOK), GLODE_TEST_HANG=f"prepare.py:target_unlabelled.parquet:{marker}")
+    env = hang_env(dict(os.environ), "prepare.py:target_unlabelled.parquet", marker)
     proc = subprocess.Popen([sys.executable, str(ROOT / "stages/prepare.py"), *prepare_args(new, out)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the stage never reached its write"
-            time.sleep(0.05)
+        pid = wait_for_hang(proc, marker, 120, "the stage", poll=0.05)
         partial = [p for p in tmp_path.iterdir() if p.name.startswith(".tables.tmp-")]
         assert len(partial) == 1 and (partial[0] / "source_train.parquet").exists()  # mid-write
-        os.kill(int(marker.read_text()), sig)
+        os.kill(pid, sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
