@@ -85,27 +85,42 @@ def has_gold(sentences) -> bool:
     return any(t != "O" for s in sentences for t in s.tags)
 
 
-def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000) -> list[np.ndarray]:
+def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
+               chunk: int = 16384) -> list[np.ndarray]:
     """Project every array onto the top ``dim`` principal axes of their union (fit on a seeded
-    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature."""
-    full = np.concatenate(vectors).astype(np.float64)
-    d = full.shape[1]
+    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature.
+
+    Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
+    outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
+    are about 2 GB).
+    """
+    sizes = [len(v) for v in vectors]
+    total = int(sum(sizes))
+    d = vectors[0].shape[1]
+    mean = basis = None
     if 0 < dim < d:
         rng = np.random.default_rng(seed)
-        fit = full if len(full) <= sample else full[np.sort(rng.choice(len(full), sample, replace=False))]
+        rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
+        offsets = np.cumsum([0] + sizes)
+        which = np.searchsorted(offsets, rows, side="right") - 1
+        fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
         mean = fit.mean(axis=0)
         _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+        del fit
         basis = vt[:dim]
         # fix each axis's sign so the projection does not depend on LAPACK's choice
         signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
         basis = basis * signs[:, None]
-        out = [(v.astype(np.float64) - mean) @ basis.T for v in vectors]
-    else:
-        out = [v.astype(np.float64) for v in vectors]
     res = []
-    for v in out:
-        norm = np.linalg.norm(v, axis=1, keepdims=True)
-        res.append((v / np.maximum(norm, 1e-12)).astype(np.float32))
+    for v in vectors:
+        out = np.empty((len(v), dim if basis is not None else d), dtype=np.float32)
+        for lo in range(0, len(v), chunk):
+            x = v[lo : lo + chunk].astype(np.float64)
+            if basis is not None:
+                x = (x - mean) @ basis.T
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            out[lo : lo + chunk] = x / np.maximum(norm, 1e-12)
+        res.append(out)
     return res
 
 
@@ -138,11 +153,6 @@ def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
         [lookup.get((int(a), int(b), int(c)), "O") for a, b, c in zip(frame.sentence_id, frame.start, frame.end)],
         dtype=object,
     )
-
-
-def _score(model, tokenizer, encoded, batch_size, desc, progress):
-    return score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
-                       progress=progress, desc=desc)
 
 
 # --------------------------------------------------------------------------- pseudo-labelling
@@ -207,6 +217,7 @@ def pseudo_label_round(
     index = {c: i for i, c in enumerate(classes)}
     s_labels = np.array([index[g] for g in gold_labels(source, s_frame)], dtype=np.int64)
     s_vec = np.concatenate([sc.features for sc in s_scores])
+    del s_scores  # the per-sentence copies; only the stacked features are needed now
     t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed)
 
     info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]),

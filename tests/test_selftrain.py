@@ -113,6 +113,34 @@ def test_pseudo_label_prf_hand_case():
     assert s["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
 
 
+def _reduce_dim_whole(vectors, dim, seed, sample):
+    """The direct formula on one float64 matrix: the oracle for the chunked reduce_dim."""
+    full = np.concatenate(vectors).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    fit = full if len(full) <= sample else full[np.sort(rng.choice(len(full), sample, replace=False))]
+    mean = fit.mean(axis=0)
+    basis = np.linalg.svd(fit - mean, full_matrices=False)[2][:dim]
+    basis = basis * np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])[:, None]
+    out, lo = [], 0
+    for v in vectors:
+        x = (full[lo : lo + len(v)] - mean) @ basis.T
+        out.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+        lo += len(v)
+    return out
+
+
+@pytest.mark.parametrize("sample", [40, 1000])
+def test_reduce_dim_in_chunks_equals_the_whole_matrix_formula(sample):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(70, 12)).astype(np.float32)
+    b = (rng.normal(size=(45, 12)) * np.linspace(0.5, 3, 12)).astype(np.float32)
+    got = reduce_dim([a, b], 5, seed=3, sample=sample, chunk=16)
+    want = _reduce_dim_whole([a, b], 5, seed=3, sample=sample)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
 def test_reduce_dim_normalises_and_is_deterministic():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(50, 20)), rng.normal(size=(30, 20))
