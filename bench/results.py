@@ -431,10 +431,12 @@ def render_tables(cells: dict) -> str:
     for lang in ORDER:
         if any((lang, v) in planned for v in ("hf3", "zeroshot3", "glode3", "plain3")):
             h3 = (cells.get((lang, "hf3")) or {}).get("rounds", {}).get("hf", {}).get("f1")
+            def r2_3(variant, lang=lang):  # "-": not planned for this language, "pending": planned, not measured
+                return _fmt(_f1(cells, lang, variant, "r2")) if (lang, variant) in planned | set(cells) else "-"
+
             r0_3 = next((v for v in (_f1(cells, lang, x, "r0") for x in ("zeroshot3", "glode3", "plain3")) if v is not None), None)
             lines.append(f"| {lang} | {_fmt(_f1(cells, lang, 'hf', 'hf'))} | {_fmt(_f1(cells, lang, 'zeroshot', 'r0'))} | "
-                         f"{_fmt(h3)} | {_fmt(r0_3)} | {_fmt(_f1(cells, lang, 'plain3', 'r2'))} | "
-                         f"{_fmt(_f1(cells, lang, 'glode3', 'r2'))} |")
+                         f"{_fmt(h3)} | {_fmt(r0_3)} | {r2_3('plain3')} | {r2_3('glode3')} |")
     lines += ["", render_steps(cells).rstrip("\n")]
     lines += ["", f"Measured cells: {len(cells)} of {len(plan())}; project commit(s) {', '.join(commits) or '-'}; "
               f"1-minute load average before a stage: median {sorted(loads)[len(loads) // 2] if loads else '-'} "
