@@ -383,6 +383,9 @@ def render_tables(cells: dict) -> str:
                 continue
             parts = []
             for r in ("r0", "r1", "r2"):
+                if r not in VARIANTS[variant][2]:  # a round this variant does not run (zeroshot3: r0 only)
+                    parts.append("-")
+                    continue
                 x = c["rounds"].get(r) or {}
                 parts.append(f"{_fmt(x.get('f1'))} / {_fmt(x.get('span_f1'))} / {_fmt(x.get('pseudo_label_f1'))}")
             per_epoch = {(c['rounds'].get(r) or {}).get('train_steps') for r in ('r0', 'r1', 'r2')} - {None}
