@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glode.atomic import atomic_dir, atomic_path
-from glode.denoise import denoise, span_prf
+from glode.denoise import GATES, denoise, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.predict import kept_entity_mask, score_spans
@@ -414,17 +414,21 @@ def denoise_round(
     nprobe: int,
     seed: int,
     start: str = "labels",
+    gate: str = "none",
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats.
 
     ``start="labels"`` (GLoDe) starts from the previous round's refined labels;
     ``start="model"`` starts from the previous model's own soft pseudo labels (Y0-style) of
-    this round, which with both views off is plain self-training.
+    this round, which with both views off is plain self-training. ``gate`` is passed to
+    :func:`glode.denoise.denoise` (``"agree"``: a top class only changes where the views agree).
     """
     from glode.pipeline import write_json
 
     if start not in START_CHOICES:
         raise ParamError("denoise.start", f"must be one of {', '.join(START_CHOICES)}, got {start!r}")
+    if gate not in GATES:
+        raise ParamError("denoise.gate", f"must be one of {', '.join(GATES)}, got {gate!r}")
     read_pseudo_manifest(pseudo_dir)
     spans = read_table(pseudo_dir / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
@@ -440,14 +444,14 @@ def denoise_round(
     m = ema_weight(round_name, m_start, m_step, m_min)
     res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
                   prototype=prototype, momentum=momentum, use_global=use_global, use_local=use_local,
-                  seed=seed, index=index, auto_threshold=auto_threshold, nprobe=nprobe, threads=None)
+                  gate=gate, seed=seed, index=index, auto_threshold=auto_threshold, nprobe=nprobe, threads=None)
     gold = spans.gold.to_numpy(dtype=object)
     rows = _rows_to_store(Y, res.Y_new, gold, res.G, res.L)
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
     write_labels(frame, out_labels, classes, round_name)
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
-    summary.update(round=round_name, start=start, m=m, k=k, label_rows=int(len(frame)))
+    summary.update(round=round_name, start=start, gate=gate, m=m, k=k, label_rows=int(len(frame)))
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]

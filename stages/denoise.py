@@ -31,6 +31,8 @@ def main(
     seed: Annotated[int, typer.Option(help="Seed of the O sample in the memory bank.")] = 0,
     start: Annotated[str, typer.Option(help="Labels to refine: 'labels' (the previous round's, GLoDe) or 'model' "
                                        "(the previous model's fresh pseudo labels; with both views off: plain self-training).")] = "labels",
+    gate: Annotated[str, typer.Option(help="'none', or 'agree': a span's top class only changes to a class every "
+                                      "view in use admits (sharpening updates still apply).")] = "none",
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) PCA dimension of span vectors.")] = 128,
 ) -> None:
     """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
@@ -38,10 +40,11 @@ def main(
         round, pseudo, prev_labels, out, metrics, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
         m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
         use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
-        nprobe=nprobe, seed=seed, start=start,
+        nprobe=nprobe, seed=seed, start=start, gate=gate,
     )
     ch = s["changed"]
-    msg = f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, swaps {ch['type_swap']})"
+    msg = (f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, "
+           f"swaps {ch['type_swap']}; {ch['refused_by_gate']} refused by the gate)")
     if "pseudo_label" in s:
         msg += f"; pseudo-label F1 {s['pseudo_label']['before']['f1']:.4f} -> {s['pseudo_label']['after']['f1']:.4f}"
     typer.echo(msg)

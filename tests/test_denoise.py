@@ -264,3 +264,54 @@ def test_summary_is_json_and_consistent():
     assert before["correct"] == correct
     assert before["precision"] == pytest.approx(correct / int(((noisy != 0) & known).sum()))
     assert 0.0 <= s["view_agreement"]["intersect_rate"] <= 1.0
+
+
+# ---------------------------------------------------------------- agreement gate
+
+
+def test_agreement_gate_refuses_only_unadmitted_top_class_changes():
+    Y = np.array([[0.6, 0.4, 0, 0], [0.6, 0.4, 0, 0], [0.2, 0.8, 0, 0], [0.1, 0.5, 0.4, 0]], np.float32)
+    Y_new = np.array([[0.3, 0.7, 0, 0], [0.3, 0.7, 0, 0], [0.1, 0.9, 0, 0], [0.1, 0.4, 0.5, 0]], np.float32)
+    admitted = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]], bool)
+    out, refused = dn.agreement_gate(Y, Y_new, admitted)
+    assert refused.tolist() == [False, True, False, True]
+    np.testing.assert_array_equal(out[0], Y_new[0])  # O -> PER with PER admitted: accepted
+    np.testing.assert_array_equal(out[1], Y[1])  # O -> PER, PER not admitted: the old label stays
+    np.testing.assert_array_equal(out[2], Y_new[2])  # same top class: the sharpening applies ungated
+    np.testing.assert_array_equal(out[3], Y[3])
+
+
+def test_gate_agree_changes_only_where_views_agree_on_the_new_class():
+    """Planted noise with a weak EMA: every accepted flip goes to a class both views admit, and the
+    gated labels differ from the ungated ones exactly on the refused spans."""
+    X, labels = clusters(3000, weights=(0.4, 0.2, 0.2, 0.2), noise=0.5, seed=3)
+    Q, gold, S, s_labels = X[:2400], labels[:2400], X[2400:], labels[2400:]
+    rng = np.random.default_rng(4)
+    noisy = gold.copy()
+    flipped = rng.random(gold.shape[0]) < 0.3
+    noisy[flipped] = (gold[flipped] + rng.integers(1, 4, flipped.sum())) % 4
+    Y = one_hot(noisy, 4)
+    free = dn.denoise(Q, Y, S, s_labels, m=0.0)
+    gated = dn.denoise(Q, Y, S, s_labels, m=0.0, gate="agree")
+    changed = gated.y_new != gated.y_prev
+    both = gated.G & gated.L
+    assert changed.any() and gated.gated.any()
+    assert both[np.arange(len(changed)), gated.y_new][changed].all()
+    assert ((free.y_new != gated.y_new) == gated.gated).all()
+    np.testing.assert_array_equal(gated.Y_new[gated.gated], Y[gated.gated])
+    assert gated.summary()["changed"]["refused_by_gate"] == int(gated.gated.sum())
+    # one view off: the gate follows the view in use
+    local_only = dn.denoise(Q, Y, S, s_labels, m=0.0, use_global=False, gate="agree")
+    moved = local_only.y_new != local_only.y_prev
+    assert moved.any()
+    assert local_only.L[np.arange(len(moved)), local_only.y_new][moved].all()
+    # no view: nothing may change
+    off = dn.denoise(Q, Y, S, s_labels, m=0.0, use_global=False, use_local=False, gate="agree")
+    assert (off.y_new == off.y_prev).all()
+
+
+def test_unknown_gate_is_param_error():
+    Q, Y, S, s_labels, _ = small_problem()
+    with pytest.raises(ParamError) as err:
+        dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, gate="both")
+    assert err.value.name == "gate"

@@ -78,3 +78,16 @@ def test_unknown_start_is_a_parameter_error(tmp_path):
     _, pseudo, _, _ = _pseudo_dir(tmp_path)
     with pytest.raises(ParamError, match="denoise.start"):
         _run(tmp_path, pseudo, "gold", use_global=True, use_local=True)
+
+
+def test_unknown_gate_is_a_parameter_error_before_anything_is_written(tmp_path):
+    _, pseudo, _, _ = _pseudo_dir(tmp_path)
+    with pytest.raises(ParamError, match="denoise.gate"):
+        _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, gate="both")
+    assert not (tmp_path / "labels.parquet").exists()
+
+
+def test_gate_is_recorded_in_the_round_statistics(tmp_path):
+    _, pseudo, _, _ = _pseudo_dir(tmp_path)
+    _, summary = _run(tmp_path, pseudo, "model", use_global=True, use_local=True, gate="agree")
+    assert summary["gate"] == "agree" and "refused_by_gate" in summary["changed"]
