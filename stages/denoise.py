@@ -29,10 +29,10 @@ def main(
     auto_threshold: Annotated[int, typer.Option(help="Bank size above which 'auto' uses IVF.")] = 25000,
     nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the O sample in the memory bank.")] = 0,
-    start: Annotated[str, typer.Option(help="Labels to refine: 'labels' (the previous round's, GLoDe) or 'model' "
-                                       "(the previous model's fresh pseudo labels; with both views off: plain self-training).")] = "labels",
+    start: Annotated[str, typer.Option(help="Labels to refine: 'model' (the previous model's fresh pseudo labels; with "
+                                       "both views off: plain self-training) or 'labels' (the previous round's refined labels).")] = "model",
     gate: Annotated[str, typer.Option(help="'none', or 'agree': a span's top class only changes to a class every "
-                                      "view in use admits (sharpening updates still apply).")] = "none",
+                                      "view in use admits (sharpening updates still apply).")] = "agree",
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) PCA dimension of span vectors.")] = 128,
 ) -> None:
     """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
