@@ -9,7 +9,7 @@ Protocol (fixed so results stay comparable): English source = the first 3000 sen
 `conll/en` (CoNLL targets de/es/nl, PER/ORG/LOC/MISC) or `wikiann/en` (WikiAnn targets ar/hi/zh,
 PER/ORG/LOC); source dev = the first 1000 English dev sentences; target unlabelled corpus = the
 first 3000 sentences of the target's train split; target test = its first 1000 test sentences.
-The pipeline's own defaults otherwise (seed 0, 1 epoch, 2 rounds), except the span cap: the
+The snapshot's own defaults otherwise (at 6f25473: seed 0, 1 epoch, 2 rounds), except the span cap: the
 smallest cap holding >= 95% of the English source entities (CoNLL 4 words, WikiAnn 6 words;
 zh 10 characters through `model.char-languages`).
 
