@@ -526,12 +526,8 @@ def denoise(
     u = combine(G, L, Y)
     Y_new = progressive_update(Y, u, m)
     if gate == "agree":
-        admitted = np.ones_like(G)
-        for used, view in ((use_global, G), (use_local, L)):
-            if used:
-                admitted &= view
-        if not (use_global or use_local):
-            admitted[:] = False
+        views = [view for used, view in ((use_global, G), (use_local, L)) if used]
+        admitted = np.logical_and.reduce(views) if views else np.zeros_like(G)
         Y_new, refused = agreement_gate(Y, Y_new, admitted)
     else:
         refused = np.zeros(N, dtype=bool)
