@@ -81,8 +81,10 @@ VARIANTS = {  # name -> (description, params overrides, rounds evaluated)
 }
 # 3-epoch variants get their own folder: their r0 must not replace the 1-epoch r0 the others share
 WORKDIR_SUFFIX = {name: "-e3" for name, (_, overrides, _) in VARIANTS.items() if (overrides or {}).get("train.epochs") == 3}
+# the 3-epoch variants that run rounds (they share zeroshot3's r0)
+THREE_EPOCH_ROUNDS = tuple(name for name in WORKDIR_SUFFIX if len(VARIANTS[name][2]) > 1)
 # r0-only variants whose row is left out when a full run of the same r0 shows it
-R0_SHOWN_BY = {"zeroshot": ("glode",), "zeroshot3": ("glode3", "plain3", "fresh3")}
+R0_SHOWN_BY = {"zeroshot": ("glode",), "zeroshot3": THREE_EPOCH_ROUNDS}
 ORDER = ["de", "es", "nl", "ar", "hi", "zh"]
 ABLATION_LANGS = ["de", "ar"]
 
@@ -383,7 +385,7 @@ def render_tables(cells: dict) -> str:
     lines += ["", "### Per round: test F1 / span F1 / pseudo-label F1 (%) and optimiser steps", "",
               "| target | variant | r0 | r1 | r2 | steps per round |", "|---|---|---|---|---|---|"]
     for lang in ORDER:
-        for variant in ("zeroshot", "zeroshot3", "glode", "plain", "global", "local", "nomlm", "glode3", "plain3", "fresh3"):
+        for variant in ("zeroshot", "zeroshot3", "glode", "plain", "global", "local", "nomlm", *THREE_EPOCH_ROUNDS):
             c = cells.get((lang, variant))
             if c is None or any((lang, full) in cells for full in R0_SHOWN_BY.get(variant, ())):
                 continue
@@ -438,13 +440,13 @@ def render_tables(cells: dict) -> str:
               "|---|---|---|---|---|---|---|---|"]
     known = set(plan()) | set(cells)
     for lang in ORDER:
-        if any((lang, v) in known for v in ("hf3", "zeroshot3", "glode3", "plain3", "fresh3")):
+        if any((lang, v) in known for v in ("hf3", "zeroshot3", *THREE_EPOCH_ROUNDS)):
             h3 = (cells.get((lang, "hf3")) or {}).get("rounds", {}).get("hf", {}).get("f1")
 
             def r2_3(variant, lang=lang):  # "-": not planned for this language, "pending": planned, not measured
                 return _fmt(_f1(cells, lang, variant, "r2")) if (lang, variant) in known else "-"
 
-            r0_3 = next((v for v in (_f1(cells, lang, x, "r0") for x in ("zeroshot3", "glode3", "plain3", "fresh3")) if v is not None), None)
+            r0_3 = next((v for v in (_f1(cells, lang, x, "r0") for x in ("zeroshot3", *THREE_EPOCH_ROUNDS)) if v is not None), None)
             lines.append(f"| {lang} | {_fmt(_f1(cells, lang, 'hf', 'hf'))} | {_fmt(_f1(cells, lang, 'zeroshot', 'r0'))} | "
                          f"{_fmt(h3)} | {_fmt(r0_3)} | {r2_3('plain3')} | {r2_3('glode3')} | {r2_3('fresh3')} |")
     lines += ["", render_steps(cells).rstrip("\n")]
