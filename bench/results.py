@@ -3,23 +3,29 @@
     python bench/results.py run                 # every pending cell, in priority order
     python bench/results.py run --only de:glode --only ar:hf
     python bench/results.py status              # which cells are measured, which pending
-    python bench/results.py render              # docs/RESULTS.md from bench/results/cells/
+    python bench/results.py render              # docs/RESULTS.md from bench/results/cells-v2/ (and cells/)
+    python bench/results.py --protocol v1 status  # the first protocol's cells (kept as history)
 
 Protocol (fixed so results stay comparable): English source = the first 3000 sentences of
 `conll/en` (CoNLL targets de/es/nl, PER/ORG/LOC/MISC) or `wikiann/en` (WikiAnn targets ar/hi/zh,
 PER/ORG/LOC); source dev = the first 1000 English dev sentences; target unlabelled corpus = the
 first 3000 sentences of the target's train split; target test = its first 1000 test sentences.
-The snapshot's own defaults otherwise (at 6f25473: seed 0, 1 epoch, 2 rounds), except the span cap: the
+The snapshot's own defaults otherwise, except the span cap: the
 smallest cap holding >= 95% of the English source entities (CoNLL 4 words, WikiAnn 6 words;
 zh 10 characters through `model.char-languages`).
 
-Each target language gets a work folder (default `../bench-work/<lang>`, outside the project:
+Two protocols share this code. v1 (kept as history, snapshot 6f25473): 1 epoch, GLoDe updating the
+previous round's labels, no gate, plus the 3-epoch budget-check variants. v2 (current): the
+defaults since 2a386b8 (3 epochs, denoise.start=model, denoise.gate=agree) for every cell, the
+reference trained for the same 3 epochs; all v2 cells must come from one snapshot commit.
+
+Each target language gets a work folder (default `../bench-work/<lang>`, v2 `../bench-work/v2/<lang>`, outside the project:
 CoNLL text must not enter the repository) holding a snapshot of the project at one commit
 (`git archive`), the corpus slices and a DVC project without git. The snapshot is put first on
 PYTHONPATH, so edits to the live checkout never leak into a running benchmark. A cell is one
 (language, variant); it writes `params.yaml`, runs the stages one by one with
 `dvc repro --single-item` (DVC skips what is unchanged, so variants share r0), times each stage
-and records its peak RSS, then stores everything in `bench/results/cells/<lang>-<variant>.json`.
+and records its peak RSS, then stores everything in `bench/results/cells[-v2]/<lang>-<variant>.json`.
 Measured cells are never rerun (resumable across sessions); `--force` reruns them.
 """
 
@@ -35,12 +41,13 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = ROOT / "bench" / "results" / "cells"
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 
 SOURCE_SENTENCES = 3000
@@ -89,8 +96,8 @@ ORDER = ["de", "es", "nl", "ar", "hi", "zh"]
 ABLATION_LANGS = ["de", "ar"]
 
 
-def plan() -> list[tuple[str, str]]:
-    """Cells in priority order: cheap columns for every language first, ablations last."""
+def plan_v1() -> list[tuple[str, str]]:
+    """v1 cells in priority order: cheap columns for every language first, ablations last."""
     cells = [(lang, "hf") for lang in ORDER] + [("de", "steps")] + [(lang, "zeroshot") for lang in ORDER]
     cells += [("nl", "hf3")]  # the 1-epoch reference found no entity at all in nl: is it budget-bound?
     cells += [("de", "glode"), ("nl", "zeroshot3")]  # ... and is glode's r0 too?
@@ -105,8 +112,38 @@ def plan() -> list[tuple[str, str]]:
     return cells
 
 
-def cell_path(lang: str, variant: str) -> Path:
-    return CELLS / f"{lang}-{variant}.json"
+def plan_v2() -> list[tuple[str, str]]:
+    """v2 cells in priority order: GLoDe (with its r0, the zero-shot column) on every language
+    first, starting where v1 GLoDe lost (de, ar); then plain self-training, the reference,
+    the step times, the ablations."""
+    first = ["de", "ar", "hi", "zh", "es", "nl"]
+    cells = [(lang, "glode") for lang in first] + [(lang, "plain") for lang in first]
+    cells += [(lang, "hf") for lang in ORDER] + [("de", "steps")]
+    cells += [(lang, v) for lang in ABLATION_LANGS for v in ("global", "local", "nomlm")]
+    return cells
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One fixed benchmark protocol: its cells, work folders and place in docs/RESULTS.md."""
+
+    name: str
+    cells: Path  # raw JSON per cell
+    work_subdir: str  # under --workdir
+    plan: Callable[[], list[tuple[str, str]]]
+    begin: str  # render markers in docs/RESULTS.md
+    end: str
+
+    def cell_path(self, lang: str, variant: str) -> Path:
+        return self.cells / f"{lang}-{variant}.json"
+
+
+PROTOCOLS = {
+    "v1": Protocol("v1", ROOT / "bench" / "results" / "cells", "", plan_v1,
+                   "<!-- results:begin (bench/results.py render) -->", "<!-- results:end -->"),
+    "v2": Protocol("v2", ROOT / "bench" / "results" / "cells-v2", "v2", plan_v2,
+                   "<!-- results-v2:begin (bench/results.py render) -->", "<!-- results-v2:end -->"),
+}
 
 
 # --------------------------------------------------------------------------- work folders
@@ -289,10 +326,27 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
     return cell
 
 
+def pinned_commit(proto: Protocol, requested: str | None) -> str:
+    """The snapshot commit for new work folders: the one the protocol's measured cells came
+    from (a protocol's table must come from one commit), else the requested one, else HEAD."""
+    measured_at = {c["commit"] for c in load_cells(proto).values()}
+    if len(measured_at) > 1:
+        raise SystemExit(f"{proto.cells}: cells from several commits ({', '.join(sorted(measured_at))}); "
+                         "a protocol's table must come from one")
+    if requested:
+        full = subprocess.run(["git", "rev-parse", requested], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+        if measured_at and full not in measured_at:
+            raise SystemExit(f"--commit {requested}: protocol {proto.name}'s measured cells come from {measured_at.pop()[:8]}")
+        return full
+    return measured_at.pop() if measured_at else _head_commit()
+
+
 def cmd_run(args) -> int:
-    commit = args.commit or _head_commit()
-    cells = [tuple(c.split(":")) for c in args.only] if args.only else plan()
-    CELLS.mkdir(parents=True, exist_ok=True)
+    proto = PROTOCOLS[args.protocol]
+    commit = pinned_commit(proto, args.commit)
+    cells = [tuple(c.split(":")) for c in args.only] if args.only else proto.plan()
+    proto.cells.mkdir(parents=True, exist_ok=True)
+    workroot = Path(args.workdir) / proto.work_subdir
     log_path = Path(args.workdir) / "harness.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -301,16 +355,17 @@ def cmd_run(args) -> int:
             if lang not in LANGUAGES or variant not in VARIANTS:
                 print(f"unknown cell {lang}:{variant}", file=sys.stderr)
                 return 2
-            path = cell_path(lang, variant)
+            path = proto.cell_path(lang, variant)
             if path.exists() and not args.force:
                 continue
-            print(f"{dt.datetime.now():%H:%M:%S} {lang}:{variant} ...", flush=True)
+            print(f"{dt.datetime.now():%H:%M:%S} {proto.name} {lang}:{variant} at {commit[:8]} ...", flush=True)
             try:
-                cell = run_cell(lang, variant, Path(args.workdir), Path(args.shared), commit, log)
+                cell = run_cell(lang, variant, workroot, Path(args.shared), commit, log)
             except Exception as exc:  # one failed cell must not stop an unattended run
                 failures += 1
                 print(f"  failed: {exc}", flush=True)
                 continue
+            cell["protocol"] = proto.name
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(cell, indent=2, sort_keys=True) + "\n")
             tmp.replace(path)
@@ -320,8 +375,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    for lang, variant in plan():
-        p = cell_path(lang, variant)
+    proto = PROTOCOLS[args.protocol]
+    for lang, variant in proto.plan():
+        p = proto.cell_path(lang, variant)
         print(f"{lang}:{variant:9s} {'measured' if p.exists() else 'pending'}")
     return 0
 
@@ -329,8 +385,8 @@ def cmd_status(args) -> int:
 # --------------------------------------------------------------------------- rendering
 
 
-def load_cells() -> dict[tuple[str, str], dict]:
-    return {(c["language"], c["variant"]): c for c in (json.loads(p.read_text()) for p in sorted(CELLS.glob("*.json")))}
+def load_cells(proto: Protocol) -> dict[tuple[str, str], dict]:
+    return {(c["language"], c["variant"]): c for c in (json.loads(p.read_text()) for p in sorted(proto.cells.glob("*.json")))}
 
 
 def render_steps(cells: dict) -> str:
@@ -364,7 +420,7 @@ def _fmt(x, digits=1):
     return "pending" if x is None else f"{100 * x:.{digits}f}"
 
 
-def render_tables(cells: dict) -> str:
+def render_tables(cells: dict, proto: Protocol) -> str:
     cols = [("hf", "hf", "HF token-cls (zero-shot)"), ("zeroshot", "r0", "glode r0 (zero-shot)"),
             ("plain", "r2", "plain self-training (r2)"), ("glode", "r2", "GLoDe (r2)")]
     lines = ["### Target test F1 (seqeval strict IOB2, %)", "",
@@ -435,11 +491,12 @@ def render_tables(cells: dict) -> str:
                      f"{'-' if not hf else str(round(hf['seconds'])) + ' (' + str(round(hf['peak_rss_mb'])) + ' MB)'} | {peak:.0f} |")
     commits = sorted({c["commit"][:8] for c in cells.values()})
     loads = [s["load_before"] for c in cells.values() for s in c["stages"].values() if s.get("ran")]
-    lines += ["", "### Training budget check: 1 epoch (the protocol) vs 3 epochs for every model (test F1, %)", "",
-              "| target | HF 1 epoch | glode r0 1 epoch | HF 3 epochs | glode r0 3 epochs | plain r2 3 epochs | GLoDe r2 3 epochs | GLoDe on fresh labels r2 3 epochs |",
-              "|---|---|---|---|---|---|---|---|"]
-    known = set(plan()) | set(cells)
-    for lang in ORDER:
+    if proto.name == "v1":  # the budget check that led to v2
+        lines += ["", "### Training budget check: 1 epoch (the protocol) vs 3 epochs for every model (test F1, %)", "",
+                  "| target | HF 1 epoch | glode r0 1 epoch | HF 3 epochs | glode r0 3 epochs | plain r2 3 epochs | GLoDe r2 3 epochs | GLoDe on fresh labels r2 3 epochs |",
+                  "|---|---|---|---|---|---|---|---|"]
+    known = set(proto.plan()) | set(cells)
+    for lang in ORDER if proto.name == "v1" else ():
         if any((lang, v) in known for v in ("hf3", "zeroshot3", *THREE_EPOCH_ROUNDS)):
             h3 = (cells.get((lang, "hf3")) or {}).get("rounds", {}).get("hf", {}).get("f1")
 
@@ -450,36 +507,42 @@ def render_tables(cells: dict) -> str:
             lines.append(f"| {lang} | {_fmt(_f1(cells, lang, 'hf', 'hf'))} | {_fmt(_f1(cells, lang, 'zeroshot', 'r0'))} | "
                          f"{_fmt(h3)} | {_fmt(r0_3)} | {r2_3('plain3')} | {r2_3('glode3')} | {r2_3('fresh3')} |")
     lines += ["", render_steps(cells).rstrip("\n")]
-    lines += ["", f"Measured cells: {len(cells)} of {len(plan())}; project commit(s) {', '.join(commits) or '-'}; "
+    lines += ["", f"Measured cells: {len(cells)} of {len(proto.plan())}; project commit(s) {', '.join(commits) or '-'}; "
               f"1-minute load average before a stage: median {sorted(loads)[len(loads) // 2] if loads else '-'} "
               f"(2 cores; above 2 means another job shared the CPU and the times are inflated)."]
     return "\n".join(lines) + "\n"
 
 
-BEGIN, END = "<!-- results:begin (bench/results.py render) -->", "<!-- results:end -->"
-
-
 def cmd_render(args) -> int:
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        print(f"{RESULTS_MD}: markers {BEGIN} ... {END} missing", file=sys.stderr)
-        return 1
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    RESULTS_MD.write_text(head + BEGIN + "\n" + render_tables(load_cells()) + END + tail)
+    """Rewrite the generated block of each protocol that has cells (or markers) in docs/RESULTS.md."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Results\n"
+    for proto in PROTOCOLS.values():
+        cells = load_cells(proto)
+        if proto.begin not in text or proto.end not in text:
+            if not cells:
+                continue
+            print(f"{RESULTS_MD}: markers {proto.begin} ... {proto.end} missing; place them where protocol "
+                  f"{proto.name}'s tables go", file=sys.stderr)
+            return 1
+        head, rest = text.split(proto.begin, 1)
+        _, tail = rest.split(proto.end, 1)
+        text = head + proto.begin + "\n" + render_tables(cells, proto) + proto.end + tail
+    RESULTS_MD.write_text(text)
     print(f"wrote {RESULTS_MD}")
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="v2", help="which protocol's cells (default: v2)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="measure pending cells")
     r.add_argument("--only", action="append", help="LANG:VARIANT (repeat); default: every cell of the plan")
     r.add_argument("--force", action="store_true", help="rerun cells that are already measured")
     r.add_argument("--workdir", default=str(ROOT.parent / "bench-work"), help="where the per-language work folders live")
     r.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="the benchmark corpora")
-    r.add_argument("--commit", help="project commit to snapshot for new work folders (default: HEAD)")
+    r.add_argument("--commit", help="project commit to snapshot for new work folders (default: the commit of "
+                   "the protocol's measured cells, else HEAD)")
     sub.add_parser("status", help="list measured and pending cells")
     sub.add_parser("render", help="write the tables into docs/RESULTS.md")
     args = ap.parse_args(argv)
