@@ -3,9 +3,12 @@ which edits make the pseudo labels better?
 
     python bench/denoise_replay.py                       # the 1-epoch glode cells of every language
     python bench/denoise_replay.py --variant glode3 --langs de ar
+    python bench/denoise_replay.py --protocol v2 --langs de ar   # the current defaults' rounds
 
 Needs the work folders of `bench/results.py` with the variant's cell measured: the stage outputs
 are restored from DVC's run cache (nothing is retrained; the script stops if a stage would run).
+Restoring rewrites the folder's `params.yaml` and runs `dvc repro` there: never run this while
+`bench/results.py run` works in the same folder.
 For each round it takes that round's cached `pseudo_label` output (the previous model's span
 vectors and soft predictions) and the previous round's GLoDe labels, and reruns the denoising
 step of the current checkout with:
@@ -92,14 +95,17 @@ def replay_round(work: Path, rnd: str, denoise_params: dict, k: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=sorted(harness.PROTOCOLS), default="v1",
+                    help="whose work folders (default v1: the 1-epoch table this script was written for)")
     ap.add_argument("--variant", default="glode", choices=["glode", "glode3"], help="whose cached rounds to replay")
     ap.add_argument("--langs", nargs="+", default=harness.ORDER)
     ap.add_argument("--workdir", default=str(ROOT.parent / "bench-work"))
     args = ap.parse_args(argv)
     suffix = harness.WORKDIR_SUFFIX.get(args.variant, "")
-    report = {"variant": args.variant, "languages": {}}
+    proto = harness.PROTOCOLS[args.protocol]
+    report = {"protocol": proto.name, "variant": args.variant, "languages": {}}
     for lang in args.langs:
-        work = Path(args.workdir) / f"{lang}{suffix}"
+        work = Path(args.workdir) / proto.work_subdir / f"{lang}{suffix}"
         if not (work / "SNAPSHOT.json").exists():
             sys.exit(f"{work}: no bench work folder; run bench/results.py first")
         restore(work, lang, args.variant)
@@ -107,6 +113,8 @@ def main(argv=None) -> int:
         report["languages"][lang] = {r: replay_round(work, r, params["denoise"], params["k"]) for r in ("r1", "r2")}
         print(f"{lang}: done", file=sys.stderr, flush=True)
     name = "denoise_replay.json" if args.variant == "glode" else f"denoise_replay_{args.variant}.json"
+    if proto.name != "v1":
+        name = name.replace(".json", f"_{proto.name}.json")
     path = ROOT / "bench" / "results" / name
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"| target | round | GLoDe labels, no denoising | GLoDe (labels, gate none) | labels, gate agree | "
