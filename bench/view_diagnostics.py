@@ -20,7 +20,8 @@ spans predicted as entities, it scores against the corpus's hidden gold tags:
 * where each view's own best class (nearest prototype, neighbour majority) disagrees with the
   label: how often the label is right and how often the view is.
 
-Writes `bench/results/view_diagnostics.json` and prints Markdown tables.
+Writes `bench/results/view_diagnostics.json` (languages measured by an earlier call of the same
+protocol are kept) and prints Markdown tables for every language in it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=str(ROOT.parent / "bench-work"))
     args = ap.parse_args(argv)
     proto = harness.PROTOCOLS[args.protocol]
+    path = ROOT / "bench" / "results" / "view_diagnostics.json"
     report = {"protocol": proto.name, "languages": {}}
+    if path.exists():  # keep the languages measured by an earlier call of the same protocol
+        earlier = json.loads(path.read_text())
+        if earlier.get("protocol") == proto.name:
+            report = earlier
     for lang in args.langs:
         if not proto.cell_path(lang, "glode").exists():
             print(f"{lang}: the {proto.name} glode cell is not measured yet; skipped", file=sys.stderr)
@@ -111,9 +117,9 @@ def main(argv=None) -> int:
         work = Path(args.workdir) / proto.work_subdir / lang
         restore(work, lang, "glode")
         params = harness.yaml.safe_load((work / "params.yaml").read_text())
-        report["languages"][lang] = {r: diagnose_round(work, r, params["denoise"], params["k"]) for r in args.rounds}
+        report["languages"][lang] = report["languages"].get(lang, {}) | {
+            r: diagnose_round(work, r, params["denoise"], params["k"]) for r in args.rounds}
         print(f"{lang}: done", file=sys.stderr, flush=True)
-    path = ROOT / "bench" / "results" / "view_diagnostics.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print("| target | round | entity spans: precision | both views admit | global only | local only | neither | "
           "confidence quartiles, low to high |\n|---|---|---|---|---|---|---|---|")
