@@ -69,8 +69,8 @@ def score(y: np.ndarray, gold: np.ndarray) -> dict:
             "predicted": r["predicted"], "correct": r["correct"]}
 
 
-def replay_round(work: Path, rnd: str, denoise_params: dict, k: int) -> dict:
-    prev = f"r{int(rnd[1:]) - 1}"
+def load_round(work: Path, rnd: str):
+    """A round's cached `pseudo_label` output: (spans, classes, gold ids, Q, S, source labels)."""
     pseudo = work / "rounds" / rnd / "pseudo"
     spans = read_table(pseudo / st.SPANS_FILE, st.SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
@@ -78,6 +78,12 @@ def replay_round(work: Path, rnd: str, denoise_params: dict, k: int) -> dict:
     Q = st.load_array(pseudo / st.TARGET_REPS)
     S = st.load_array(pseudo / st.SOURCE_REPS)
     s_labels = st.load_array(pseudo / st.SOURCE_LABELS)
+    return spans, classes, gold, Q, S, s_labels
+
+
+def replay_round(work: Path, rnd: str, denoise_params: dict, k: int) -> dict:
+    prev = f"r{int(rnd[1:]) - 1}"
+    spans, classes, gold, Q, S, s_labels = load_round(work, rnd)
     m = st.ema_weight(rnd, denoise_params["m-start"], denoise_params["m-step"], denoise_params["m-min"])
     starts = {"labels": st.read_labels_dense(work / "rounds" / prev / "labels.parquet", spans, classes),
               "model": st.initial_soft_labels(spans, classes)}

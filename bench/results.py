@@ -495,9 +495,10 @@ def render_tables(cells: dict, proto: Protocol) -> str:
         lines += ["", "### Training budget check: 1 epoch (the protocol) vs 3 epochs for every model (test F1, %)", "",
                   "| target | HF 1 epoch | glode r0 1 epoch | HF 3 epochs | glode r0 3 epochs | plain r2 3 epochs | GLoDe r2 3 epochs | GLoDe on fresh labels r2 3 epochs |",
                   "|---|---|---|---|---|---|---|---|"]
-    known = set(proto.plan()) | set(cells)
-    for lang in ORDER if proto.name == "v1" else ():
-        if any((lang, v) in known for v in ("hf3", "zeroshot3", *THREE_EPOCH_ROUNDS)):
+        known = set(proto.plan()) | set(cells)
+        for lang in ORDER:
+            if not any((lang, v) in known for v in ("hf3", "zeroshot3", *THREE_EPOCH_ROUNDS)):
+                continue
             h3 = (cells.get((lang, "hf3")) or {}).get("rounds", {}).get("hf", {}).get("f1")
 
             def r2_3(variant, lang=lang):  # "-": not planned for this language, "pending": planned, not measured

@@ -9,9 +9,9 @@ restored from DVC's run cache; nothing is retrained). Restoring rewrites the fol
 `params.yaml` and runs `dvc repro` there: never run this while `bench/results.py run` works in
 the same folder. For each round it takes the cached `pseudo_label` output (the previous model's
 reduced span vectors and soft predictions, the starting labels of `denoise.start=model`) and
-computes the global and local views exactly as the denoising stage does (`glode.denoise`), with
-the folder's `params.yaml` settings. Then, over the
-spans predicted as entities, it scores against the corpus's hidden gold tags:
+computes the global and local views with the denoising stage's own call (`glode.denoise.denoise`)
+and the folder's `params.yaml` settings. Then, over the spans predicted as entities, it scores
+against the corpus's hidden gold tags:
 
 * precision by agreement: the label's class admitted by both views, the global only, the local
   only, neither (a gate or a filter built on the views can only be as good as this split);
@@ -38,12 +38,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 import results as harness  # noqa: E402
-from denoise_replay import restore  # noqa: E402
+from denoise_replay import load_round, restore  # noqa: E402
 from glode import selftrain as st  # noqa: E402
-from glode.denoise import (  # noqa: E402
-    build_bank, build_index, compute_prototypes, global_view, local_view, neighbour_counts,
-)
-from glode.tables import read_table  # noqa: E402
+from glode.denoise import denoise  # noqa: E402
 
 
 def precision(mask: np.ndarray, label: np.ndarray, gold: np.ndarray) -> dict:
@@ -52,28 +49,19 @@ def precision(mask: np.ndarray, label: np.ndarray, gold: np.ndarray) -> dict:
 
 
 def diagnose_round(work: Path, rnd: str, dp: dict, k: int) -> dict:
-    pseudo = work / "rounds" / rnd / "pseudo"
-    spans = read_table(pseudo / st.SPANS_FILE, st.SPANS_KIND)
-    classes = json.loads(spans.attrs["glode"]["classes"])
-    gold = st.class_ids(spans.gold.to_numpy(dtype=object), classes)
-    Q = st.load_array(pseudo / st.TARGET_REPS)
-    S = st.load_array(pseudo / st.SOURCE_REPS)
-    s_labels = st.load_array(pseudo / st.SOURCE_LABELS)
+    spans, classes, gold, Q, S, s_labels = load_round(work, rnd)
     Y = st.initial_soft_labels(spans, classes)
-    C = Y.shape[1]
     label = Y.argmax(axis=1)
     rows = np.arange(len(label))
-
-    protos, has = compute_prototypes(S, s_labels, Q, label, C, method=dp["prototype"], momentum=dp["momentum"])
-    g, _, G = global_view(Q, label, protos, has)
-    bank = build_bank(S, s_labels, Q, label, o_keep_rate=dp["o-keep-rate"], seed=dp["seed"])
-    kind = dp["index"] if dp["index"] != "auto" else ("exact" if bank.size <= dp["auto-threshold"] else "ivf")
-    index = build_index(bank.vectors, kind, nprobe=dp["nprobe"], seed=dp["seed"])
-    n, _ = neighbour_counts(Q, bank, index, k, C)
-    _, L = local_view(n, label, dp["local-scale"])
+    # the views as the stage computes them (m and the gate change Y_new only, not G, L, g or n)
+    m = st.ema_weight(rnd, dp["m-start"], dp["m-step"], dp["m-min"])
+    res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=dp["o-keep-rate"], local_scale=dp["local-scale"],
+                  prototype=dp["prototype"], momentum=dp["momentum"], use_global=True, use_local=True,
+                  gate=dp["gate"], seed=dp["seed"], index=dp["index"], auto_threshold=dp["auto-threshold"],
+                  nprobe=dp["nprobe"])
 
     entity = label != 0
-    in_g, in_l = G[rows, label], L[rows, label]
+    in_g, in_l = res.G[rows, label], res.L[rows, label]
     out = {"entity_spans": precision(entity, label, gold), "agreement": {}, "confidence_quartiles": [], "view_best_class": {}}
     for name, mask in (("both", in_g & in_l), ("global_only", in_g & ~in_l), ("local_only", ~in_g & in_l),
                        ("neither", ~in_g & ~in_l)):
@@ -83,7 +71,8 @@ def diagnose_round(work: Path, rnd: str, dp: dict, k: int) -> dict:
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         mask = entity & (conf >= lo) & ((conf < hi) if i < 3 else (conf <= hi))
         out["confidence_quartiles"].append({"from": round(float(lo), 3), "to": round(float(hi), 3)} | precision(mask, label, gold))
-    best = {"nearest_prototype": np.where(has[None, :], g, -np.inf).argmax(axis=1), "neighbour_majority": n.argmax(axis=1)}
+    best = {"nearest_prototype": np.where(res.has_prototype[None, :], res.g, -np.inf).argmax(axis=1),
+            "neighbour_majority": res.n.argmax(axis=1)}
     for name, view in best.items():
         differ = entity & (view != label)
         out["view_best_class"][name] = {"spans": int(differ.sum()),
