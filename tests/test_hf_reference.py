@@ -30,25 +30,27 @@ def _load_script():
 
 
 hf = _load_script()
+LABELS = hf.bio_labels(TYPES)  # O B-PER I-PER B-ORG I-ORG B-LOC I-LOC
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("hfref")
+    encoder = build_tiny_encoder(root / "encoder", words=all_words())
     return SimpleNamespace(
         root=root,
-        encoder=build_tiny_encoder(root / "encoder", words=all_words()),
+        encoder=encoder,
+        tokenizer=hf.load_reference_model(encoder, LABELS)[1],
         train=write_corpus(root / "train.txt", 48, seed=1),
         test=write_corpus(root / "test.txt", 24, seed=2),
     )
 
 
 def test_only_each_words_first_piece_is_labelled(work):
-    _, tokenizer = hf.load_reference_model(work.encoder, hf.bio_labels(TYPES))
     sentences = read_conll(work.train, TYPES)[:8]
-    index = {t: i for i, t in enumerate(hf.bio_labels(TYPES))}
-    for s, item in zip(sentences, hf.encode(tokenizer, sentences, index, max_len=128)):
-        word_ids = tokenizer(s.tokens, is_split_into_words=True).word_ids()
+    index = {t: i for i, t in enumerate(LABELS)}
+    for s, item in zip(sentences, hf.encode(work.tokenizer, sentences, index, max_len=128)):
+        word_ids = work.tokenizer(s.tokens, is_split_into_words=True).word_ids()
         firsts = [p for p, w in enumerate(word_ids) if w is not None and (p == 0 or word_ids[p - 1] != w)]
         assert item["first"] == firsts and len(firsts) == len(s.tokens)
         assert [item["labels"][p] for p in firsts] == [index[t] for t in s.tags]
@@ -56,9 +58,8 @@ def test_only_each_words_first_piece_is_labelled(work):
 
 
 def test_words_cut_by_truncation_have_no_first_piece(work):
-    _, tokenizer = hf.load_reference_model(work.encoder, hf.bio_labels(TYPES))
     sentence = read_conll(work.train, TYPES)[0]
-    item = hf.encode(tokenizer, [sentence], None, max_len=4)[0]
+    item = hf.encode(work.tokenizer, [sentence], None, max_len=4)[0]
     assert len(item["first"]) < item["n_words"] == len(sentence.tokens)
 
 
@@ -75,13 +76,12 @@ class _FixedTagger(torch.nn.Module):
 
 
 def test_predictions_are_repaired_to_bio2_and_padded_with_o():
-    labels = hf.bio_labels(TYPES)  # O B-PER I-PER B-ORG I-ORG B-LOC I-LOC
     # sub-tokens: <s> w0 w0' w1 w2 w3 ...; w0 says I-PER (opens an entity), w1 continues it,
     # w2 says I-LOC after PER (a new entity), w3 was cut by truncation
-    tagger = _FixedTagger([0, 2, 0, 2, 6, 0, 0], len(labels))
+    tagger = _FixedTagger([0, 2, 0, 2, 6, 0, 0], len(LABELS))
     item = {"input_ids": [0, 5, 6, 7, 8, 2], "labels": [-100] * 6, "first": [1, 3, 4], "n_words": 4}
     tokenizer = SimpleNamespace(pad_token_id=1)
-    assert hf.predict_tags(tagger, tokenizer, [item], labels) == [["B-PER", "I-PER", "B-LOC", "O"]]
+    assert hf.predict_tags(tagger, tokenizer, [item], LABELS) == [["B-PER", "I-PER", "B-LOC", "O"]]
 
 
 def test_reference_trains_scores_and_saves_a_loadable_model(work):
@@ -100,4 +100,4 @@ def test_reference_trains_scores_and_saves_a_loadable_model(work):
     from transformers import AutoModelForTokenClassification
 
     reloaded = AutoModelForTokenClassification.from_pretrained(out_model, local_files_only=True)
-    assert reloaded.config.id2label == dict(enumerate(hf.bio_labels(TYPES)))
+    assert reloaded.config.id2label == dict(enumerate(LABELS))
