@@ -247,6 +247,17 @@ def measured(cmd: list[str], cwd: Path, env: dict, log) -> dict:
             "load_after": round(os.getloadavg()[0], 2), "output": "".join(out)}
 
 
+def machine() -> dict:
+    """What the cell ran on: cells measured on different machines (sessions) are not timed alike."""
+    cpu = ""
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib}
+
+
 def stage_names(rounds: list[str]) -> list[str]:
     names = ["prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
     for r in rounds:
@@ -296,7 +307,7 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
         step(name, ["dvc", "repro", "--single-item", name])
     cell = {"language": lang, "variant": variant, "description": desc, "commit": snapshot["commit"],
             "sentences": snapshot["sentences"], "overrides": overrides, "span_cap": params["model"]["max-span-len"],
-            "stages": stages}
+            "stages": stages, "machine": machine()}
     if variant in ("hf", "hf3"):
         _, labels, cap = LANGUAGES[lang]
         epochs = params["train"]["epochs"] * (3 if variant == "hf3" else 1)
