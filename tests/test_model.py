@@ -260,3 +260,37 @@ def test_caseless_words_add_no_case_counts(encoder_dir):
     e = SentenceEncoder(tok, 2, 64).encode([["جامعة", "Berlin"]])[0]
     counts = {(int(s), int(t)): c.tolist() for s, t, c in zip(e.span_word_start, e.span_word_end, e.span_case_counts)}
     assert counts[(0, 1)] == [0, 0, 0, 0, 0] and counts[(0, 2)] == [0, 0, 1, 0, 0]
+
+
+def _trained_towards(encoder_dir, target_class: int, mlm_weight: float = 0.0):
+    """A model trained on the gold source plus a target corpus whose soft labels put every
+    candidate span in ``target_class``; returns it with the target sentences."""
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
+    target = SentenceEncoder(tok, 3, 64).encode(SENTENCES)
+    for e in target:
+        e.span_soft = np.zeros((len(e.span_word_start), len(CLASSES)), np.float32)
+        e.span_soft[:, target_class] = 1.0
+    cfg = TrainConfig(epochs=2, batch_size=2, seed=0, lr=1e-3, mlm_weight=mlm_weight)
+    train(model, tok, encoded(tok), cfg, mlm_corpus=target, target=target, progress=False)
+    return model, tok, target
+
+
+def test_target_pseudo_labels_steer_training(encoder_dir):
+    """Self-training only works if the target loss reaches the gradient: the same run with
+    every target span labelled LOC instead of O must raise the model's LOC probability there."""
+    loc = CLASSES.index("LOC")
+    mean_loc = []
+    for target_class in (0, loc):
+        model, tok, target = _trained_towards(encoder_dir, target_class)
+        probs = np.concatenate([s.probs for s in score_spans(model, target, tok.pad_token_id, progress=False)])
+        mean_loc.append(float(probs[:, loc].mean()))
+    assert mean_loc[1] > mean_loc[0] + 0.1, mean_loc
+
+
+def test_mlm_weight_scales_the_masked_lm_loss(encoder_dir):
+    """Two runs that draw the same batches and masks but weight the MLM loss differently must
+    end with different weights (a loss left out of the sum would make them identical)."""
+    m1, _, _ = _trained_towards(encoder_dir, 0, mlm_weight=0.5)
+    m2, _, _ = _trained_towards(encoder_dir, 0, mlm_weight=1.0)
+    differ = [k for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()) if not torch.equal(a, b)]
+    assert any(k.startswith("encoder.") for k in differ), differ
