@@ -158,11 +158,20 @@ def test_gold_labels_attached_to_matching_spans(encoder_dir):
     assert labelled == {(0, 3): "PER", (4, 5): "LOC"}
 
 
-def _trained(encoder_dir, freeze: bool, seed: int = 0, epochs: int = 2):
+def _trained(encoder_dir, freeze: bool, seed: int = 0, epochs: int = 2, target_class: int | None = None,
+             mlm_weight: float = TrainConfig.mlm_weight):
+    """A model trained on the gold sentences; with ``target_class``, also on those sentences as a
+    target corpus whose soft labels put every candidate span in that class."""
     model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=seed)
     data = encoded(tok)
-    cfg = TrainConfig(epochs=epochs, batch_size=2, seed=seed, lr=1e-3, freeze_word_embeddings=freeze)
-    train(model, tok, data, cfg, mlm_corpus=data, progress=False)
+    target = None
+    if target_class is not None:
+        target = SentenceEncoder(tok, 3, 64).encode(SENTENCES)
+        for e in target:
+            e.span_soft = np.zeros((len(e.span_word_start), len(CLASSES)), np.float32)
+            e.span_soft[:, target_class] = 1.0
+    cfg = TrainConfig(epochs=epochs, batch_size=2, seed=seed, lr=1e-3, freeze_word_embeddings=freeze, mlm_weight=mlm_weight)
+    train(model, tok, data, cfg, mlm_corpus=data, target=target, progress=False)
     return model, tok, data
 
 
@@ -262,27 +271,14 @@ def test_caseless_words_add_no_case_counts(encoder_dir):
     assert counts[(0, 1)] == [0, 0, 0, 0, 0] and counts[(0, 2)] == [0, 0, 1, 0, 0]
 
 
-def _trained_towards(encoder_dir, target_class: int, mlm_weight: float = 0.0):
-    """A model trained on the gold source plus a target corpus whose soft labels put every
-    candidate span in ``target_class``; returns it with the target sentences."""
-    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
-    target = SentenceEncoder(tok, 3, 64).encode(SENTENCES)
-    for e in target:
-        e.span_soft = np.zeros((len(e.span_word_start), len(CLASSES)), np.float32)
-        e.span_soft[:, target_class] = 1.0
-    cfg = TrainConfig(epochs=2, batch_size=2, seed=0, lr=1e-3, mlm_weight=mlm_weight)
-    train(model, tok, encoded(tok), cfg, mlm_corpus=target, target=target, progress=False)
-    return model, tok, target
-
-
 def test_target_pseudo_labels_steer_training(encoder_dir):
     """Self-training only works if the target loss reaches the gradient: the same run with
     every target span labelled LOC instead of O must raise the model's LOC probability there."""
     loc = CLASSES.index("LOC")
     mean_loc = []
     for target_class in (0, loc):
-        model, tok, target = _trained_towards(encoder_dir, target_class)
-        probs = np.concatenate([s.probs for s in score_spans(model, target, tok.pad_token_id, progress=False)])
+        model, tok, data = _trained(encoder_dir, True, target_class=target_class, mlm_weight=0.0)
+        probs = np.concatenate([s.probs for s in score_spans(model, data, tok.pad_token_id, progress=False)])
         mean_loc.append(float(probs[:, loc].mean()))
     assert mean_loc[1] > mean_loc[0] + 0.1, mean_loc
 
@@ -290,7 +286,7 @@ def test_target_pseudo_labels_steer_training(encoder_dir):
 def test_mlm_weight_scales_the_masked_lm_loss(encoder_dir):
     """Two runs that draw the same batches and masks but weight the MLM loss differently must
     end with different weights (a loss left out of the sum would make them identical)."""
-    m1, _, _ = _trained_towards(encoder_dir, 0, mlm_weight=0.5)
-    m2, _, _ = _trained_towards(encoder_dir, 0, mlm_weight=1.0)
+    m1, _, _ = _trained(encoder_dir, True, target_class=0, mlm_weight=0.5)
+    m2, _, _ = _trained(encoder_dir, True, target_class=0, mlm_weight=1.0)
     differ = [k for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()) if not torch.equal(a, b)]
     assert any(k.startswith("encoder.") for k in differ), differ
