@@ -19,6 +19,19 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _global_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (for scripts; the same as "
+                                        "GLODE_QUIET=1, which also silences the pipeline's stages).")] = False,
+) -> None:
+    if quiet:
+        import os
+
+        from glode.progress import QUIET_ENV
+
+        os.environ[QUIET_ENV] = "1"
+
+
 @app.command()
 def rounds(
     n: Annotated[int, typer.Argument(help="Number of self-training rounds after the source model r0.")],

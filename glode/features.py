@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from glode.errors import ParamError
+from glode.progress import progress as progress_bar
 from glode.spans import candidate_spans
 
 #: Case classes of a word, summed over the words of a span (METHOD.md §1).
@@ -32,6 +33,7 @@ CASE_CLASSES = ("upper", "lower", "title", "digit", "other")
 N_CASES = len(CASE_CLASSES)
 #: Sub-token width buckets 0, 1, 2, 3+ (end - start in sub-tokens).
 N_WIDTH_BUCKETS = 4
+ENCODE_CHUNK = 1024  # sentences tokenised per call when encoding a corpus (progress granularity)
 
 
 def word_case(word: str) -> int | None:
@@ -153,6 +155,7 @@ class SentenceEncoder:
             add_special_tokens=False,
             return_attention_mask=False,
             return_token_type_ids=False,
+            verbose=False,  # long sentences are windowed (window_bounds), never cut at the model's limit
         )
         out = []
         for i, words in enumerate(batch_words):
@@ -168,8 +171,17 @@ class SentenceEncoder:
             out.append(pieces)
         return out
 
-    def encode(self, batch_words: Sequence[Sequence[str]]) -> list[EncodedSentence]:
-        return [self._encode_one(words, pieces) for words, pieces in zip(batch_words, self.word_pieces(batch_words))]
+    def encode(self, batch_words: Sequence[Sequence[str]], progress: bool = False,
+               desc: str = "encoding") -> list[EncodedSentence]:
+        """Encode sentences ``ENCODE_CHUNK`` at a time (the same result as one call), with progress."""
+        out: list[EncodedSentence] = []
+        bar = progress_bar(total=len(batch_words), desc=desc, unit="sent", enabled=progress)
+        for lo in range(0, len(batch_words), ENCODE_CHUNK):
+            part = batch_words[lo : lo + ENCODE_CHUNK]
+            out += [self._encode_one(words, pieces) for words, pieces in zip(part, self.word_pieces(part))]
+            bar.update(len(part))
+        bar.close()
+        return out
 
     def _encode_one(self, words: Sequence[str], pieces: list[list[int]]) -> EncodedSentence:
         budget = self.max_seq_len - 2

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from glode.errors import GlodeError, InputError
+from glode.progress import progress as progress_bar
 from glode.spans import parse_tag, spans_to_tags
 
 TOKENIZERS = ("whitespace", "simple")
@@ -158,12 +159,10 @@ def predict_items(
 ) -> Sequence[Item]:
     """Fill ``item.spans`` for every item: greedy non-overlapping entities with the probability
     of their class. Sentences are encoded and scored ``chunk`` at a time (batched by length)."""
-    from tqdm.auto import tqdm
-
     from glode.predict import kept_entity_mask, score_spans
 
     classes = np.array(model.config.classes, dtype=object)
-    bar = tqdm(total=len(items), desc="predicting", unit="sent", disable=not progress)
+    bar = progress_bar(total=len(items), desc="predicting", unit="sent", enabled=progress)
     for lo in range(0, len(items), chunk):
         part = items[lo : lo + chunk]
         encoded = encoder.encode([it.tokens for it in part])

@@ -107,7 +107,7 @@ if TYPE_CHECKING:
 def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, int] | None) -> tuple[list, list[EncodedSentence]]:
     """Read a sentence table and encode it; attach gold span labels when ``label_index`` is given."""
     sentences = read_sentences(path)
-    encoded = encoder.encode([s.tokens for s in sentences])
+    encoded = encoder.encode([s.tokens for s in sentences], progress=True, desc=f"encoding {Path(path).name}")
     if label_index is not None:
         from glode.features import attach_gold
         from glode.spans import tags_to_spans
@@ -183,7 +183,7 @@ def train_source_model(
     _, mlm = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
 
     def evaluate(m) -> dict:
-        s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=False)
+        s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=progress)
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
     history = train(

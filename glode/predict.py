@@ -7,9 +7,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from glode.features import EncodedSentence, collate, length_batches
+from glode.progress import progress as progress_bar
 from glode.spans import Span, resolve_overlaps
 
 
@@ -42,7 +42,7 @@ def score_spans(
     feats_out: list[np.ndarray | None] = [None] * len(sentences)
     batches = length_batches([len(u.input_ids) for _, u in units], batch_size)
     with torch.inference_mode():
-        for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        for idx in progress_bar(batches, desc=desc, unit="batch", enabled=progress, leave=False):
             batch = collate([units[j][1] for j in idx], pad_id)
             z = model.span_features(batch)
             probs = torch.softmax(model.classifier(z), dim=-1).numpy()

@@ -557,7 +557,7 @@ def train_target_round(
         e.span_soft = target_soft_labels(e, Y[bounds[i] : bounds[i + 1]])
 
     def evaluate(m) -> dict:
-        s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=False)
+        s = evaluate_corpus(m, tokenizer, dev_sents, dev, eval_batch_size, progress=progress)
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
     history = train(model, tokenizer, source, train_cfg, mlm_corpus=target, target=target, log_dir=log_dir,

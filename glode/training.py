@@ -18,11 +18,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from glode.atomic import atomic_dir
 from glode.features import EncodedSentence, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
+from glode.progress import progress as progress_bar
 
 
 @dataclass
@@ -163,7 +163,7 @@ def train(
     mlm_iter = _cycle(_lengths(mlm_corpus), cfg.mlm_batch_size, rng) if use_mlm else None
     source_lengths = _lengths(source)
     history = []
-    bar = tqdm(total=total, desc="training", unit="step", disable=not progress)
+    bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
     for epoch in range(cfg.epochs):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}

@@ -1,0 +1,128 @@
+"""Training step time on an idle machine and beside a competing single-core process.
+
+Run in a project after `dvc repro prepare encoder` (the embedded default data and encoder):
+
+    python bench/contention_bench.py --out bench/results/contention.json
+
+For each OpenMP wait policy (`ACTIVE`: libgomp's spinning default before glode set one;
+`PASSIVE`: what `import glode` now sets) a worker process builds the r0 model once and times
+the `train_source` step (a source NER batch of `--batch-size` plus an MLM batch of
+`--mlm-batch-size` target sentences, backward, AdamW) in alternating blocks: `--block` steps
+idle, then `--block` steps while a busy loop (`while True: pass`, one Python process, one core)
+runs beside it, `--repeats` times. Both policies run in one invocation, one after the other,
+on the same batches; the JSON reports the median step time per policy and load and the
+busy/idle ratio. Issue goal: busy/idle <= 2.5 at the default policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+BUSY_LOOP = "while True: pass"
+
+
+def worker(args) -> dict:
+    import numpy as np
+    import torch
+
+    from glode.features import SentenceEncoder, collate
+    from glode.model import SpanModelConfig, build_model, mask_tokens
+    from glode.pipeline import encode_table, table_labels
+    from glode.training import TrainConfig, _optimizer, length_grouped_batches
+
+    tables = Path(args.tables)
+    classes = ["O", *table_labels(tables)]
+    model, tok = build_model(args.encoder, SpanModelConfig(classes=classes, max_span_len=4), seed=0)
+    model.freeze_word_embeddings(True)
+    enc = SentenceEncoder(tok, 4, 128)
+    _, src = encode_table(enc, tables / "source_train.parquet", {c: i for i, c in enumerate(classes)})
+    _, tgt = encode_table(enc, tables / "target_unlabelled.parquet", None)
+    opt = _optimizer(model, TrainConfig())
+    rng = np.random.default_rng(0)
+    src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)
+    mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], args.mlm_batch_size, rng)
+    gen = torch.Generator().manual_seed(0)
+    special = set(tok.all_special_ids)
+    model.train()
+
+    def step(k: int) -> float:
+        t = time.perf_counter()
+        b = collate([src[i] for i in src_batches[k % len(src_batches)]], tok.pad_token_id)
+        loss = torch.nn.functional.cross_entropy(model(b), b.labels)
+        mb = collate([tgt[i] for i in mlm_batches[k % len(mlm_batches)]], tok.pad_token_id)
+        ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, special, tok.mask_token_id, 0.25, gen)
+        loss = loss + 0.001 * model.mlm_loss(ids, mb.attention_mask, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    step(0)  # warm-up: first-call allocations
+    times = {"idle": [], "busy": []}
+    k = 1
+    for _ in range(args.repeats):
+        for load in ("idle", "busy"):
+            busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load == "busy" else None
+            try:
+                time.sleep(0.5 if busy else 0.0)  # let the competitor get going
+                for _ in range(args.block):
+                    times[load].append(step(k))
+                    k += 1
+            finally:
+                if busy:
+                    busy.kill()
+                    busy.wait()
+    return {"times": times, "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoder", default="encoder")
+    ap.add_argument("--tables", default="tables")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--mlm-batch-size", type=int, default=8)
+    ap.add_argument("--block", type=int, default=3, help="steps per idle or busy block")
+    ap.add_argument("--repeats", type=int, default=3, help="idle+busy block pairs per policy")
+    ap.add_argument("--policies", nargs="+", default=["ACTIVE", "PASSIVE"])
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    import statistics
+
+    result = {"command": "python bench/contention_bench.py " + " ".join(sys.argv[1:]),
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+              "block": args.block, "repeats": args.repeats, "batch_size": args.batch_size,
+              "mlm_batch_size": args.mlm_batch_size, "policies": {}}
+    for policy in args.policies:
+        env = dict(os.environ, OMP_WAIT_POLICY=policy)
+        cmd = [sys.executable, str(HERE), "--worker", "--encoder", args.encoder, "--tables", args.tables,
+               "--batch-size", str(args.batch_size), "--mlm-batch-size", str(args.mlm_batch_size),
+               "--block", str(args.block), "--repeats", str(args.repeats)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        idle = statistics.median(out["times"]["idle"])
+        busy = statistics.median(out["times"]["busy"])
+        result["policies"][policy] = {"idle_median_s": round(idle, 3), "busy_median_s": round(busy, 3),
+                                      "busy_over_idle": round(busy / idle, 2), "threads": out["threads"],
+                                      "steps": {k: [round(t, 3) for t in v] for k, v in out["times"].items()}}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
