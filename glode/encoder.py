@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from glode.errors import GlodeError
+from glode.progress import no_loading_bars
 
 __all__ = [
     "E5File",
@@ -680,6 +681,7 @@ def load_encoder(path: str | Path):
             f"{path}: not an encoder directory (no config.json); run the encoder stage "
             "(dvc repro encoder) or `glode build-encoder`"
         )
+    no_loading_bars()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True)

@@ -23,6 +23,7 @@ from torch import nn
 from glode.atomic import atomic_dir
 from glode.errors import GlodeError
 from glode.features import N_CASES, N_WIDTH_BUCKETS, SpanBatch
+from glode.progress import no_loading_bars
 
 FORMAT_VERSION = 1
 META_FILE = "glode_model.json"
@@ -233,6 +234,7 @@ def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> 
                 f"{model_dir}: its frozen word embeddings come from the encoder folder {base}, which does not "
                 "exist; run the encoder stage (dvc repro encoder) or pass the encoder folder explicitly"
             )
+        no_loading_bars()
         base_encoder = AutoModel.from_pretrained(base, local_files_only=True)
         emb = base_encoder.get_input_embeddings().weight.detach()
         if tensor_fingerprint(emb) != ext["sha256"]:

@@ -53,6 +53,15 @@ class LogLines(tqdm):
         self._decr_instances(self)
 
 
+def no_loading_bars() -> None:
+    """Turn off transformers' "Loading weights" bar: loading a local folder takes a second, and
+    the bar would be the only one of its kind in a stage's log. Downloads (``encoder.name`` a hub
+    id) happen before any local load, so they keep theirs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def progress(iterable=None, *, total=None, desc: str = "", unit: str = "it", enabled: bool = True, **kwargs) -> tqdm:
     """A progress bar over ``iterable`` (or a manual one with ``total``), or a silent one.
 
