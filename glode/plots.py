@@ -135,6 +135,16 @@ def _lines(title: str, rows: Sequence[dict], fields: dict[str, str], y_title: st
     }
 
 
+def _or_note(spec: dict, note: str) -> dict:
+    """`spec`, or, when it has no data (vega then gives the picture no size), its title over a
+    line saying why: a figure file is always written."""
+    if spec["data"]["values"]:
+        return spec
+    return {"$schema": spec["$schema"], "title": spec["title"], "width": _WIDTH, "height": 40,
+            "data": {"values": [{"note": note}]}, "mark": {"type": "text", "fontSize": 13},
+            "encoding": {"text": {"field": "note"}}}
+
+
 def figure_specs(rows: Sequence[dict], confusion: Sequence[dict]) -> dict[str, dict]:
     """Vega-lite specs of the report, by file stem: test F1, pseudo-label quality and label
     flips by round (the rows of ``reports/rounds.json``) and the confusion matrix of the last
@@ -144,12 +154,14 @@ def figure_specs(rows: Sequence[dict], confusion: Sequence[dict]) -> dict[str, d
     cells = [{"actual": a, "predicted": p, "spans": n} for (a, p), n in sorted(counts.items())]
     last = confusion[0]["round"] if confusion and "round" in confusion[0] else None
     return {
-        "test_f1": _lines("Target test F1 by round", rows,
-                          {"test_f1": "seqeval strict F1", "test_span_f1": "span F1"}, "F1"),
-        "pseudo_labels": _lines("Pseudo labels against gold by round", rows,
-                                {"pseudo_label_precision": "precision", "pseudo_label_recall": "recall",
-                                 "pseudo_label_f1": "F1"}, "score"),
-        "flips": {
+        "test_f1": _or_note(_lines("Target test F1 by round", rows,
+                                   {"test_f1": "seqeval strict F1", "test_span_f1": "span F1"}, "F1"),
+                            "no scores: no model evaluated yet"),
+        "pseudo_labels": _or_note(_lines("Pseudo labels against gold by round", rows,
+                                         {"pseudo_label_precision": "precision", "pseudo_label_recall": "recall",
+                                          "pseudo_label_f1": "F1"}, "score"),
+                                  "no scores: the target corpus has no gold tags"),
+        "flips": _or_note({
             "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
             "title": "Label flips by round and kind", "width": _WIDTH, "height": _HEIGHT,
             "data": {"values": _long(rows, flips)},
@@ -160,8 +172,8 @@ def figure_specs(rows: Sequence[dict], confusion: Sequence[dict]) -> dict[str, d
                 "y": {"field": "value", "type": "quantitative", "title": "spans whose label flipped"},
                 "color": _series(flips),
             },
-        },
-        "confusion": {
+        }, "no flips: no self-training round yet"),
+        "confusion": _or_note({
             "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
             "title": f"Pseudo labels against gold{f', {last}' if last else ''} (spans where either is an entity)",
             "width": _HEIGHT, "height": _HEIGHT,
@@ -180,7 +192,7 @@ def figure_specs(rows: Sequence[dict], confusion: Sequence[dict]) -> dict[str, d
                               "color": {"condition": {"test": "datum.spans > 0.5 * " + str(max(counts.values(), default=0)),
                                                       "value": "white"}, "value": "black"}}},
             ],
-        },
+        }, "no spans: no round's labels, or no gold tags in the target corpus"),
     }
 
 

@@ -76,6 +76,16 @@ def test_figures_draw_each_report_plot_with_the_same_bytes_twice(tmp_path):
     assert {p.name: p.read_bytes() for p in written} == first
 
 
+def test_a_figure_without_data_says_why(tmp_path):
+    """Only r0 and no gold tags: no flips, no pseudo-label scores, no confusion rows."""
+    rows = [{"round": "r0", "round_index": 0, "test_f1": 0.5, "test_span_f1": 0.4, "pseudo_label_f1": None,
+             "flips_type_swap": None}]
+    written = write_figures(rows, [], tmp_path / "figures")
+    assert len(written) == 8 and all(p.stat().st_size > 0 for p in written)
+    assert "no flips" in (tmp_path / "figures/flips.svg").read_text()
+    assert "no gold tags" in (tmp_path / "figures/pseudo_labels.svg").read_text()
+
+
 @pytest.fixture(scope="module")
 def page_template() -> str:
     return plots_page_template()
