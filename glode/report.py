@@ -16,6 +16,9 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+FLIP_FIELDS = ("flips_o_to_entity", "flips_entity_to_o", "flips_type_swap")
+
+
 def round_rows(metrics_dir: Path) -> list[dict]:
     """One row per round found in ``metrics_dir`` (rN.json and denoise/rN.json), by round number."""
     names = {p.stem for p in metrics_dir.glob("r*.json")} | {p.stem for p in (metrics_dir / "denoise").glob("r*.json")}
@@ -49,6 +52,14 @@ def write_round_report(metrics_dir: Path, out: Path) -> list[dict]:
     rows = round_rows(metrics_dir)
     write_json(out, rows)
     return rows
+
+
+def flip_rows(rows: list[dict]) -> list[dict]:
+    """The round, round index and flip counts of each round that has them. r0's labels are the
+    source model's own, so it has none; DVC's plots need every row to hold every plotted field,
+    so r0 is left out here rather than drawn from null values."""
+    return [{k: row[k] for k in ("round", "round_index", *FLIP_FIELDS)}
+            for row in rows if all(row.get(f) is not None for f in FLIP_FIELDS)]
 
 
 def confusion_rows(labels: pd.DataFrame) -> list[dict]:

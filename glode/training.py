@@ -205,15 +205,27 @@ def train(
 def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
     """The per-epoch records as a dvclive log folder (``metrics.json``, ``plots/metrics/*.tsv``),
     written whole and renamed into place. dvclive writes no timestamps unless asked, so the
-    same history gives the same bytes."""
+    same history gives the same bytes.
+
+    The dvclive ``step`` is the epoch number (1, 2, ...), so the curves' x axis counts epochs.
+    Only series worth a curve are logged: ``steps`` (optimiser steps per epoch, the same every
+    epoch) goes to ``metrics.json`` alone, and a loss that is zero in every epoch was never
+    computed (``loss_target`` without a target corpus, as in r0; ``loss_mlm`` with λ = 0)."""
     from dvclive import Live
+
+    def plotted(key: str) -> bool:
+        values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
+        return key not in ("epoch", "steps") and bool(values) and not (key.startswith("loss_") and not any(values))
 
     with atomic_dir(log_dir) as tmp:
         live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
         for record in history:
+            live.step = int(record["epoch"])
             for k, v in record.items():
-                if k != "epoch" and isinstance(v, (int, float)):
+                if plotted(k) and isinstance(v, (int, float)):
                     live.log_metric(k, v)
+            if "steps" in record:
+                live.summary["steps"] = record["steps"]
             live.next_step()
         live.end()
     return Path(log_dir)

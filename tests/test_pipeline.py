@@ -110,7 +110,12 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
     assert confusion and {d["round"] for d in confusion} == {"r2"}
     assert all(d["actual"] != "O" or d["predicted"] != "O" for d in confusion)
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots-html"], root, env)
-    assert (root / "plots-html/index.html").stat().st_size > 0
+    page = (root / "plots-html/index.html").read_text(encoding="utf-8")
+    # the report stage's template (.dvc/config) carries the JavaScript: no CDN (drawn: tests/test_plots.py)
+    assert "window.vegaEmbed=" in page and "cdn.jsdelivr" not in page
+    assert [d["round"] for d in json.loads((root / "reports/flips.json").read_text())] == ["r1", "r2"]
+    assert {p.name for p in (root / "reports/figures").iterdir()} == {
+        f"{stem}.{ext}" for stem in ("test_f1", "pseudo_labels", "flips", "confusion") for ext in ("png", "svg")}
 
 
 def outputs_snapshot(root: Path) -> dict[str, bytes]:
