@@ -1,10 +1,11 @@
-"""Self-training rounds: pseudo-label the target corpus, denoise, retrain (METHOD.md §2-3).
+"""Self-training rounds: pseudo-label the target corpus, denoise, retrain (docs/METHOD.md §2-3).
 
 Per round ``rN`` with predecessor ``prev`` (``params.yaml: rounds``):
 
 * ``pseudo_label_round``: model ``prev`` scores every candidate span of the target corpus
   and of the source corpus; writes the target span table with class probabilities and the
-  span representations (eval-mode span feature, PCA-reduced, L2-normalised) for denoising.
+  span representations (eval-mode span feature, projected without centring, L2-normalised)
+  for denoising.
 * ``initial_labels`` (once, from r0): the source model's soft labels Y0: spans predicted
   non-O that survive overlap resolution keep their distribution, all others are one-hot O.
 * ``denoise_round``: previous labels + representations -> refined labels (``labels.parquet``)
@@ -29,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glode.atomic import atomic_dir, atomic_path
-from glode.denoise import GATES, denoise, span_prf
+from glode.denoise import GATES, denoise, soft_scores, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.predict import kept_entity_mask, score_spans
@@ -85,32 +86,48 @@ def has_gold(sentences) -> bool:
     return any(t != "O" for s in sentences for t in s.tags)
 
 
+PROJECTIONS = ("svd", "random", "pca")
+
+
 def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
-               chunk: int = 16384) -> list[np.ndarray]:
-    """Project every array onto the top ``dim`` principal axes of their union (fit on a seeded
-    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature.
+               chunk: int = 16384, projection: str = "svd") -> list[np.ndarray]:
+    """Project every array to ``dim`` dimensions, then L2-normalise rows. ``dim <= 0`` or
+    ``>= d`` keeps the full feature.
+
+    ``projection`` (docs/METHOD.md §6): ``"svd"`` projects onto the top ``dim`` right singular
+    vectors of the *uncentred* union (fit on a seeded sample of ``sample`` rows), the best
+    rank-``dim`` fit of the raw vectors; ``"random"`` is a fixed Gaussian projection drawn from
+    ``seed`` (the reference's untrained projection head, without its bias); ``"pca"`` centres
+    first, the old behaviour kept for comparison: with ~96% of spans O, centring turns the O
+    mean into an anti-entity direction and the O prototype stops describing O spans.
 
     Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
     are about 2 GB).
     """
+    if projection not in PROJECTIONS:
+        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
     sizes = [len(v) for v in vectors]
     total = int(sum(sizes))
     d = vectors[0].shape[1]
-    mean = basis = None
+    mean, basis = 0.0, None
     if 0 < dim < d:
         rng = np.random.default_rng(seed)
-        rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
-        offsets = np.cumsum([0] + sizes)
-        which = np.searchsorted(offsets, rows, side="right") - 1
-        fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
-        mean = fit.mean(axis=0)
-        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-        del fit
-        basis = vt[:dim]
-        # fix each axis's sign so the projection does not depend on LAPACK's choice
-        signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
-        basis = basis * signs[:, None]
+        if projection == "random":
+            basis = rng.standard_normal((dim, d))
+        else:
+            rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
+            offsets = np.cumsum([0] + sizes)
+            which = np.searchsorted(offsets, rows, side="right") - 1
+            fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
+            if projection == "pca":
+                mean = fit.mean(axis=0)
+            _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+            del fit
+            basis = vt[:dim]
+            # fix each axis's sign so the projection does not depend on LAPACK's choice
+            signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
+            basis = basis * signs[:, None]
     res = []
     for v in vectors:
         out = np.empty((len(v), dim if basis is not None else d), dtype=np.float32)
@@ -196,8 +213,10 @@ def pseudo_label_round(
     seed: int,
     batch_size: int = 64,
     progress: bool = True,
+    projection: str = "svd",
 ) -> dict:
-    """Score target and source candidate spans with a round's model; write spans + vectors.
+    """Score target and source candidate spans with a round's model; write spans + vectors
+    (``dim`` and ``projection``: :func:`reduce_dim`).
 
     The folder is built under a temporary name and renamed into place when complete; its
     manifest (``glode_pseudo.json``) carries the format version, the classes and what the
@@ -205,6 +224,8 @@ def pseudo_label_round(
     """
     from glode.pipeline import encoding_stats
 
+    if projection not in PROJECTIONS:  # before the long scoring pass
+        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
     model, tokenizer, meta, enc, target = _load_for_scoring(model_dir, tables_dir)
     classes = model.config.classes
     t_enc = enc.encode([s.tokens for s in target])
@@ -218,9 +239,9 @@ def pseudo_label_round(
     s_labels = np.array([index[g] for g in gold_labels(source, s_frame)], dtype=np.int64)
     s_vec = np.concatenate([sc.features for sc in s_scores])
     del s_scores  # the per-sentence copies; only the stacked features are needed now
-    t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed)
+    t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed, projection=projection)
 
-    info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]),
+    info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]), "projection": projection,
             "encoding": {"target_unlabelled": encoding_stats(t_enc), "source_train": encoding_stats(s_enc)}}
     with atomic_dir(out_dir) as tmp:
         write_table(frame, tmp / SPANS_FILE, SPANS_KIND,
@@ -415,6 +436,7 @@ def denoise_round(
     seed: int,
     start: str = "labels",
     gate: str = "none",
+    local_cap: float = 1.0,
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats.
 
@@ -442,19 +464,25 @@ def denoise_round(
     if len(Q) != len(spans):
         raise GlodeError(f"{pseudo_dir}: {len(Q)} vectors for {len(spans)} spans; rerun the pseudo_label stage")
     m = ema_weight(round_name, m_start, m_step, m_min)
-    res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
-                  prototype=prototype, momentum=momentum, use_global=use_global, use_local=use_local,
-                  gate=gate, seed=seed, index=index, auto_threshold=auto_threshold, nprobe=nprobe, threads=None)
+    try:
+        res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
+                      local_cap=local_cap, prototype=prototype, momentum=momentum, use_global=use_global,
+                      use_local=use_local, gate=gate, seed=seed, index=index, auto_threshold=auto_threshold,
+                      nprobe=nprobe, threads=None)
+    except ParamError as exc:  # name the params.yaml key, not the library argument
+        key = exc.name if exc.name == "k" else "denoise." + exc.name.replace("_", "-")
+        raise ParamError(key, str(exc).split(": ", 1)[1]) from None
     gold = spans.gold.to_numpy(dtype=object)
     rows = _rows_to_store(Y, res.Y_new, gold, res.G, res.L)
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
     write_labels(frame, out_labels, classes, round_name)
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
-    summary.update(round=round_name, start=start, gate=gate, m=m, k=k, label_rows=int(len(frame)))
+    summary.update(round=round_name, start=start, gate=gate, m=m, k=k, local_cap=local_cap, label_rows=int(len(frame)))
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
+        summary["pseudo_label_soft_f1"] = summary["pseudo_label"]["soft_after"]["f1"]
     write_json(metrics_path, summary)
     return summary
 
@@ -480,8 +508,10 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
                "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))},
                "encoding": encoding_stats(t_enc)}
     if (gold_ids >= 0).any():
-        summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids)}
+        summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids),
+                                   "soft_after": soft_scores(Y, gold_ids)}
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
+        summary["pseudo_label_soft_f1"] = summary["pseudo_label"]["soft_after"]["f1"]
     write_json(metrics_path, summary)
     return summary
 
@@ -491,7 +521,7 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
 
 def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray) -> np.ndarray:
     """Soft targets for one sentence: entity labels that lose overlap resolution (by the
-    probability of their argmax) become hard O, as in METHOD.md §3."""
+    probability of their argmax) become hard O, as in docs/METHOD.md §3."""
     Y = Y.copy()
     best = Y.argmax(axis=1)
     ent = np.flatnonzero(best != 0)

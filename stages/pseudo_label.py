@@ -16,16 +16,19 @@ def main(
     out: Annotated[Path, typer.Option(help="Output folder (rounds/rN/pseudo).")],
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     models: Annotated[Path, typer.Option(help="Folder holding the round models (models/rN).")] = Path("models"),
-    dim: Annotated[int, typer.Option(help="PCA dimension of the span vectors (0: keep the full feature).")] = 128,
-    seed: Annotated[int, typer.Option(help="Seed of the PCA fitting sample.")] = 0,
+    dim: Annotated[int, typer.Option(help="Dimension of the span vectors (0: keep the full feature).")] = 128,
+    projection: Annotated[str, typer.Option(help="'svd' (uncentred top singular axes), 'random' (seeded Gaussian, "
+                                            "as the reference), or 'pca' (centred; the old behaviour).")] = "svd",
+    seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
     check_prev(round, prev)
     model = models / prev
-    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size)
-    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, dim {info['dim']}")
+    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection)
+    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
+               f"dim {info['dim']} ({projection})")
 
 
 if __name__ == "__main__":
