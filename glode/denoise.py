@@ -88,6 +88,7 @@ class DenoiseResult:
     index_kind: str  #: "exact" or "ivf": what was actually searched
     missing_neighbours: int  #: neighbour slots an approximate index could not fill
     gated: np.ndarray  #: (N,) bool, spans whose top-class change the gate refused (they kept Y)
+    demoted_from: np.ndarray  #: (N,) int64, entity class a span was demoted from by ``select``, -1 if none
     params: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
 
@@ -390,6 +391,33 @@ def agreement_gate(Y: np.ndarray, Y_new: np.ndarray, admitted: np.ndarray) -> tu
     return out, refused
 
 
+def select_confident(
+    Y_new: np.ndarray, conf: np.ndarray, share: float, rest_weight: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Y_selected, demoted): keep the most confident ``share`` of each predicted entity class.
+
+    Per entity class c, the spans whose top class is c are ranked by ``conf`` (ties by
+    position); the first ``ceil(share * n_c)`` keep their label, the others are demoted to
+    ``rest_weight * Y + (1 - rest_weight) * onehot(O)`` (0: plain O; between 0 and 1 their
+    entity mass shrinks, and their top class may or may not stay). Working per class keeps every
+    class's share of the entities as the labels had it, instead of letting one class crowd out
+    another (docs/RESULTS.md: confidence ranks pseudo labels better than the views do).
+    """
+    N = Y_new.shape[0]
+    y = Y_new.argmax(axis=1)
+    demoted = np.zeros(N, dtype=bool)
+    if share >= 1.0:
+        return Y_new, demoted
+    for c in range(1, Y_new.shape[1]):
+        idx = np.flatnonzero(y == c)
+        keep = int(np.ceil(share * idx.shape[0] - 1e-9))
+        demoted[idx[np.argsort(-conf[idx], kind="stable")[keep:]]] = True
+    out = Y_new.copy()
+    out[demoted] *= rest_weight
+    out[demoted, 0] += 1.0 - rest_weight
+    return out, demoted
+
+
 def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
     """Y_new = normalise(m*Y + (1-m)*u): the EMA that moves labels a step towards the views."""
     Y_new = m * Y.astype(np.float64) + (1.0 - m) * u.astype(np.float64)
@@ -403,6 +431,7 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 def _check_params(
     *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
     nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none", local_cap=1.0,
+    select=1.0, select_rest=0.0,
 ) -> None:
     if not 0.0 <= m <= 1.0:
         raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
@@ -410,6 +439,10 @@ def _check_params(
         raise ParamError("o_keep_rate", f"must lie in [0, 1], got {o_keep_rate}")
     if not local_scale >= 0.0:
         raise ParamError("local_scale", f"must be >= 0, got {local_scale}")
+    if not 0.0 < select <= 1.0:
+        raise ParamError("select", f"the share of each entity class kept must lie in (0, 1] (1: keep all), got {select}")
+    if not 0.0 <= select_rest <= 1.0:
+        raise ParamError("select_rest", f"must lie in [0, 1] (0: the rest become O), got {select_rest}")
     if not 0.0 < local_cap <= 1.0:
         raise ParamError("local_cap", f"must lie in (0, 1] (a share of k; 1: no bound), got {local_cap}")
     if prototype not in PROTOTYPES:
@@ -467,6 +500,8 @@ def denoise(
     o_keep_rate: float = 0.03,
     local_scale: float = 0.9,
     local_cap: float = 1.0,
+    select: float = 1.0,
+    select_rest: float = 0.0,
     prototype: str = "mean",
     momentum: float = 0.99,
     prototype_init: np.ndarray | None = None,
@@ -496,10 +531,14 @@ def denoise(
     ``gate="agree"`` refuses a change of a span's top class unless every view in use admits
     the new class (with both views off nothing can change). ``local_cap`` bounds each local
     threshold by ``local_cap * k`` neighbours (1: no bound; below 0.5 a span whose neighbours
-    split between two classes can be admitted to both).
+    split between two classes can be admitted to both). ``select`` < 1 then keeps only the
+    most confident share of each predicted entity class, confidence being the starting label's
+    probability of the refined class (:func:`select_confident`; ``select_rest`` is what the
+    others keep).
     Raises ParamError for unusable parameters, including a ``k`` the memory bank cannot serve.
     """
-    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, m=m, prototype=prototype,
+    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
+                  select_rest=select_rest, m=m, prototype=prototype,
                   momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
                   threads=threads, gate=gate)
@@ -558,9 +597,12 @@ def denoise(
         Y_new, refused = agreement_gate(Y, Y_new, admitted)
     else:
         refused = np.zeros(N, dtype=bool)
+    y_top = Y_new.argmax(axis=1)
+    Y_new, demoted = select_confident(Y_new, Y[np.arange(N), y_top], select, select_rest)
     timings["combine"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
-    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, prototype=prototype,
+    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
+                  select_rest=select_rest, prototype=prototype,
                   momentum=momentum, use_global=use_global, use_local=use_local, gate=gate, seed=seed,
                   index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
@@ -569,7 +611,7 @@ def denoise(
         Y_new=Y_new, Y_prev=Y, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
         u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
         bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=C),
-        index_kind=kind, missing_neighbours=missing, gated=refused, params=params, timings=timings,
+        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=np.where(demoted, y_top, -1), params=params, timings=timings,
     )
 
 
@@ -704,6 +746,13 @@ def summarize(
             "refused_by_gate": int(result.gated.sum()),
         },
         "soft_change": label_movement(result.Y_prev, result.Y_new, names),
+        "select": {
+            "share": result.params.get("select", 1.0),
+            "rest_weight": result.params.get("select_rest", 0.0),
+            "demoted": int((result.demoted_from >= 0).sum()),
+            "demoted_per_class": dict(zip(names, map(int, np.bincount(
+                result.demoted_from[result.demoted_from >= 0], minlength=C)))),
+        },
         "admitted": {
             "global_size_hist": hist(g_size),
             "local_size_hist": hist(l_size),

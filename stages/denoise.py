@@ -35,6 +35,10 @@ def main(
                                        "both views off: plain self-training) or 'labels' (the previous round's refined labels).")] = "model",
     gate: Annotated[str, typer.Option(help="'none', or 'agree': a span's top class only changes to a class every "
                                       "view in use admits (sharpening updates still apply).")] = "agree",
+    select: Annotated[float, typer.Option(help="Keep the most confident share of each predicted entity class as "
+                                       "entity (1: all, off).")] = 1.0,
+    select_rest: Annotated[float, typer.Option(help="What the other entity labels keep: rest x label + (1-rest) x O "
+                                            "(0: plain O).")] = 0.0,
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) dimension of the span vectors.")] = 128,
     projection: Annotated[str, typer.Option(help="(read by pseudo_label) how span vectors are reduced to dim.")] = "svd",
 ) -> None:
@@ -44,6 +48,7 @@ def main(
         m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
         use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
         nprobe=nprobe, seed=seed, start=start, gate=gate, local_cap=local_cap,
+        select=select, select_rest=select_rest,
     )
     ch = s["changed"]
     msg = (f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, "

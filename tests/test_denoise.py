@@ -424,3 +424,54 @@ def test_summary_reports_soft_scores_and_movement_before_and_after():
     assert s["gold"]["soft_after"] == dn.soft_scores(r.Y_new, gold)
     assert s["soft_change"] == dn.label_movement(Y, r.Y_new, [str(c) for c in range(4)])
     json.dumps(s, allow_nan=False)
+
+
+# ---------------------------------------------------------------- per-class confidence selection
+
+
+def test_select_confident_keeps_the_top_share_of_each_entity_class():
+    y = np.array([PER] * 4 + [LOC] * 2 + [O] * 2)
+    Y = one_hot(y, 4)
+    conf = np.array([0.9, 0.5, 0.7, 0.6, 0.3, 0.8, 0.99, 0.1])
+    out, demoted = dn.select_confident(Y, conf, 0.5)
+    assert demoted.tolist() == [False, True, False, True, True, False, False, False]
+    np.testing.assert_array_equal(out[demoted], one_hot(np.array([O, O, O]), 4))
+    np.testing.assert_array_equal(out[~demoted], Y[~demoted])
+    soft, _ = dn.select_confident(Y, conf, 0.5, rest_weight=0.25)
+    np.testing.assert_allclose(soft[1], [0.75, 0.25, 0, 0])
+    np.testing.assert_allclose(soft.sum(1), 1.0)
+    same, none = dn.select_confident(Y, conf, 1.0)
+    assert same is Y and not none.any()
+    # ceil: one span of a class is always kept, whatever the share
+    _, d = dn.select_confident(one_hot(np.array([ORG]), 4), np.array([0.1]), 0.01)
+    assert not d.any()
+
+
+def test_select_keeps_class_shares_and_raises_precision_when_confidence_ranks_labels():
+    """Noisy entity labels whose confidence is higher where they are right: keeping the
+    confident half of each class raises the pseudo-label precision, and each class keeps half
+    its entities even though one class is much noisier than the other."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    gold = rng.choice(4, size=n, p=(0.7, 0.1, 0.1, 0.1))
+    label = gold.copy()
+    wrong = rng.random(n) < np.where(gold == PER, 0.5, 0.1)
+    label[wrong] = (gold[wrong] + rng.integers(1, 4, wrong.sum())) % 4
+    conf = np.clip(np.where(wrong, 0.45, 0.75) + 0.2 * rng.standard_normal(n), 0.3, 0.99)
+    Y = (np.eye(4)[label] * conf[:, None] + (1 - conf[:, None]) * np.eye(4)[O]).astype(np.float32)
+    Q, _ = clusters(n, seed=8)
+    S, s_labels = clusters(400, seed=9)
+    off = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False)
+    on = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False, select=0.5)
+    before, after = off.summary(gold=gold)["gold"]["after"], on.summary(gold=gold)["gold"]["after"]
+    assert after["precision"] > before["precision"] + 0.1
+    per_class_before = np.bincount(off.y_new, minlength=4)[1:]
+    per_class_after = np.bincount(on.y_new, minlength=4)[1:]
+    np.testing.assert_array_equal(per_class_after, np.ceil(per_class_before * 0.5 - 1e-9))
+    s = on.summary()
+    assert s["select"]["demoted"] == int((per_class_before - per_class_after).sum())
+    assert list(s["select"]["demoted_per_class"].values())[1:] == (per_class_before - per_class_after).tolist()
+    for kwargs, name in [({"select": 0.0}, "select"), ({"select_rest": 1.5}, "select_rest")]:
+        with pytest.raises(ParamError) as err:
+            dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, **kwargs)
+        assert err.value.name == name

@@ -116,3 +116,15 @@ def test_library_parameter_errors_name_the_params_yaml_key(tmp_path):
                       momentum=0.99, use_global=True, use_local=True, index="exact", auto_threshold=10, nprobe=1,
                       seed=0)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_select_demotes_the_less_confident_entity_and_is_counted(tmp_path):
+    """Both kept spans are PER by the model (0.9 and 0.7): keeping half of PER demotes the 0.7 one to O."""
+    spans, pseudo, _, probs = _pseudo_dir(tmp_path)
+    out, summary = _run(tmp_path, pseudo, "model", use_global=False, use_local=False, select=0.5)
+    Y = read_labels_dense(out, spans, CLASSES)
+    np.testing.assert_allclose(Y[0], probs[0], atol=1e-6)
+    np.testing.assert_allclose(Y[2], [1, 0, 0], atol=1e-6)
+    assert summary["select"]["demoted_per_class"] == {"O": 0, "PER": 1, "LOC": 0}
+    with pytest.raises(ParamError, match=r"parameter 'denoise.select-rest'"):
+        _run(tmp_path, pseudo, "model", use_global=False, use_local=False, select=0.5, select_rest=-1)
