@@ -59,6 +59,7 @@ import numpy as np
 from glode.errors import ParamError
 
 PROTOTYPES = ("mean", "ema")
+PROTOTYPE_SOURCES = ("all", "source")
 INDEXES = ("exact", "ivf", "auto")
 GATES = ("none", "agree")
 
@@ -431,7 +432,7 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 def _check_params(
     *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
     nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none", local_cap=1.0,
-    select=1.0, select_rest=0.0,
+    select=1.0, select_rest=0.0, prototype_from="all",
 ) -> None:
     if not 0.0 <= m <= 1.0:
         raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
@@ -439,6 +440,8 @@ def _check_params(
         raise ParamError("o_keep_rate", f"must lie in [0, 1], got {o_keep_rate}")
     if not local_scale >= 0.0:
         raise ParamError("local_scale", f"must be >= 0, got {local_scale}")
+    if prototype_from not in PROTOTYPE_SOURCES:
+        raise ParamError("prototype_from", f"must be one of {PROTOTYPE_SOURCES}, got {prototype_from!r}")
     if not 0.0 < select <= 1.0:
         raise ParamError("select", f"the share of each entity class kept must lie in (0, 1] (1: keep all), got {select}")
     if not 0.0 <= select_rest <= 1.0:
@@ -503,6 +506,7 @@ def denoise(
     select: float = 1.0,
     select_rest: float = 0.0,
     prototype: str = "mean",
+    prototype_from: str = "all",
     momentum: float = 0.99,
     prototype_init: np.ndarray | None = None,
     use_global: bool = True,
@@ -534,11 +538,12 @@ def denoise(
     split between two classes can be admitted to both). ``select`` < 1 then keeps only the
     most confident share of each predicted entity class, confidence being the starting label's
     probability of the refined class (:func:`select_confident`; ``select_rest`` is what the
-    others keep).
+    others keep). ``prototype_from="source"`` builds the prototypes from the source's gold
+    spans alone, so the global view does not echo the target labels it checks.
     Raises ParamError for unusable parameters, including a ``k`` the memory bank cannot serve.
     """
     _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
-                  select_rest=select_rest, m=m, prototype=prototype,
+                  select_rest=select_rest, prototype_from=prototype_from, m=m, prototype=prototype,
                   momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
                   threads=threads, gate=gate)
@@ -549,7 +554,9 @@ def denoise(
     t0 = time.perf_counter()
     y_hat = Y.argmax(axis=1).astype(np.int64)
 
-    protos, has_proto = compute_prototypes(S, s_labels, Q, y_hat, C, method=prototype,
+    from_target = prototype_from == "all"
+    protos, has_proto = compute_prototypes(S, s_labels, Q if from_target else Q[:0],
+                                           y_hat if from_target else y_hat[:0], C, method=prototype,
                                            momentum=momentum, init=prototype_init)
     g, tau_g, G = global_view(Q, y_hat, protos, has_proto)
     if not use_global:
@@ -602,7 +609,7 @@ def denoise(
     timings["combine"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
-                  select_rest=select_rest, prototype=prototype,
+                  select_rest=select_rest, prototype=prototype, prototype_from=prototype_from,
                   momentum=momentum, use_global=use_global, use_local=use_local, gate=gate, seed=seed,
                   index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,

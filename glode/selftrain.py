@@ -439,13 +439,14 @@ def denoise_round(
     local_cap: float = 1.0,
     select: float = 1.0,
     select_rest: float = 0.0,
+    prototype_from: str = "all",
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats.
 
     ``start="labels"`` (GLoDe) starts from the previous round's refined labels;
     ``start="model"`` starts from the previous model's own soft pseudo labels (Y0-style) of
     this round, which with both views off is plain self-training. ``gate``, ``local_cap``,
-    ``select`` and ``select_rest`` are passed to :func:`glode.denoise.denoise` (``gate="agree"``:
+    ``select``, ``select_rest`` and ``prototype_from`` are passed to :func:`glode.denoise.denoise` (``gate="agree"``:
     a top class only changes where the views agree); its parameter errors name the
     ``params.yaml`` key.
     """
@@ -470,7 +471,8 @@ def denoise_round(
     m = ema_weight(round_name, m_start, m_step, m_min)
     try:
         res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
-                      local_cap=local_cap, select=select, select_rest=select_rest, prototype=prototype, momentum=momentum, use_global=use_global,
+                      local_cap=local_cap, select=select, select_rest=select_rest, prototype=prototype,
+                      prototype_from=prototype_from, momentum=momentum, use_global=use_global,
                       use_local=use_local, gate=gate, seed=seed, index=index, auto_threshold=auto_threshold,
                       nprobe=nprobe, threads=None)
     except ParamError as exc:  # name the params.yaml key, not the library argument

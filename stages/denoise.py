@@ -25,6 +25,8 @@ def main(
     m_min: Annotated[float, typer.Option(help="Lowest EMA weight.")] = 0.5,
     prototype: Annotated[str, typer.Option(help="'mean' (class mean) or 'ema' (the reference's momentum average).")] = "mean",
     momentum: Annotated[float, typer.Option(help="Momentum of the 'ema' prototypes.")] = 0.99,
+    prototype_from: Annotated[str, typer.Option(help="Prototypes from 'all' labelled spans (source gold + target "
+                                                "pseudo labels) or from 'source' gold spans only.")] = "all",
     use_global: Annotated[bool, typer.Option(help="Use the global (prototype) view.")] = True,
     use_local: Annotated[bool, typer.Option(help="Use the local (neighbour) view.")] = True,
     index: Annotated[str, typer.Option(help="'exact', 'ivf', or 'auto' (IVF above auto-threshold bank entries).")] = "auto",
@@ -48,7 +50,7 @@ def main(
         m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
         use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
         nprobe=nprobe, seed=seed, start=start, gate=gate, local_cap=local_cap,
-        select=select, select_rest=select_rest,
+        select=select, select_rest=select_rest, prototype_from=prototype_from,
     )
     ch = s["changed"]
     msg = (f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, "

@@ -475,3 +475,26 @@ def test_select_keeps_class_shares_and_raises_precision_when_confidence_ranks_la
         with pytest.raises(ParamError) as err:
             dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, **kwargs)
         assert err.value.name == name
+
+
+# ---------------------------------------------------------------- views from features the labels did not train
+
+
+def test_source_prototypes_ignore_the_target_labels():
+    """Target LOC spans systematically labelled PER drag the PER prototype towards LOC; built
+    from source gold alone it stays at PER, so the global view no longer admits PER for them."""
+    X, labels = clusters(3000, weights=(0.4, 0.2, 0.2, 0.2), seed=11)
+    Q, gold, S, s_labels = X[:2400], labels[:2400], X[2400:], labels[2400:]
+    noisy = gold.copy()
+    noisy[gold == LOC] = PER
+    Y = one_hot(noisy, 4)
+    both = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
+    source = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False, prototype_from="source")
+    want, _ = dn.compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4)
+    np.testing.assert_array_equal(source.prototypes, want)
+    moved = gold == LOC
+    assert both.G[moved, PER].mean() > 0.2
+    assert source.G[moved, PER].mean() < 0.02 and source.G[moved, LOC].mean() > 0.9
+    with pytest.raises(ParamError) as err:
+        dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, prototype_from="target")
+    assert err.value.name == "prototype_from"
