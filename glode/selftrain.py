@@ -205,6 +205,18 @@ def _load_for_scoring(model_dir: Path, tables_dir: Path):
     return model, tokenizer, meta, enc, target
 
 
+FEATURES = ("model", "encoder")
+
+
+def _encoder_span_vectors(plain, encoded, pad_id: int, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    """The pretrained encoder's view of every candidate span: its last-layer vectors at the
+    span's first and last sub-token, concatenated. ``plain`` is a span model freshly built on
+    the encoder; its untrained width, length and case embeddings are left out."""
+    width = 2 * plain.encoder.config.hidden_size
+    scores = score_spans(plain, encoded, pad_id, batch_size=batch_size, with_features=True, progress=progress, desc=desc)
+    return np.concatenate([sc.features[:, :width] for sc in scores])
+
+
 def pseudo_label_round(
     model_dir: Path,
     tables_dir: Path,
@@ -214,9 +226,16 @@ def pseudo_label_round(
     batch_size: int = 64,
     progress: bool = True,
     projection: str = "svd",
+    features: str = "model",
+    encoder_dir: Path | None = None,
 ) -> dict:
     """Score target and source candidate spans with a round's model; write spans + vectors
     (``dim`` and ``projection``: :func:`reduce_dim`).
+
+    ``features="model"`` takes the vectors from the round's model (its span feature in eval
+    mode); ``"encoder"`` from the pretrained encoder in ``encoder_dir``, which no pseudo label
+    has trained, so the views built on them can disagree with the model (docs/METHOD.md §6,
+    finding 4). That costs one more encoder pass over both corpora.
 
     The folder is built under a temporary name and renamed into place when complete; its
     manifest (``glode_pseudo.json``) carries the format version, the classes and what the
@@ -226,22 +245,39 @@ def pseudo_label_round(
 
     if projection not in PROJECTIONS:  # before the long scoring pass
         raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    if features not in FEATURES:
+        raise ParamError("denoise.features", f"must be one of {', '.join(FEATURES)}, got {features!r}")
+    if features == "encoder" and (encoder_dir is None or not Path(encoder_dir).is_dir()):
+        raise GlodeError(f"{encoder_dir}: no encoder folder for denoise.features=encoder; run the encoder stage "
+                         "(dvc repro encoder)")
     model, tokenizer, meta, enc, target = _load_for_scoring(model_dir, tables_dir)
     classes = model.config.classes
+    from_model = features == "model"
     t_enc = enc.encode([s.tokens for s in target])
-    frame, t_vec = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=True)
+    frame, t_vec = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=from_model)
     source = read_sentences(tables_dir / "source_train.parquet")
     s_enc = enc.encode([s.tokens for s in source])
-    s_scores = score_spans(model, s_enc, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
-                           progress=progress, desc="scoring source spans")
     s_frame = span_frame(source, s_enc)
     index = {c: i for i, c in enumerate(classes)}
     s_labels = np.array([index[g] for g in gold_labels(source, s_frame)], dtype=np.int64)
-    s_vec = np.concatenate([sc.features for sc in s_scores])
-    del s_scores  # the per-sentence copies; only the stacked features are needed now
+    if from_model:
+        s_scores = score_spans(model, s_enc, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
+                               progress=progress, desc="scoring source spans")
+        s_vec = np.concatenate([sc.features for sc in s_scores])
+        del s_scores  # the per-sentence copies; only the stacked features are needed now
+    else:
+        from glode.model import build_model
+
+        config = model.config
+        del model
+        plain, _ = build_model(encoder_dir, config, seed=seed)
+        t_vec = _encoder_span_vectors(plain, t_enc, tokenizer.pad_token_id, batch_size, progress, "encoder: target spans")
+        s_vec = _encoder_span_vectors(plain, s_enc, tokenizer.pad_token_id, batch_size, progress, "encoder: source spans")
+        del plain
     t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed, projection=projection)
 
     info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]), "projection": projection,
+            "features": features,
             "encoding": {"target_unlabelled": encoding_stats(t_enc), "source_train": encoding_stats(s_enc)}}
     with atomic_dir(out_dir) as tmp:
         write_table(frame, tmp / SPANS_FILE, SPANS_KIND,

@@ -43,6 +43,7 @@ def main(
                                             "(0: plain O).")] = 0.0,
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) dimension of the span vectors.")] = 128,
     projection: Annotated[str, typer.Option(help="(read by pseudo_label) how span vectors are reduced to dim.")] = "svd",
+    features: Annotated[str, typer.Option(help="(read by pseudo_label) where span vectors come from.")] = "model",
 ) -> None:
     """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
     s = denoise_round(

@@ -19,6 +19,9 @@ def main(
     dim: Annotated[int, typer.Option(help="Dimension of the span vectors (0: keep the full feature).")] = 128,
     projection: Annotated[str, typer.Option(help="'svd' (uncentred top singular axes), 'random' (seeded Gaussian, "
                                             "as the reference), or 'pca' (centred; the old behaviour).")] = "svd",
+    features: Annotated[str, typer.Option(help="Span vectors from the round's 'model', or from the pretrained "
+                                          "'encoder' (which no pseudo label trained; one more encoder pass).")] = "model",
+    encoder: Annotated[Path, typer.Option(help="The pretrained encoder folder (for --features encoder).")] = Path("encoder"),
     seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
 ) -> None:
@@ -26,9 +29,10 @@ def main(
     L2-normalised span vectors of target and source spans."""
     check_prev(round, prev)
     model = models / prev
-    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection)
+    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection,
+                              features=features, encoder_dir=encoder)
     typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
-               f"dim {info['dim']} ({projection})")
+               f"dim {info['dim']} ({features} features, {projection})")
 
 
 if __name__ == "__main__":
