@@ -28,25 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glode import denoise as dn  # noqa: E402
 from glode.selftrain import PROJECTIONS, reduce_dim  # noqa: E402
+from tests.synthetic import mostly_o_features  # noqa: E402
 
 P_CLASSES = (0.96, 0.013, 0.013, 0.014)
-
-
-def mostly_o_features(noise: float, n: int = 20000, d: int = 64, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    common = rng.normal(size=d)
-    common *= 4 / np.linalg.norm(common)
-    offsets = rng.normal(size=(4, d))
-    offsets *= 1.5 / np.linalg.norm(offsets, axis=1, keepdims=True)
-    offsets[0] *= 0.3
-    y = rng.choice(4, size=n, p=P_CLASSES)
-    return common + offsets[y] + noise * rng.normal(size=(n, d)), y
 
 
 def projection_rows() -> list[dict]:
     rows = []
     for noise in (0.2, 0.4):
-        X, y = mostly_o_features(noise)
+        X, y = mostly_o_features(noise=noise)
         for projection in PROJECTIONS:
             (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
             protos, has = dn.compute_prototypes(Q[:0], y[:0], Q, y, 4)

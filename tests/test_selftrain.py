@@ -20,6 +20,7 @@ from glode.selftrain import (
     target_soft_labels,
     write_labels,
 )
+from tests.synthetic import mostly_o_features
 
 CLASSES = ["O", "PER", "LOC"]
 
@@ -160,25 +161,12 @@ def test_unknown_projection_names_the_params_key():
         reduce_dim([np.ones((3, 4))], 2, seed=0, projection="umap")
 
 
-def _mostly_o_features(n=20000, d=64, seed=0):
-    """Span features like a trained encoder's: a large component every span shares, a small
-    offset per class, 96% O."""
-    rng = np.random.default_rng(seed)
-    common = rng.normal(size=d)
-    common *= 4 / np.linalg.norm(common)
-    offsets = rng.normal(size=(4, d))
-    offsets *= 1.5 / np.linalg.norm(offsets, axis=1, keepdims=True)
-    offsets[0] *= 0.3
-    y = rng.choice(4, size=n, p=(0.96, 0.013, 0.013, 0.014))
-    return common + offsets[y] + 0.2 * rng.normal(size=(n, d)), y
-
-
 @pytest.mark.parametrize("projection", ["svd", "random", "pca"])
 def test_projection_keeps_o_spans_nearest_to_the_o_prototype(projection):
     """Centring (the old PCA) makes the O mean an anti-entity direction: the O prototype is
     nearest for about a third of the O spans and its threshold collapses towards 0. The
     uncentred projections keep O nearest for > 99% of them, at a threshold like the others'."""
-    X, y = _mostly_o_features()
+    X, y = mostly_o_features()
     (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
     protos, has = compute_prototypes(Q[:0], y[:0], Q, y, 4)
     g, tau, _ = global_view(Q, y, protos, has)
