@@ -78,3 +78,20 @@ def test_unknown_features_and_missing_encoder_are_clear_errors(workspace):
     with pytest.raises(GlodeError, match="encoder stage"):
         _run(workspace, "missing", features="encoder", encoder_dir=workspace / "nowhere")
     assert not (workspace / "rounds/bad").exists() and not (workspace / "rounds/missing").exists()
+
+
+def test_initial_labels_report_the_soft_quality_of_y0(workspace):
+    """r0's statistics carry the soft scores of Y0 beside the hard ones (the report's r0 row)."""
+    import json
+
+    from glode.denoise import soft_scores
+    from glode.selftrain import SPANS_FILE, SPANS_KIND, class_ids, initial_labels, initial_soft_labels
+    from glode.tables import read_table
+
+    out = workspace / "r0"
+    summary = initial_labels(workspace / "models/r0", workspace / "tables", out / "labels.parquet",
+                             out / "r0.json", progress=False)
+    spans = read_table(_run(workspace, "for-r0") / SPANS_FILE, SPANS_KIND)
+    want = soft_scores(initial_soft_labels(spans, CLASSES), class_ids(spans.gold, CLASSES))
+    assert summary["pseudo_label"]["soft_after"] == pytest.approx(want)
+    assert json.loads((out / "r0.json").read_text())["pseudo_label_soft_f1"] == pytest.approx(want["f1"])
