@@ -16,7 +16,9 @@ self-training round on plain numpy arrays (the pipeline stage does the I/O):
 * gate (optional, ``gate="agree"``): a span whose top class would change keeps its old label
   unless every view in use admits the new top class. Replaying denoising on cached rounds of
   the real corpora showed the ungated deletions and type swaps lower the pseudo-label F1
-  (docs/RESULTS.md); the gate keeps the update wherever it only sharpens or softens a label.
+  (docs/RESULTS.md); the gate keeps the update wherever it only sharpens or softens a label;
+* select (optional, ``select`` < 1): only the most confident share of each predicted entity
+  class stays an entity, the rest is demoted towards ``O`` (:func:`select_confident`).
 
 Everything is vectorised; the kNN search runs in query chunks that are reduced to class
 counts at once, so no N x k neighbour matrix is ever held (docs/METHOD.md §5).
@@ -36,9 +38,10 @@ Conventions and choices (documented here because the paper leaves them open):
   their weight; :func:`interleave_order`), from ``prototype_init`` (zeros by default, or
   last round's prototypes), normalised once at the end, computed in closed form (the
   reference also renormalises after every batch, which slightly reweights old against new
-  contributions; not reproduced). ``"mean"`` is the plain
-  class mean (the default: it weights every span, whereas the EMA over a 0.99 momentum
-  effectively sees only the last few hundred spans of each class).
+  contributions; not reproduced). ``"mean"`` is the plain class mean (the default: it
+  weights every span, whereas the EMA over a 0.99 momentum effectively sees only the last
+  few hundred spans of each class). ``prototype_from="source"`` uses the source's gold
+  spans alone.
 * The ``O`` sample of the memory bank is exactly ``round(o_keep_rate * #O)`` spans of the
   source and of the target side, drawn without replacement by ``numpy.random.default_rng(seed)``.
 * An approximate (IVF) index can return fewer than ``k`` neighbours for a span when the
@@ -618,7 +621,8 @@ def denoise(
         Y_new=Y_new, Y_prev=Y, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
         u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
         bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=C),
-        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=np.where(demoted, y_top, -1), params=params, timings=timings,
+        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=np.where(demoted, y_top, -1),
+        params=params, timings=timings,
     )
 
 

@@ -56,6 +56,8 @@ def main(
     ch = s["changed"]
     msg = (f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, "
            f"swaps {ch['type_swap']}; {ch['refused_by_gate']} refused by the gate)")
+    if s["select"]["demoted"]:
+        msg += f"; {s['select']['demoted']} entity labels demoted by select"
     msg += f"; soft mass moved {s['soft_change']['mass_moved']:.1f} over {s['soft_change']['spans_moved']} spans"
     if "pseudo_label" in s:
         pl = s["pseudo_label"]
