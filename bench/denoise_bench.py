@@ -66,7 +66,7 @@ def make_data(
 ) -> dict[str, np.ndarray]:
     """Clustered unit vectors: each class a centre plus sub-clusters (surface forms, contexts).
 
-    Entities are ``entity_rate`` of the spans (METHOD.md: 2-3%). Target vectors carry a
+    Entities are ``entity_rate`` of the spans (docs/METHOD.md: 2-3%). Target vectors carry a
     language shift. Pseudo labels flip ``entity_error`` of gold entities (to O or another
     type) and ``o_error`` of O spans; predicted entities get a soft vector, O one-hot.
     """
@@ -125,9 +125,13 @@ def reference_denoise(Q, Y, S, s_labels, *, m, k, o_keep_rate, local_scale, mome
     N, C = Y.shape
     y_hat = Y.argmax(axis=1)
     mu = np.zeros((C, Q.shape[1]), dtype=np.float64)
-    for x, c in zip(S, s_labels):  # ordered momentum update, one span at a time
-        mu[c] = momentum * mu[c] + (1 - momentum) * x
-    for x, c in zip(Q, y_hat):
+    i = j = 0
+    M = len(S)
+    while i < M or j < N:  # ordered momentum update, one span at a time, source and target paired
+        if j >= N or (i < M and (i + 0.5) / M <= (j + 0.5) / N):
+            x, c, i = S[i], s_labels[i], i + 1
+        else:
+            x, c, j = Q[j], y_hat[j], j + 1
         mu[c] = momentum * mu[c] + (1 - momentum) * x
     mu /= np.linalg.norm(mu, axis=1, keepdims=True)
     g = Q @ mu.astype(np.float32).T
@@ -136,7 +140,7 @@ def reference_denoise(Q, Y, S, s_labels, *, m, k, o_keep_rate, local_scale, mome
         c = int(y_hat[s])
         sums[c] += float(g[s, c])
         counts[c] += 1
-    tau_g = np.array([sums[c] / counts[c] if counts[c] else np.inf for c in range(C)])
+    tau_g = np.array([sums[c] / (counts[c] + 1) for c in range(C)])  # the reference's +1 (a zero entry)
     G = g > tau_g
     G[:, 0] |= g.argmax(axis=1) == 0
 
@@ -154,7 +158,7 @@ def reference_denoise(Q, Y, S, s_labels, *, m, k, o_keep_rate, local_scale, mome
         c = int(y_hat[s])
         sums[c] += float(n[s, c])
         counts[c] += 1
-    tau_l = local_scale * np.array([sums[c] / counts[c] if counts[c] else np.inf for c in range(C)])
+    tau_l = local_scale * np.array([sums[c] / (counts[c] + 1) for c in range(C)])
     L = n > tau_l
     L[:, 0] |= n[:, 0] > n[:, 1:].max(axis=1)
 

@@ -1,39 +1,47 @@
 """Global (prototype) and local (kNN) denoising of span pseudo labels, and the progressive update.
 
-One call of :func:`denoise` is one refinement step of METHOD.md §3, run once per
+One call of :func:`denoise` is one refinement step of docs/METHOD.md §3, run once per
 self-training round on plain numpy arrays (the pipeline stage does the I/O):
 
 * global view: cosine of every target span to one prototype per class, admitted where it
-  beats that class's mean score over the spans currently labelled with it, plus ``O`` when
-  ``O`` is the nearest prototype;
+  beats that class's threshold (the mean score over the spans currently labelled with it,
+  with the reference's +1 in the denominator), plus ``O`` when ``O`` is the nearest prototype;
 * local view: per-class counts among the ``k`` nearest memory-bank entries (source gold
   spans + target pseudo-labelled spans; all entities, an ``o_keep_rate`` sample of ``O``),
   the span itself excluded; admitted where the count beats ``local_scale`` x that class's
-  mean count, plus ``O`` when ``O`` is the strict plurality among the neighbours;
+  mean count (+1 denominator likewise; optionally bounded by ``local_cap * k``), plus ``O``
+  when ``O`` is the strict plurality among the neighbours;
 * combine: ``u = normalise((1[G]/|G| + 1[L]/|L|) / 2)`` (the old label where both are
   empty), then ``Y_new = normalise(m*Y + (1-m)*u)``;
 * gate (optional, ``gate="agree"``): a span whose top class would change keeps its old label
   unless every view in use admits the new top class. Replaying denoising on cached rounds of
   the real corpora showed the ungated deletions and type swaps lower the pseudo-label F1
-  (docs/RESULTS.md); the gate keeps the update wherever it only sharpens or softens a label.
+  (docs/RESULTS.md); the gate keeps the update wherever it only sharpens or softens a label;
+* select (optional, ``select`` < 1): only the most confident share of each predicted entity
+  class stays an entity, the rest is demoted towards ``O`` (:func:`select_confident`).
 
 Everything is vectorised; the kNN search runs in query chunks that are reduced to class
-counts at once, so no N x k neighbour matrix is ever held (METHOD.md §5).
+counts at once, so no N x k neighbour matrix is ever held (docs/METHOD.md §5).
 
 Conventions and choices (documented here because the paper leaves them open):
 
 * Class 0 is ``O``. ``ŷ = argmax Y`` (numpy's first-maximum tie rule).
-* A class that no target span currently carries has thresholds ``+inf``: it can never be
-  admitted by a threshold (``O`` can still come in through its nearest-prototype /
-  plurality rule). A class with no member at all has no prototype: its ``g`` column is 0,
-  it is skipped by the nearest-prototype rule, and ``has_prototype`` says so.
+* Thresholds are the reference's: the sum over the spans labelled c divided by their count
+  + 1, so a class that no target span currently carries has thresholds 0 and is admitted
+  wherever its score is positive (its prototype comes from source gold spans). A class with
+  no member at all has no prototype: its ``g`` column is 0, it is never admitted by the
+  global view nor chosen by the nearest-prototype rule, and ``has_prototype`` says so.
 * ``O`` plurality is *strict*: ``n[s, O] > max_{c != O} n[s, c]``; a tie is not admitted.
 * ``prototype="ema"`` is the reference's moving average ``mu <- momentum*mu +
-  (1-momentum)*x`` taken over source spans (in order) and then target spans (in order),
-  from ``prototype_init`` (zeros by default, or last round's prototypes), normalised once
-  at the end, computed in closed form. ``"mean"`` is the plain class mean (the default:
-  it weights every span, whereas the EMA over a 0.99 momentum effectively sees only the
-  last few hundred spans of each class).
+  (1-momentum)*x`` taken over source and target spans interleaved in proportion (the
+  reference pairs every source batch with a target batch, so the source's gold spans keep
+  their weight; :func:`interleave_order`), from ``prototype_init`` (zeros by default, or
+  last round's prototypes), normalised once at the end, computed in closed form (the
+  reference also renormalises after every batch, which slightly reweights old against new
+  contributions; not reproduced). ``"mean"`` is the plain class mean (the default: it
+  weights every span, whereas the EMA over a 0.99 momentum effectively sees only the last
+  few hundred spans of each class). ``prototype_from="source"`` uses the source's gold
+  spans alone.
 * The ``O`` sample of the memory bank is exactly ``round(o_keep_rate * #O)`` spans of the
   source and of the target side, drawn without replacement by ``numpy.random.default_rng(seed)``.
 * An approximate (IVF) index can return fewer than ``k`` neighbours for a span when the
@@ -54,6 +62,7 @@ import numpy as np
 from glode.errors import ParamError
 
 PROTOTYPES = ("mean", "ema")
+PROTOTYPE_SOURCES = ("all", "source")
 INDEXES = ("exact", "ivf", "auto")
 GATES = ("none", "agree")
 
@@ -66,6 +75,7 @@ class DenoiseResult:
     """Everything one refinement step computed; arrays are row-aligned with the target spans."""
 
     Y_new: np.ndarray  #: (N, C) float32, rows sum to 1: the refined soft labels
+    Y_prev: np.ndarray  #: (N, C) float32, the labels the step started from
     y_prev: np.ndarray  #: (N,) int64, argmax of the input labels
     y_new: np.ndarray  #: (N,) int64, argmax of Y_new
     g: np.ndarray  #: (N, C) float32, cosine to each prototype
@@ -75,13 +85,14 @@ class DenoiseResult:
     u: np.ndarray  #: (N, C) float32, combined view (= old label where both sets are empty)
     prototypes: np.ndarray  #: (C, d) float32, L2-normalised (zero row: no prototype)
     has_prototype: np.ndarray  #: (C,) bool
-    tau_global: np.ndarray  #: (C,) float64, +inf for classes no target span carries
-    tau_local: np.ndarray  #: (C,) float64, +inf likewise
+    tau_global: np.ndarray  #: (C,) float64, 0 for classes no target span carries
+    tau_local: np.ndarray  #: (C,) float64, 0 likewise
     bank_size: int
     bank_class_counts: np.ndarray  #: (C,) int64, memory-bank entries per class
     index_kind: str  #: "exact" or "ivf": what was actually searched
     missing_neighbours: int  #: neighbour slots an approximate index could not fill
     gated: np.ndarray  #: (N,) bool, spans whose top-class change the gate refused (they kept Y)
+    demoted_from: np.ndarray  #: (N,) int64, entity class a span was demoted from by ``select``, -1 if none
     params: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
 
@@ -127,6 +138,16 @@ def _class_ranks(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
     return ranks, counts
 
 
+def interleave_order(n_source: int, n_target: int) -> np.ndarray:
+    """Visiting order of ``n_source`` source then ``n_target`` target rows (indices into their
+    concatenation) with the two sides interleaved in proportion, as the reference's training
+    steps pair each source batch with a target batch: source row i sits at (i+0.5)/n_source,
+    target row j at (j+0.5)/n_target, ties source first. Both sides keep their own order."""
+    key = np.concatenate([(np.arange(n_source) + 0.5) / max(n_source, 1),
+                          (np.arange(n_target) + 0.5) / max(n_target, 1)])
+    return np.argsort(key, kind="stable")
+
+
 def _weighted_class_sums(
     X: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_classes: int, chunk_size: int
 ) -> np.ndarray:
@@ -164,10 +185,10 @@ def compute_prototypes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class prototypes over source gold and target pseudo labels: (C x d float32 normalised, has_prototype).
 
-    ``"ema"`` equals the ordered loop ``mu_c <- momentum*mu_c + (1-momentum)*x`` over source
-    then target spans, started from ``init`` and normalised at the end: the span at rank r of
-    n_c members of class c gets weight ``(1-momentum)*momentum**(n_c-1-r)``, ``init`` gets
-    ``momentum**n_c``.
+    ``"ema"`` equals the ordered loop ``mu_c <- momentum*mu_c + (1-momentum)*x`` over the source
+    and target spans interleaved by :func:`interleave_order`, started from ``init`` and
+    normalised at the end: the span at rank r of the n_c members of class c in that order gets
+    weight ``(1-momentum)*momentum**(n_c-1-r)``, ``init`` gets ``momentum**n_c``.
     """
     d = Q.shape[1]
     if method == "mean":
@@ -176,12 +197,13 @@ def compute_prototypes(
         base = np.zeros((n_classes, d))
         members = np.bincount(s_labels, minlength=n_classes) + np.bincount(y_hat, minlength=n_classes)
     elif method == "ema":
-        rank_s, n_s = _class_ranks(s_labels, n_classes)
-        rank_q, n_q = _class_ranks(y_hat, n_classes)
-        members = n_s + n_q
-        rank_q = rank_q + n_s[y_hat]
-        w_s = (1.0 - momentum) * np.power(momentum, (members[s_labels] - 1 - rank_s).astype(np.float64))
-        w_q = (1.0 - momentum) * np.power(momentum, (members[y_hat] - 1 - rank_q).astype(np.float64))
+        order = interleave_order(S.shape[0], Q.shape[0])
+        labels = np.concatenate([s_labels, y_hat])
+        merged_rank, members = _class_ranks(labels[order], n_classes)
+        rank = np.empty_like(merged_rank)
+        rank[order] = merged_rank
+        w = (1.0 - momentum) * np.power(momentum, (members[labels] - 1 - rank).astype(np.float64))
+        w_s, w_q = w[: S.shape[0]], w[S.shape[0] :]
         base = np.zeros((n_classes, d))
         if init is not None:
             base = np.power(momentum, members.astype(np.float64))[:, None] * np.asarray(init, np.float64)
@@ -199,13 +221,15 @@ def compute_prototypes(
 
 
 def _class_means(scores: np.ndarray, y_hat: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean of scores[s, ŷ_s] per class ŷ over the spans carrying it; +inf for classes nobody carries."""
+    """Per class c: sum of scores[s, c] over the spans labelled c, divided by their count + 1.
+
+    The reference's threshold: its mean starts from one zero entry per class, so a class no
+    span carries gets 0 (not +inf) and every class's mean is shrunk by count/(count+1).
+    """
     own = scores[np.arange(scores.shape[0]), y_hat].astype(np.float64)
     sums = np.bincount(y_hat, weights=own, minlength=n_classes)
     counts = np.bincount(y_hat, minlength=n_classes)
-    tau = np.full(n_classes, np.inf)
-    np.divide(sums, counts, out=tau, where=counts > 0)
-    return tau
+    return sums / (counts + 1.0)
 
 
 def global_view(
@@ -326,14 +350,17 @@ def neighbour_counts(
 
 
 def local_view(
-    n: np.ndarray, y_hat: np.ndarray, local_scale: float
+    n: np.ndarray, y_hat: np.ndarray, local_scale: float, cap: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(tau_local, L): scaled per-class mean-count thresholds and admitted sets (+O if strict plurality)."""
+    """(tau_local, L): scaled per-class mean-count thresholds and admitted sets (+O if strict plurality).
+
+    ``cap`` (a neighbour count, e.g. ``local_cap * k``) bounds every threshold from above, so
+    that a span whose neighbours split between two classes can be admitted to both.
+    """
     C = n.shape[1]
-    mean = _class_means(n, y_hat, C)
-    tau = np.full(C, np.inf)
-    finite = np.isfinite(mean)
-    tau[finite] = local_scale * mean[finite]  # never 0 * inf = nan
+    tau = local_scale * _class_means(n, y_hat, C)
+    if cap is not None:
+        tau = np.minimum(tau, cap)
     L = n > tau[None, :]
     L[:, 0] |= n[:, 0] > n[:, 1:].max(axis=1)
     return tau, L
@@ -368,6 +395,33 @@ def agreement_gate(Y: np.ndarray, Y_new: np.ndarray, admitted: np.ndarray) -> tu
     return out, refused
 
 
+def select_confident(
+    Y_new: np.ndarray, conf: np.ndarray, share: float, rest_weight: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Y_selected, demoted): keep the most confident ``share`` of each predicted entity class.
+
+    Per entity class c, the spans whose top class is c are ranked by ``conf`` (ties by
+    position); the first ``ceil(share * n_c)`` keep their label, the others are demoted to
+    ``rest_weight * Y + (1 - rest_weight) * onehot(O)`` (0: plain O; between 0 and 1 their
+    entity mass shrinks, and their top class may or may not stay). Working per class keeps every
+    class's share of the entities as the labels had it, instead of letting one class crowd out
+    another (docs/RESULTS.md: confidence ranks pseudo labels better than the views do).
+    """
+    N = Y_new.shape[0]
+    y = Y_new.argmax(axis=1)
+    demoted = np.zeros(N, dtype=bool)
+    if share >= 1.0:
+        return Y_new, demoted
+    for c in range(1, Y_new.shape[1]):
+        idx = np.flatnonzero(y == c)
+        keep = int(np.ceil(share * idx.shape[0] - 1e-9))
+        demoted[idx[np.argsort(-conf[idx], kind="stable")[keep:]]] = True
+    out = Y_new.copy()
+    out[demoted] *= rest_weight
+    out[demoted, 0] += 1.0 - rest_weight
+    return out, demoted
+
+
 def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
     """Y_new = normalise(m*Y + (1-m)*u): the EMA that moves labels a step towards the views."""
     Y_new = m * Y.astype(np.float64) + (1.0 - m) * u.astype(np.float64)
@@ -380,7 +434,8 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 
 def _check_params(
     *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
-    nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none",
+    nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none", local_cap=1.0,
+    select=1.0, select_rest=0.0, prototype_from="all",
 ) -> None:
     if not 0.0 <= m <= 1.0:
         raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
@@ -388,6 +443,14 @@ def _check_params(
         raise ParamError("o_keep_rate", f"must lie in [0, 1], got {o_keep_rate}")
     if not local_scale >= 0.0:
         raise ParamError("local_scale", f"must be >= 0, got {local_scale}")
+    if prototype_from not in PROTOTYPE_SOURCES:
+        raise ParamError("prototype_from", f"must be one of {PROTOTYPE_SOURCES}, got {prototype_from!r}")
+    if not 0.0 < select <= 1.0:
+        raise ParamError("select", f"the share of each entity class kept must lie in (0, 1] (1: keep all), got {select}")
+    if not 0.0 <= select_rest <= 1.0:
+        raise ParamError("select_rest", f"must lie in [0, 1] (0: the rest become O), got {select_rest}")
+    if not 0.0 < local_cap <= 1.0:
+        raise ParamError("local_cap", f"must lie in (0, 1] (a share of k; 1: no bound), got {local_cap}")
     if prototype not in PROTOTYPES:
         raise ParamError("prototype", f"must be one of {PROTOTYPES}, got {prototype!r}")
     if not 0.0 <= momentum < 1.0:
@@ -442,7 +505,11 @@ def denoise(
     k: int = 300,
     o_keep_rate: float = 0.03,
     local_scale: float = 0.9,
+    local_cap: float = 1.0,
+    select: float = 1.0,
+    select_rest: float = 0.0,
     prototype: str = "mean",
+    prototype_from: str = "all",
     momentum: float = 0.99,
     prototype_init: np.ndarray | None = None,
     use_global: bool = True,
@@ -469,10 +536,17 @@ def denoise(
     (docs/BENCHMARKS.md). ``prototype_init`` seeds the ``"ema"`` prototypes (e.g. last
     round's). ``threads`` pins faiss's OpenMP threads for the call (None: faiss's default).
     ``gate="agree"`` refuses a change of a span's top class unless every view in use admits
-    the new class (with both views off nothing can change).
+    the new class (with both views off nothing can change). ``local_cap`` bounds each local
+    threshold by ``local_cap * k`` neighbours (1: no bound; below 0.5 a span whose neighbours
+    split between two classes can be admitted to both). ``select`` < 1 then keeps only the
+    most confident share of each predicted entity class, confidence being the starting label's
+    probability of the refined class (:func:`select_confident`; ``select_rest`` is what the
+    others keep). ``prototype_from="source"`` builds the prototypes from the source's gold
+    spans alone, so the global view does not echo the target labels it checks.
     Raises ParamError for unusable parameters, including a ``k`` the memory bank cannot serve.
     """
-    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, m=m, prototype=prototype,
+    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
+                  select_rest=select_rest, prototype_from=prototype_from, m=m, prototype=prototype,
                   momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
                   threads=threads, gate=gate)
@@ -483,7 +557,9 @@ def denoise(
     t0 = time.perf_counter()
     y_hat = Y.argmax(axis=1).astype(np.int64)
 
-    protos, has_proto = compute_prototypes(S, s_labels, Q, y_hat, C, method=prototype,
+    from_target = prototype_from == "all"
+    protos, has_proto = compute_prototypes(S, s_labels, Q if from_target else Q[:0],
+                                           y_hat if from_target else y_hat[:0], C, method=prototype,
                                            momentum=momentum, init=prototype_init)
     g, tau_g, G = global_view(Q, y_hat, protos, has_proto)
     if not use_global:
@@ -518,7 +594,7 @@ def denoise(
     finally:
         if threads is not None:
             faiss.omp_set_num_threads(previous_threads)
-    tau_l, L = local_view(n, y_hat, local_scale)
+    tau_l, L = local_view(n, y_hat, local_scale, cap=local_cap * k if local_cap < 1.0 else None)
     if not use_local:
         L = np.zeros_like(L)
 
@@ -531,18 +607,22 @@ def denoise(
         Y_new, refused = agreement_gate(Y, Y_new, admitted)
     else:
         refused = np.zeros(N, dtype=bool)
+    y_top = Y_new.argmax(axis=1)
+    Y_new, demoted = select_confident(Y_new, Y[np.arange(N), y_top], select, select_rest)
     timings["combine"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
-    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, prototype=prototype,
+    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
+                  select_rest=select_rest, prototype=prototype, prototype_from=prototype_from,
                   momentum=momentum, use_global=use_global, use_local=use_local, gate=gate, seed=seed,
                   index=index, auto_threshold=auto_threshold, nlist=nlist,
                   ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
                   threads=threads)
     return DenoiseResult(
-        Y_new=Y_new, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
+        Y_new=Y_new, Y_prev=Y, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
         u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
         bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=C),
-        index_kind=kind, missing_neighbours=missing, gated=refused, params=params, timings=timings,
+        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=np.where(demoted, y_top, -1),
+        params=params, timings=timings,
     )
 
 
@@ -562,6 +642,70 @@ def span_prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
     return {"precision": p, "recall": r, "f1": f, "predicted": n_pred, "gold": n_gold, "correct": correct}
 
 
+def soft_scores(Y: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
+    """Label quality of soft labels ``Y`` (N x C) against gold class ids (-1 = unknown, excluded).
+
+    ``precision``/``recall``/``f1`` are :func:`span_prf` with every count made soft: the
+    predicted entities are the total entity mass ``sum_s (1 - Y[s, O])``, the correct ones the
+    mass on the gold class of gold-entity spans; on one-hot labels they equal the hard scores.
+    The means say where the mass sits: entity mass on gold-entity spans (soft recall of
+    "is an entity") and on gold-O spans (soft false alarms), mass on the gold class of
+    gold-entity spans, and the Brier score ``sum_c (Y[s, c] - 1[c = gold])**2`` averaged over
+    all known spans and over gold-entity spans (0 is perfect, 2 the worst).
+    """
+    gold = np.asarray(gold, dtype=np.int64)
+    known = gold >= 0
+    Yk = np.asarray(Y, dtype=np.float64)[known]
+    g = gold[known]
+    entity = g != 0
+    entity_mass = 1.0 - Yk[:, 0]
+    gold_mass = Yk[np.arange(g.shape[0]), g]
+    brier = (Yk * Yk).sum(axis=1) - 2.0 * gold_mass + 1.0
+    correct = float(gold_mass[entity].sum())
+    predicted = float(entity_mass.sum())
+    n_gold = int(entity.sum())
+    p = correct / predicted if predicted > 0 else 0.0
+    r = correct / n_gold if n_gold else 0.0
+
+    def mean(x: np.ndarray) -> float | None:
+        return float(x.mean()) if x.size else None
+
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "entity_mass": predicted,
+        "correct_mass": correct,
+        "gold": n_gold,
+        "entity_mass_on_gold_entity": mean(entity_mass[entity]),
+        "entity_mass_on_gold_o": mean(entity_mass[~entity]),
+        "gold_class_mass_on_gold_entity": mean(gold_mass[entity]),
+        "brier": mean(brier),
+        "brier_on_gold_entity": mean(brier[entity]),
+    }
+
+
+def label_movement(Y_prev: np.ndarray, Y_new: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """How much soft mass an update moved, not only which top classes flipped.
+
+    Per span the moved mass is half the L1 distance between the old and the new label (1 for
+    a full flip, 0.2 for [1 O] becoming [0.8 O, 0.2 PER]); ``mass_moved`` sums it over the
+    spans, ``spans_moved`` counts spans that moved more than 1e-6. ``o_to_entity_mass`` is the
+    O mass that left spans (sum of the decreases of ``O``), ``entity_to_o_mass`` the O mass
+    gained, ``net_per_class`` each class's total change (it sums to 0).
+    """
+    delta = np.asarray(Y_new, dtype=np.float64) - np.asarray(Y_prev, dtype=np.float64)
+    moved = 0.5 * np.abs(delta).sum(axis=1)
+    return {
+        "mass_moved": float(moved.sum()),
+        "spans_moved": int((moved > 1e-6).sum()),
+        "max_moved": float(moved.max()) if moved.size else 0.0,
+        "o_to_entity_mass": float(np.maximum(-delta[:, 0], 0.0).sum()),
+        "entity_to_o_mass": float(np.maximum(delta[:, 0], 0.0).sum()),
+        "net_per_class": {name: float(delta[:, c].sum()) for c, name in enumerate(class_names)},
+    }
+
+
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in values]
 
@@ -572,7 +716,8 @@ def summarize(
     gold: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Label movement, admitted-set sizes, view agreement and (with gold) P/R/F1 before and after.
+    """Label movement (top-class flips and soft mass), admitted-set sizes, view agreement and
+    (with gold) hard and soft P/R/F1 (:func:`soft_scores`) before and after.
 
     View agreement, over spans where both views admitted something: ``equal`` = the two
     sets are identical, ``intersect`` = they share a class; ``top_agree`` (all spans) =
@@ -611,6 +756,14 @@ def summarize(
             "type_swap": int((changed & (before != 0) & (after != 0)).sum()),
             "refused_by_gate": int(result.gated.sum()),
         },
+        "soft_change": label_movement(result.Y_prev, result.Y_new, names),
+        "select": {
+            "share": result.params.get("select", 1.0),
+            "rest_weight": result.params.get("select_rest", 0.0),
+            "demoted": int((result.demoted_from >= 0).sum()),
+            "demoted_per_class": dict(zip(names, map(int, np.bincount(
+                result.demoted_from[result.demoted_from >= 0], minlength=C)))),
+        },
         "admitted": {
             "global_size_hist": hist(g_size),
             "local_size_hist": hist(l_size),
@@ -631,5 +784,6 @@ def summarize(
         gold = np.asarray(gold, dtype=np.int64)
         if gold.shape != after.shape:
             raise ValueError(f"gold {gold.shape} must be ({after.shape[0]},)")
-        out["gold"] = {"known": int((gold >= 0).sum()), "before": span_prf(before, gold), "after": span_prf(after, gold)}
+        out["gold"] = {"known": int((gold >= 0).sum()), "before": span_prf(before, gold), "after": span_prf(after, gold),
+                       "soft_before": soft_scores(result.Y_prev, gold), "soft_after": soft_scores(result.Y_new, gold)}
     return out

@@ -28,7 +28,7 @@ from glode.errors import ParamError
 from glode.progress import progress as progress_bar
 from glode.spans import candidate_spans
 
-#: Case classes of a word, summed over the words of a span (METHOD.md §1).
+#: Case classes of a word, summed over the words of a span (docs/METHOD.md §1).
 CASE_CLASSES = ("upper", "lower", "title", "digit", "other")
 N_CASES = len(CASE_CLASSES)
 #: Sub-token width buckets 0, 1, 2, 3+ (end - start in sub-tokens).

@@ -1,7 +1,7 @@
 """Evaluation: seqeval strict-IOB2 entity scores (headline) and the paper's span F1 (for comparison).
 
 The headline metric counts every gold entity, including ones longer than the span cap or cut by
-input truncation, which the paper's span F1 silently ignores (METHOD.md §4). Both are reported so
+input truncation, which the paper's span F1 silently ignores (docs/METHOD.md §4). Both are reported so
 results can be compared with the paper and judged honestly.
 """
 

@@ -1,4 +1,4 @@
-"""The span NER model of METHOD.md §1, with an auxiliary masked-LM head, and its folder format.
+"""The span NER model of docs/METHOD.md §1, with an auxiliary masked-LM head, and its folder format.
 
 A model folder is self-describing: ``glode_model.json`` holds the format version, the
 class list (label map), the span cap and sequence length, and the parameters it was

@@ -28,6 +28,7 @@ def round_rows(metrics_dir: Path) -> list[dict]:
         den = _read(metrics_dir / "denoise" / f"{name}.json") or {}
         pl = den.get("pseudo_label", {})
         changed = den.get("changed", {})
+        soft, soft_before = pl.get("soft_after", {}), pl.get("soft_before", {})
         rows.append(
             {
                 "round": name,
@@ -43,6 +44,14 @@ def round_rows(metrics_dir: Path) -> list[dict]:
                 "flips_o_to_entity": changed.get("o_to_entity"),
                 "flips_entity_to_o": changed.get("entity_to_o"),
                 "flips_type_swap": changed.get("type_swap"),
+                "pseudo_label_soft_f1": soft.get("f1"),
+                "pseudo_label_soft_f1_before_denoising": soft_before.get("f1"),
+                "entity_mass_on_gold_entity": soft.get("entity_mass_on_gold_entity"),
+                "entity_mass_on_gold_o": soft.get("entity_mass_on_gold_o"),
+                "gold_class_mass_on_gold_entity": soft.get("gold_class_mass_on_gold_entity"),
+                "brier": soft.get("brier"),
+                "brier_before_denoising": soft_before.get("brier"),
+                "soft_mass_moved": (den.get("soft_change") or {}).get("mass_moved"),
             }
         )
     return rows

@@ -1,10 +1,11 @@
-"""Self-training rounds: pseudo-label the target corpus, denoise, retrain (METHOD.md §2-3).
+"""Self-training rounds: pseudo-label the target corpus, denoise, retrain (docs/METHOD.md §2-3).
 
 Per round ``rN`` with predecessor ``prev`` (``params.yaml: rounds``):
 
 * ``pseudo_label_round``: model ``prev`` scores every candidate span of the target corpus
   and of the source corpus; writes the target span table with class probabilities and the
-  span representations (eval-mode span feature, PCA-reduced, L2-normalised) for denoising.
+  span representations (eval-mode span feature, projected without centring, L2-normalised)
+  for denoising.
 * ``initial_labels`` (once, from r0): the source model's soft labels Y0: spans predicted
   non-O that survive overlap resolution keep their distribution, all others are one-hot O.
 * ``denoise_round``: previous labels + representations -> refined labels (``labels.parquet``)
@@ -29,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glode.atomic import atomic_dir, atomic_path
-from glode.denoise import GATES, denoise, span_prf
+from glode.denoise import GATES, denoise, soft_scores, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.predict import kept_entity_mask, score_spans
@@ -85,32 +86,48 @@ def has_gold(sentences) -> bool:
     return any(t != "O" for s in sentences for t in s.tags)
 
 
+PROJECTIONS = ("svd", "random", "pca")
+
+
 def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
-               chunk: int = 16384) -> list[np.ndarray]:
-    """Project every array onto the top ``dim`` principal axes of their union (fit on a seeded
-    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature.
+               chunk: int = 16384, projection: str = "svd") -> list[np.ndarray]:
+    """Project every array to ``dim`` dimensions, then L2-normalise rows. ``dim <= 0`` or
+    ``>= d`` keeps the full feature.
+
+    ``projection`` (docs/METHOD.md §6): ``"svd"`` projects onto the top ``dim`` right singular
+    vectors of the *uncentred* union (fit on a seeded sample of ``sample`` rows), the best
+    rank-``dim`` fit of the raw vectors; ``"random"`` is a fixed Gaussian projection drawn from
+    ``seed`` (the reference's untrained projection head, without its bias); ``"pca"`` centres
+    first, the old behaviour kept for comparison: with ~96% of spans O, centring turns the O
+    mean into an anti-entity direction and the O prototype stops describing O spans.
 
     Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
     are about 2 GB).
     """
+    if projection not in PROJECTIONS:
+        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
     sizes = [len(v) for v in vectors]
     total = int(sum(sizes))
     d = vectors[0].shape[1]
-    mean = basis = None
+    mean, basis = 0.0, None
     if 0 < dim < d:
         rng = np.random.default_rng(seed)
-        rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
-        offsets = np.cumsum([0] + sizes)
-        which = np.searchsorted(offsets, rows, side="right") - 1
-        fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
-        mean = fit.mean(axis=0)
-        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-        del fit
-        basis = vt[:dim]
-        # fix each axis's sign so the projection does not depend on LAPACK's choice
-        signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
-        basis = basis * signs[:, None]
+        if projection == "random":
+            basis = rng.standard_normal((dim, d))
+        else:
+            rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
+            offsets = np.cumsum([0] + sizes)
+            which = np.searchsorted(offsets, rows, side="right") - 1
+            fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
+            if projection == "pca":
+                mean = fit.mean(axis=0)
+            _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+            del fit
+            basis = vt[:dim]
+            # fix each axis's sign so the projection does not depend on LAPACK's choice
+            signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
+            basis = basis * signs[:, None]
     res = []
     for v in vectors:
         out = np.empty((len(v), dim if basis is not None else d), dtype=np.float32)
@@ -188,6 +205,18 @@ def _load_for_scoring(model_dir: Path, tables_dir: Path):
     return model, tokenizer, meta, enc, target
 
 
+FEATURES = ("model", "encoder")
+
+
+def _encoder_span_vectors(plain, encoded, pad_id: int, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    """The pretrained encoder's view of every candidate span: its last-layer vectors at the
+    span's first and last sub-token, concatenated. ``plain`` is a span model freshly built on
+    the encoder; its untrained width, length and case embeddings are left out."""
+    width = 2 * plain.encoder.config.hidden_size
+    scores = score_spans(plain, encoded, pad_id, batch_size=batch_size, with_features=True, progress=progress, desc=desc)
+    return np.concatenate([sc.features[:, :width] for sc in scores])
+
+
 def pseudo_label_round(
     model_dir: Path,
     tables_dir: Path,
@@ -196,8 +225,17 @@ def pseudo_label_round(
     seed: int,
     batch_size: int = 64,
     progress: bool = True,
+    projection: str = "svd",
+    features: str = "model",
+    encoder_dir: Path | None = None,
 ) -> dict:
-    """Score target and source candidate spans with a round's model; write spans + vectors.
+    """Score target and source candidate spans with a round's model; write spans + vectors
+    (``dim`` and ``projection``: :func:`reduce_dim`).
+
+    ``features="model"`` takes the vectors from the round's model (its span feature in eval
+    mode); ``"encoder"`` from the pretrained encoder in ``encoder_dir``, which no pseudo label
+    has trained, so the views built on them can disagree with the model (docs/METHOD.md §6,
+    finding 4). That costs one more encoder pass over both corpora.
 
     The folder is built under a temporary name and renamed into place when complete; its
     manifest (``glode_pseudo.json``) carries the format version, the classes and what the
@@ -205,22 +243,41 @@ def pseudo_label_round(
     """
     from glode.pipeline import encoding_stats
 
+    if projection not in PROJECTIONS:  # before the long scoring pass
+        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    if features not in FEATURES:
+        raise ParamError("denoise.features", f"must be one of {', '.join(FEATURES)}, got {features!r}")
+    if features == "encoder" and (encoder_dir is None or not Path(encoder_dir).is_dir()):
+        raise GlodeError(f"{encoder_dir}: no encoder folder for denoise.features=encoder; run the encoder stage "
+                         "(dvc repro encoder)")
     model, tokenizer, meta, enc, target = _load_for_scoring(model_dir, tables_dir)
     classes = model.config.classes
+    from_model = features == "model"
     t_enc = enc.encode([s.tokens for s in target])
-    frame, t_vec = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=True)
+    frame, t_vec = target_span_table(model, tokenizer, target, t_enc, batch_size, progress, with_features=from_model)
     source = read_sentences(tables_dir / "source_train.parquet")
     s_enc = enc.encode([s.tokens for s in source])
-    s_scores = score_spans(model, s_enc, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
-                           progress=progress, desc="scoring source spans")
     s_frame = span_frame(source, s_enc)
     index = {c: i for i, c in enumerate(classes)}
     s_labels = np.array([index[g] for g in gold_labels(source, s_frame)], dtype=np.int64)
-    s_vec = np.concatenate([sc.features for sc in s_scores])
-    del s_scores  # the per-sentence copies; only the stacked features are needed now
-    t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed)
+    if from_model:
+        s_scores = score_spans(model, s_enc, tokenizer.pad_token_id, batch_size=batch_size, with_features=True,
+                               progress=progress, desc="scoring source spans")
+        s_vec = np.concatenate([sc.features for sc in s_scores])
+        del s_scores  # the per-sentence copies; only the stacked features are needed now
+    else:
+        from glode.model import build_model
 
-    info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]),
+        config = model.config
+        del model
+        plain, _ = build_model(encoder_dir, config, seed=seed)
+        t_vec = _encoder_span_vectors(plain, t_enc, tokenizer.pad_token_id, batch_size, progress, "encoder: target spans")
+        s_vec = _encoder_span_vectors(plain, s_enc, tokenizer.pad_token_id, batch_size, progress, "encoder: source spans")
+        del plain
+    t_red, s_red = reduce_dim([t_vec, s_vec], dim, seed, projection=projection)
+
+    info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]), "projection": projection,
+            "features": features,
             "encoding": {"target_unlabelled": encoding_stats(t_enc), "source_train": encoding_stats(s_enc)}}
     with atomic_dir(out_dir) as tmp:
         write_table(frame, tmp / SPANS_FILE, SPANS_KIND,
@@ -415,13 +472,19 @@ def denoise_round(
     seed: int,
     start: str = "labels",
     gate: str = "none",
+    local_cap: float = 1.0,
+    select: float = 1.0,
+    select_rest: float = 0.0,
+    prototype_from: str = "all",
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats.
 
     ``start="labels"`` (GLoDe) starts from the previous round's refined labels;
     ``start="model"`` starts from the previous model's own soft pseudo labels (Y0-style) of
-    this round, which with both views off is plain self-training. ``gate`` is passed to
-    :func:`glode.denoise.denoise` (``"agree"``: a top class only changes where the views agree).
+    this round, which with both views off is plain self-training. ``gate``, ``local_cap``,
+    ``select``, ``select_rest`` and ``prototype_from`` are passed to :func:`glode.denoise.denoise` (``gate="agree"``:
+    a top class only changes where the views agree); its parameter errors name the
+    ``params.yaml`` key.
     """
     from glode.pipeline import write_json
 
@@ -442,19 +505,26 @@ def denoise_round(
     if len(Q) != len(spans):
         raise GlodeError(f"{pseudo_dir}: {len(Q)} vectors for {len(spans)} spans; rerun the pseudo_label stage")
     m = ema_weight(round_name, m_start, m_step, m_min)
-    res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
-                  prototype=prototype, momentum=momentum, use_global=use_global, use_local=use_local,
-                  gate=gate, seed=seed, index=index, auto_threshold=auto_threshold, nprobe=nprobe, threads=None)
+    try:
+        res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
+                      local_cap=local_cap, select=select, select_rest=select_rest, prototype=prototype,
+                      prototype_from=prototype_from, momentum=momentum, use_global=use_global,
+                      use_local=use_local, gate=gate, seed=seed, index=index, auto_threshold=auto_threshold,
+                      nprobe=nprobe, threads=None)
+    except ParamError as exc:  # name the params.yaml key, not the library argument
+        key = exc.name if exc.name == "k" else "denoise." + exc.name.replace("_", "-")
+        raise ParamError(key, str(exc).split(": ", 1)[1]) from None
     gold = spans.gold.to_numpy(dtype=object)
     rows = _rows_to_store(Y, res.Y_new, gold, res.G, res.L)
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
     write_labels(frame, out_labels, classes, round_name)
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
-    summary.update(round=round_name, start=start, gate=gate, m=m, k=k, label_rows=int(len(frame)))
+    summary.update(round=round_name, start=start, gate=gate, m=m, k=k, local_cap=local_cap, label_rows=int(len(frame)))
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
+        summary["pseudo_label_soft_f1"] = summary["pseudo_label"]["soft_after"]["f1"]
     write_json(metrics_path, summary)
     return summary
 
@@ -480,8 +550,10 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
                "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))},
                "encoding": encoding_stats(t_enc)}
     if (gold_ids >= 0).any():
-        summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids)}
+        summary["pseudo_label"] = {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids),
+                                   "soft_after": soft_scores(Y, gold_ids)}
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
+        summary["pseudo_label_soft_f1"] = summary["pseudo_label"]["soft_after"]["f1"]
     write_json(metrics_path, summary)
     return summary
 
@@ -491,7 +563,7 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
 
 def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray) -> np.ndarray:
     """Soft targets for one sentence: entity labels that lose overlap resolution (by the
-    probability of their argmax) become hard O, as in METHOD.md §3."""
+    probability of their argmax) become hard O, as in docs/METHOD.md §3."""
     Y = Y.copy()
     best = Y.argmax(axis=1)
     ent = np.flatnonzero(best != 0)

@@ -1,6 +1,6 @@
 """Training loops: source gold spans, optional target soft labels, auxiliary masked LM.
 
-Per step (METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
+Per step (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
 candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
 candidate spans of a target batch (when target labels are given), and masked-LM loss on a
 batch of target-language text. AdamW with linear warm-up and decay; deterministic for a

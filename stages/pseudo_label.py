@@ -16,16 +16,23 @@ def main(
     out: Annotated[Path, typer.Option(help="Output folder (rounds/rN/pseudo).")],
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     models: Annotated[Path, typer.Option(help="Folder holding the round models (models/rN).")] = Path("models"),
-    dim: Annotated[int, typer.Option(help="PCA dimension of the span vectors (0: keep the full feature).")] = 128,
-    seed: Annotated[int, typer.Option(help="Seed of the PCA fitting sample.")] = 0,
+    dim: Annotated[int, typer.Option(help="Dimension of the span vectors (0: keep the full feature).")] = 128,
+    projection: Annotated[str, typer.Option(help="'svd' (uncentred top singular axes), 'random' (seeded Gaussian, "
+                                            "as the reference), or 'pca' (centred; the old behaviour).")] = "svd",
+    features: Annotated[str, typer.Option(help="Span vectors from the round's 'model', or from the pretrained "
+                                          "'encoder' (which no pseudo label trained; one more encoder pass).")] = "model",
+    encoder: Annotated[Path, typer.Option(help="The pretrained encoder folder (for --features encoder).")] = Path("encoder"),
+    seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
     check_prev(round, prev)
     model = models / prev
-    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size)
-    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, dim {info['dim']}")
+    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection,
+                              features=features, encoder_dir=encoder)
+    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
+               f"dim {info['dim']} ({features} features, {projection})")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Tiny synthetic CoNLL corpora for fast tests (no real data needed)."""
+"""Tiny synthetic CoNLL corpora and span features for fast tests (no real data needed)."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+
+import numpy as np
 
 PEOPLE = ["Anna", "Bernd", "Carla", "Dieter", "Eva Maria", "Jan de Vries"]
 PLACES = ["Berlin", "Madrid", "New York", "Rotterdam", "Sankt Gallen"]
@@ -33,3 +35,16 @@ def write_corpus(path: Path, n: int, seed: int) -> Path:
 
 def all_words() -> list[str]:
     return sorted({w for n in PEOPLE + PLACES + ORGS for w in n.split()} | set(FILLER) | {"."})
+
+
+def mostly_o_features(n: int = 20000, d: int = 64, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Span features shaped like a trained encoder's: a large component every span shares, a
+    small offset per class (O's smallest), Gaussian noise; 96% O. Returns (features, class ids)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=d)
+    common *= 4 / np.linalg.norm(common)
+    offsets = rng.normal(size=(4, d))
+    offsets *= 1.5 / np.linalg.norm(offsets, axis=1, keepdims=True)
+    offsets[0] *= 0.3
+    y = rng.choice(4, size=n, p=(0.96, 0.013, 0.013, 0.014))
+    return common + offsets[y] + noise * rng.normal(size=(n, d)), y

@@ -73,9 +73,9 @@ def test_progressive_update_is_normalised_ema():
 def test_global_view_admits_o_when_nearest_prototype_even_below_threshold():
     protos = np.eye(3, 4, dtype=np.float32)  # O, PER, LOC along the first three axes
     Q = unit(np.array([[0.9, 0.1, 0.0, 0.4],    # labelled O, close to O
-                       [0.5, 0.4, 0.0, 0.7],    # labelled O, O nearest but below tau_O
-                       [0.1, 0.95, 0.0, 0.1],   # PER, above the PER mean
-                       [0.3, 0.8, 0.0, 0.3],    # PER, below it
+                       [0.3, 0.25, 0.0, 0.9],   # labelled O, O nearest but below tau_O
+                       [0.1, 0.95, 0.0, 0.1],   # PER, above the PER threshold
+                       [0.3, 0.4, 0.0, 0.85],   # PER, below it
                        [0.0, 0.2, 0.9, 0.1]]))  # LOC
     y_hat = np.array([O, O, PER, PER, LOC])
     g, tau, G = dn.global_view(Q, y_hat, protos, np.ones(3, bool))
@@ -83,20 +83,25 @@ def test_global_view_admits_o_when_nearest_prototype_even_below_threshold():
     assert G[1].tolist() == [True, False, False]
     assert G[2].tolist() == [False, True, False]
     assert not G[3].any()  # neither above a threshold nor nearest to O
-    np.testing.assert_allclose(tau[PER], g[2:4, PER].mean(), rtol=1e-6)
-    assert not G[4].any()  # a lone LOC span equals its own mean: '>' is strict
+    # the reference's threshold: the class's sum over its spans / (count + 1)
+    np.testing.assert_allclose(tau[PER], g[2:4, PER].sum() / 3, rtol=1e-6)
+    np.testing.assert_allclose(tau[LOC], g[4, LOC] / 2, rtol=1e-6)
+    assert G[4, LOC]  # a lone span beats its own shrunk mean
 
 
-def test_class_without_target_spans_has_infinite_thresholds():
+def test_class_without_target_spans_has_threshold_zero():
+    """The reference: a class no target span carries has thresholds 0 (not +inf), so a span
+    close to its (source) prototype, or with one such neighbour, admits it."""
     Q, Y, S, s_labels, _ = small_problem()
-    keep = Y.argmax(1) != ORG
-    r = dn.denoise(Q[keep], Y[keep], S, s_labels, m=0.5, k=20, o_keep_rate=1.0)
-    assert np.isinf(r.tau_global[ORG]) and np.isinf(r.tau_local[ORG])
-    assert not r.G[:, ORG].any() and not r.L[:, ORG].any()
+    Y = Y.copy()
+    Y[Y[:, ORG] == 1] = one_hot(np.array([PER]), 4)  # no target span carries ORG any more
+    r = dn.denoise(Q, Y, S, s_labels, m=0.5, k=20, o_keep_rate=1.0)
+    assert r.tau_global[ORG] == 0.0 and r.tau_local[ORG] == 0.0
     assert r.has_prototype[ORG]  # source spans still give it a prototype
-    assert r.summary()["tau_global"]["3"] is None
-    zero = dn.denoise(Q[keep], Y[keep], S, s_labels, m=0.5, k=20, o_keep_rate=1.0, local_scale=0.0)
-    assert np.isinf(zero.tau_local[ORG]) and zero.tau_local[PER] == 0.0  # not 0 * inf = nan
+    np.testing.assert_array_equal(r.G[:, ORG], r.g[:, ORG] > 0)
+    np.testing.assert_array_equal(r.L[:, ORG], r.n[:, ORG] > 0)
+    assert r.G[:, ORG].any() and r.L[:, ORG].any()
+    assert r.summary()["tau_global"]["3"] == 0.0
 
 
 def test_local_view_o_strict_plurality():
@@ -106,9 +111,9 @@ def test_local_view_o_strict_plurality():
                   [0, 10, 0, 0]], dtype=np.int32)
     y_hat = np.array([PER, PER, O, PER])
     tau, L = dn.local_view(n, y_hat, 0.9)
-    assert tau[O] == pytest.approx(18.0)
+    assert tau[O] == pytest.approx(0.9 * 20 / 2)
     assert L[0, O] and not L[1, O]
-    assert tau[PER] == pytest.approx(0.9 * (4 + 4 + 10) / 3)
+    assert tau[PER] == pytest.approx(0.9 * (4 + 4 + 10) / 4)
     assert L[:, PER].tolist() == [False, False, False, True]
 
 
@@ -218,6 +223,20 @@ def test_view_switches():
     assert not glob.L.any() and glob.G.any()
 
 
+def _paired_visits(S, s_labels, Q, y_hat):
+    """The reference's visiting order written as a loop: the source and target sides advance
+    together, each side's next row taken when it is due at its own rate."""
+    i = j = 0
+    M, N = len(S), len(Q)
+    while i < M or j < N:
+        if j >= N or (i < M and (i + 0.5) / M <= (j + 0.5) / N):
+            yield S[i], s_labels[i]
+            i += 1
+        else:
+            yield Q[j], y_hat[j]
+            j += 1
+
+
 def test_ema_prototypes_match_loop():
     rng = np.random.default_rng(4)
     S, s_labels = unit(rng.standard_normal((30, 6))), rng.integers(0, 3, 30)
@@ -225,13 +244,25 @@ def test_ema_prototypes_match_loop():
     init = unit(rng.standard_normal((3, 6))).astype(np.float64)
     for start in (None, init):
         mu = np.zeros((3, 6)) if start is None else start.copy()
-        for x, c in list(zip(S, s_labels)) + list(zip(Q, y_hat)):
+        for x, c in _paired_visits(S, s_labels, Q, y_hat):
             mu[c] = 0.9 * mu[c] + 0.1 * x
         mu /= np.linalg.norm(mu, axis=1, keepdims=True)
         got, has = dn.compute_prototypes(S, s_labels, Q, y_hat, 3, method="ema", momentum=0.9,
                                          init=start, chunk_size=7)
         np.testing.assert_allclose(got, mu, atol=1e-6)
         assert has.all()
+
+
+def test_ema_prototypes_keep_the_source_gold_spans_weight():
+    """Source spans of a class along one axis, as many target spans along another: interleaved,
+    both sides weigh about equally (the old order, all source then all target, left the source
+    a weight of momentum**1000, a cosine of 0.00004)."""
+    S = np.tile(np.array([[1.0, 0.0]], np.float32), (1000, 1))
+    Q = np.tile(np.array([[0.0, 1.0]], np.float32), (1000, 1))
+    labels = np.ones(1000, np.int64)
+    protos, _ = dn.compute_prototypes(S, labels, Q, labels, 2, method="ema", momentum=0.99)
+    assert protos[1, 0] == pytest.approx(protos[1, 1], abs=0.01)
+    assert dn.interleave_order(3, 2).tolist() == [0, 3, 1, 4, 2]
 
 
 def test_mean_prototypes_and_missing_class():
@@ -315,3 +346,155 @@ def test_unknown_gate_is_param_error():
     with pytest.raises(ParamError) as err:
         dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, gate="both")
     assert err.value.name == "gate"
+
+
+# ---------------------------------------------------------------- multiple decision of the local view
+
+
+def test_local_cap_lets_the_local_view_admit_two_classes_again():
+    """Tight clusters (the model's own features): every class's threshold is most of k, any two
+    sum past k, and no span is admitted to two classes. Bounding the thresholds at 0.4 k admits
+    both classes for many spans placed between two clusters, and few clean spans get two."""
+    X, labels = clusters(4000, weights=(0.7, 0.1, 0.1, 0.1), noise=0.3, seed=5)
+    rng = np.random.default_rng(6)
+    centre = lambda c: unit(X[labels == c].mean(0, keepdims=True))[0]  # noqa: E731
+    between = unit(centre(PER) + centre(LOC) + 0.05 * rng.standard_normal((30, X.shape[1])))
+    Q = np.concatenate([X[:3000], between])
+    y = np.concatenate([labels[:3000], np.full(30, PER)])
+    S, s_labels = X[3000:], labels[3000:]
+    plain = dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False)
+    assert np.sort(plain.tau_local)[:2].sum() > 100  # any two thresholds sum past k
+    assert plain.L.sum(1).max() == 1
+    capped = dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False,
+                        local_cap=0.4)
+    assert (capped.tau_local <= 40).all()
+    two = capped.L[3000:]
+    assert (two[:, PER] & two[:, LOC]).mean() > 0.3
+    assert (capped.L[:3000].sum(1) >= 2).mean() < 0.05  # clean spans mostly keep one class
+    assert capped.summary()["admitted"]["local_size_hist"]["2"] > 0
+    with pytest.raises(ParamError) as err:
+        dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=10, local_cap=0.0)
+    assert err.value.name == "local_cap"
+
+
+# ---------------------------------------------------------------- soft measures
+
+
+def test_soft_scores_equal_hard_scores_on_one_hot_labels():
+    y = np.array([1, 2, 0, 1, 0, 3])
+    gold = np.array([1, 1, 0, 0, -1, 3])
+    soft = dn.soft_scores(one_hot(y, 4), gold)
+    hard = dn.span_prf(y, gold)
+    for key in ("precision", "recall", "f1"):
+        assert soft[key] == pytest.approx(hard[key])
+    assert soft["brier"] == pytest.approx(2 * 2 / 5)  # two wrong spans of five known, 2 each
+
+
+def test_soft_scores_see_mass_the_hard_scores_do_not():
+    gold = np.array([1, 0, 0, 0])
+    Y = one_hot(np.array([1, 0, 0, 0]), 4)
+    Y_soft = Y.copy()
+    Y_soft[1] = [0.8, 0.2, 0.0, 0.0]  # an O span picks up 0.2 PER: same argmax
+    Y_soft[0] = [0.1, 0.6, 0.3, 0.0]  # the entity keeps PER, less surely
+    assert dn.span_prf(Y_soft.argmax(1), gold) == dn.span_prf(Y.argmax(1), gold)
+    s = dn.soft_scores(Y_soft, gold)
+    assert s["entity_mass_on_gold_o"] == pytest.approx(0.2 / 3)
+    assert s["entity_mass_on_gold_entity"] == pytest.approx(0.9)
+    assert s["gold_class_mass_on_gold_entity"] == pytest.approx(0.6)
+    assert s["precision"] == pytest.approx(0.6 / (0.9 + 0.2)) and s["recall"] == pytest.approx(0.6)
+    assert s["brier_on_gold_entity"] == pytest.approx(0.01 + 0.16 + 0.09)
+    assert s["brier"] > dn.soft_scores(Y, gold)["brier"] == 0.0
+
+
+def test_label_movement_counts_soft_mass_not_only_flips():
+    Y = one_hot(np.array([O, O, PER]), 4)
+    Y_new = np.array([[0.8, 0.2, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], np.float32)
+    mv = dn.label_movement(Y, Y_new, ["O", "PER", "LOC", "ORG"])
+    assert mv["mass_moved"] == pytest.approx(1.2) and mv["spans_moved"] == 2
+    assert mv["o_to_entity_mass"] == pytest.approx(0.2) and mv["entity_to_o_mass"] == 0.0
+    assert mv["net_per_class"] == pytest.approx({"O": -0.2, "PER": -0.8, "LOC": 1.0, "ORG": 0.0})
+
+
+def test_summary_reports_soft_scores_and_movement_before_and_after():
+    Q, Y, S, s_labels, gold = small_problem(n=600)
+    r = dn.denoise(Q, Y, S, s_labels, m=0.8, k=20, o_keep_rate=1.0)
+    s = r.summary(gold=gold)
+    np.testing.assert_array_equal(r.Y_prev, Y)
+    assert s["gold"]["soft_before"] == dn.soft_scores(Y, gold)
+    assert s["gold"]["soft_after"] == dn.soft_scores(r.Y_new, gold)
+    assert s["soft_change"] == dn.label_movement(Y, r.Y_new, [str(c) for c in range(4)])
+    json.dumps(s, allow_nan=False)
+
+
+# ---------------------------------------------------------------- per-class confidence selection
+
+
+def test_select_confident_keeps_the_top_share_of_each_entity_class():
+    y = np.array([PER] * 4 + [LOC] * 2 + [O] * 2)
+    Y = one_hot(y, 4)
+    conf = np.array([0.9, 0.5, 0.7, 0.6, 0.3, 0.8, 0.99, 0.1])
+    out, demoted = dn.select_confident(Y, conf, 0.5)
+    assert demoted.tolist() == [False, True, False, True, True, False, False, False]
+    np.testing.assert_array_equal(out[demoted], one_hot(np.array([O, O, O]), 4))
+    np.testing.assert_array_equal(out[~demoted], Y[~demoted])
+    soft, _ = dn.select_confident(Y, conf, 0.5, rest_weight=0.25)
+    np.testing.assert_allclose(soft[1], [0.75, 0.25, 0, 0])
+    np.testing.assert_allclose(soft.sum(1), 1.0)
+    same, none = dn.select_confident(Y, conf, 1.0)
+    assert same is Y and not none.any()
+    # ceil: one span of a class is always kept, whatever the share
+    _, d = dn.select_confident(one_hot(np.array([ORG]), 4), np.array([0.1]), 0.01)
+    assert not d.any()
+
+
+def test_select_keeps_class_shares_and_raises_precision_when_confidence_ranks_labels():
+    """Noisy entity labels whose confidence is higher where they are right: keeping the
+    confident half of each class raises the pseudo-label precision, and each class keeps half
+    its entities even though one class is much noisier than the other."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    gold = rng.choice(4, size=n, p=(0.7, 0.1, 0.1, 0.1))
+    label = gold.copy()
+    wrong = rng.random(n) < np.where(gold == PER, 0.5, 0.1)
+    label[wrong] = (gold[wrong] + rng.integers(1, 4, wrong.sum())) % 4
+    conf = np.clip(np.where(wrong, 0.45, 0.75) + 0.2 * rng.standard_normal(n), 0.3, 0.99)
+    Y = (np.eye(4)[label] * conf[:, None] + (1 - conf[:, None]) * np.eye(4)[O]).astype(np.float32)
+    Q, _ = clusters(n, seed=8)
+    S, s_labels = clusters(400, seed=9)
+    off = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False)
+    on = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False, select=0.5)
+    before, after = off.summary(gold=gold)["gold"]["after"], on.summary(gold=gold)["gold"]["after"]
+    assert after["precision"] > before["precision"] + 0.1
+    per_class_before = np.bincount(off.y_new, minlength=4)[1:]
+    per_class_after = np.bincount(on.y_new, minlength=4)[1:]
+    np.testing.assert_array_equal(per_class_after, np.ceil(per_class_before * 0.5 - 1e-9))
+    s = on.summary()
+    assert s["select"]["demoted"] == int((per_class_before - per_class_after).sum())
+    assert list(s["select"]["demoted_per_class"].values())[1:] == (per_class_before - per_class_after).tolist()
+    for kwargs, name in [({"select": 0.0}, "select"), ({"select_rest": 1.5}, "select_rest")]:
+        with pytest.raises(ParamError) as err:
+            dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, **kwargs)
+        assert err.value.name == name
+
+
+# ---------------------------------------------------------------- views from features the labels did not train
+
+
+def test_source_prototypes_ignore_the_target_labels():
+    """Target LOC spans systematically labelled PER drag the PER prototype towards LOC; built
+    from source gold alone it stays at PER, so the global view no longer admits PER for them."""
+    X, labels = clusters(3000, weights=(0.4, 0.2, 0.2, 0.2), seed=11)
+    Q, gold, S, s_labels = X[:2400], labels[:2400], X[2400:], labels[2400:]
+    noisy = gold.copy()
+    noisy[gold == LOC] = PER
+    Y = one_hot(noisy, 4)
+    both = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
+    source = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False, prototype_from="source")
+    want, _ = dn.compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4)
+    np.testing.assert_array_equal(source.prototypes, want)
+    moved = gold == LOC
+    assert both.G[moved, PER].mean() > 0.2
+    assert source.G[moved, PER].mean() < 0.02 and source.G[moved, LOC].mean() > 0.9
+    with pytest.raises(ParamError) as err:
+        dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, prototype_from="target")
+    assert err.value.name == "prototype_from"

@@ -91,3 +91,40 @@ def test_gate_is_recorded_in_the_round_statistics(tmp_path):
     _, pseudo, _, _ = _pseudo_dir(tmp_path)
     _, summary = _run(tmp_path, pseudo, "model", use_global=True, use_local=True, gate="agree")
     assert summary["gate"] == "agree" and "refused_by_gate" in summary["changed"]
+
+
+def test_round_statistics_carry_soft_scores_and_moved_mass(tmp_path):
+    spans, pseudo, prev, probs = _pseudo_dir(tmp_path)
+    out, summary = _run(tmp_path, pseudo, "labels", use_global=False, use_local=True)
+    Y = read_labels_dense(out, spans, CLASSES)
+    gold = np.array([1, 0, 2, 0])
+    pl = summary["pseudo_label"]
+    assert pl["soft_before"]["gold_class_mass_on_gold_entity"] == pytest.approx((0.8 + 0.7) / 2)
+    assert pl["soft_after"]["brier"] == pytest.approx(float(((Y - np.eye(3)[gold]) ** 2).sum(1).mean()), rel=1e-5)
+    assert summary["pseudo_label_soft_f1"] == pl["soft_after"]["f1"]
+    moved = 0.5 * np.abs(Y - prev).sum(1)
+    assert summary["soft_change"]["mass_moved"] == pytest.approx(float(moved.sum()), abs=1e-5)
+
+
+def test_library_parameter_errors_name_the_params_yaml_key(tmp_path):
+    _, pseudo, _, _ = _pseudo_dir(tmp_path)
+    with pytest.raises(ParamError, match=r"parameter 'denoise.local-cap'"):
+        _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, local_cap=1.5)
+    with pytest.raises(ParamError, match=r"parameter 'denoise.o-keep-rate'"):
+        denoise_round("r1", pseudo, tmp_path / "prev.parquet", tmp_path / "x.parquet", tmp_path / "x.json", k=2,
+                      o_keep_rate=2.0, local_scale=0.9, m_start=0.8, m_step=0.1, m_min=0.5, prototype="mean",
+                      momentum=0.99, use_global=True, use_local=True, index="exact", auto_threshold=10, nprobe=1,
+                      seed=0)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_select_demotes_the_less_confident_entity_and_is_counted(tmp_path):
+    """Both kept spans are PER by the model (0.9 and 0.7): keeping half of PER demotes the 0.7 one to O."""
+    spans, pseudo, _, probs = _pseudo_dir(tmp_path)
+    out, summary = _run(tmp_path, pseudo, "model", use_global=False, use_local=False, select=0.5)
+    Y = read_labels_dense(out, spans, CLASSES)
+    np.testing.assert_allclose(Y[0], probs[0], atol=1e-6)
+    np.testing.assert_allclose(Y[2], [1, 0, 0], atol=1e-6)
+    assert summary["select"]["demoted_per_class"] == {"O": 0, "PER": 1, "LOC": 0}
+    with pytest.raises(ParamError, match=r"parameter 'denoise.select-rest'"):
+        _run(tmp_path, pseudo, "model", use_global=False, use_local=False, select=0.5, select_rest=-1)

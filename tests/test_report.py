@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from glode.pipeline import write_json
 from glode.report import confusion_rows, write_confusion, write_round_report
 from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
@@ -13,9 +15,13 @@ def metrics_dir(tmp_path, rounds=("r0", "r1", "r2")):
     m = tmp_path / "metrics"
     for i, r in enumerate(rounds):
         write_json(m / f"{r}.json", {"f1": 0.5 + i / 10, "precision": 0.6, "recall": 0.4, "span": {"f1": 0.55}})
-        den = {"pseudo_label": {"after": {"f1": 0.5, "precision": 0.6, "recall": 0.45}}}
+        soft = {"f1": 0.4 + i / 100, "entity_mass_on_gold_entity": 0.7, "entity_mass_on_gold_o": 0.01,
+                "gold_class_mass_on_gold_entity": 0.6, "brier": 0.05}
+        den = {"pseudo_label": {"after": {"f1": 0.5, "precision": 0.6, "recall": 0.45}, "soft_after": soft}}
         if r != "r0":
             den["changed"] = {"o_to_entity": i, "entity_to_o": 2 * i, "type_swap": 3 * i}
+            den["pseudo_label"]["soft_before"] = {"f1": 0.3, "brier": 0.06}
+            den["soft_change"] = {"mass_moved": 10.0 * i}
         write_json(m / "denoise" / f"{r}.json", den)
     return m
 
@@ -27,6 +33,11 @@ def test_round_rows_carry_test_and_pseudo_label_scores_and_flips(tmp_path):
     assert rows[1]["pseudo_label_precision"] == 0.6 and rows[1]["pseudo_label_recall"] == 0.45
     assert (rows[2]["flips_o_to_entity"], rows[2]["flips_entity_to_o"], rows[2]["flips_type_swap"]) == (2, 4, 6)
     assert rows[0]["flips_type_swap"] is None
+    assert rows[2]["pseudo_label_soft_f1"] == pytest.approx(0.42) and rows[2]["pseudo_label_soft_f1_before_denoising"] == 0.3
+    assert (rows[1]["entity_mass_on_gold_entity"], rows[1]["entity_mass_on_gold_o"]) == (0.7, 0.01)
+    assert rows[1]["gold_class_mass_on_gold_entity"] == 0.6
+    assert (rows[2]["brier"], rows[2]["brier_before_denoising"], rows[2]["soft_mass_moved"]) == (0.05, 0.06, 20.0)
+    assert rows[0]["soft_mass_moved"] is None and rows[0]["brier_before_denoising"] is None
     assert json.loads((tmp_path / "reports/rounds.json").read_text()) == rows
 
 

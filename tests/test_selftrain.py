@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from glode.denoise import span_prf
+from glode.denoise import compute_prototypes, global_view, span_prf
 from glode.errors import ParamError
 from glode.features import EncodedSentence
 from glode.rounds import check_prev, rewrite_rounds, validate_rounds
@@ -20,6 +20,7 @@ from glode.selftrain import (
     target_soft_labels,
     write_labels,
 )
+from tests.synthetic import mostly_o_features
 
 CLASSES = ["O", "PER", "LOC"]
 
@@ -113,12 +114,12 @@ def test_pseudo_label_prf_hand_case():
     assert s["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
 
 
-def _reduce_dim_whole(vectors, dim, seed, sample):
+def _reduce_dim_whole(vectors, dim, seed, sample, centre):
     """The direct formula on one float64 matrix: the oracle for the chunked reduce_dim."""
     full = np.concatenate(vectors).astype(np.float64)
     rng = np.random.default_rng(seed)
     fit = full if len(full) <= sample else full[np.sort(rng.choice(len(full), sample, replace=False))]
-    mean = fit.mean(axis=0)
+    mean = fit.mean(axis=0) if centre else np.zeros(full.shape[1])
     basis = np.linalg.svd(fit - mean, full_matrices=False)[2][:dim]
     basis = basis * np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])[:, None]
     out, lo = [], 0
@@ -130,24 +131,47 @@ def _reduce_dim_whole(vectors, dim, seed, sample):
 
 
 @pytest.mark.parametrize("sample", [40, 1000])
-def test_reduce_dim_in_chunks_equals_the_whole_matrix_formula(sample):
+@pytest.mark.parametrize("projection", ["svd", "pca"])
+def test_reduce_dim_in_chunks_equals_the_whole_matrix_formula(sample, projection):
     rng = np.random.default_rng(1)
     a = rng.normal(size=(70, 12)).astype(np.float32)
     b = (rng.normal(size=(45, 12)) * np.linspace(0.5, 3, 12)).astype(np.float32)
-    got = reduce_dim([a, b], 5, seed=3, sample=sample, chunk=16)
-    want = _reduce_dim_whole([a, b], 5, seed=3, sample=sample)
+    got = reduce_dim([a, b], 5, seed=3, sample=sample, chunk=16, projection=projection)
+    want = _reduce_dim_whole([a, b], 5, seed=3, sample=sample, centre=projection == "pca")
     for g, w in zip(got, want):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, w, atol=1e-5)
 
 
-def test_reduce_dim_normalises_and_is_deterministic():
+@pytest.mark.parametrize("projection", ["svd", "random", "pca"])
+def test_reduce_dim_normalises_and_is_deterministic(projection):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(50, 20)), rng.normal(size=(30, 20))
-    ra, rb = reduce_dim([a, b], 8, seed=0)
+    ra, rb = reduce_dim([a, b], 8, seed=0, projection=projection)
     assert ra.shape == (50, 8) and rb.shape == (30, 8)
     np.testing.assert_allclose(np.linalg.norm(ra, axis=1), 1, atol=1e-5)
-    ra2, _ = reduce_dim([a, b], 8, seed=0)
+    ra2, _ = reduce_dim([a, b], 8, seed=0, projection=projection)
     np.testing.assert_array_equal(ra, ra2)
-    full, _ = reduce_dim([a, b], 0, seed=0)
+    full, _ = reduce_dim([a, b], 0, seed=0, projection=projection)
     assert full.shape == (50, 20)
+
+
+def test_unknown_projection_names_the_params_key():
+    with pytest.raises(ParamError, match="denoise.projection"):
+        reduce_dim([np.ones((3, 4))], 2, seed=0, projection="umap")
+
+
+@pytest.mark.parametrize("projection", ["svd", "random", "pca"])
+def test_projection_keeps_o_spans_nearest_to_the_o_prototype(projection):
+    """Centring (the old PCA) makes the O mean an anti-entity direction: the O prototype is
+    nearest for about a third of the O spans and its threshold collapses towards 0. The
+    uncentred projections keep O nearest for > 99% of them, at a threshold like the others'."""
+    X, y = mostly_o_features()
+    (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
+    protos, has = compute_prototypes(Q[:0], y[:0], Q, y, 4)
+    g, tau, _ = global_view(Q, y, protos, has)
+    o_nearest = (g[y == 0].argmax(1) == 0).mean()
+    if projection == "pca":
+        assert o_nearest < 0.5 and tau[0] < 0.2 * tau[1:].min()
+    else:
+        assert o_nearest > 0.99 and tau[0] > 0.9 * tau[1:].min()
