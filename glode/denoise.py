@@ -60,6 +60,7 @@ import faiss
 import numpy as np
 
 from glode.errors import ParamError
+from glode.progress import progress as progress_bar
 
 PROTOTYPES = ("mean", "ema")
 PROTOTYPE_SOURCES = ("all", "source")
@@ -339,6 +340,7 @@ def neighbour_counts(
     N = Q.shape[0]
     n = np.empty((N, n_classes), dtype=np.int32)
     missing = 0
+    bar = progress_bar(total=N, desc="kNN search", unit="span")  # minutes at a million spans
     for a in range(0, N, chunk_size):
         b = min(a + chunk_size, N)
         ids, keep = search_neighbours(index, Q[a:b], bank.target_pos[a:b], k)
@@ -346,6 +348,8 @@ def neighbour_counts(
         flat = rows[keep] * n_classes + bank.labels[ids[keep]]
         n[a:b] = np.bincount(flat, minlength=(b - a) * n_classes).reshape(b - a, n_classes)
         missing += int((b - a) * k - keep.sum())
+        bar.update(b - a)
+    bar.close()
     return n, missing
 
 

@@ -33,6 +33,7 @@ from glode.atomic import atomic_dir, atomic_path
 from glode.denoise import GATES, denoise, soft_scores, span_prf
 from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
+from glode.progress import progress as progress_bar
 from glode.predict import kept_entity_mask, score_spans
 from glode.spans import resolve_overlaps, tags_to_spans
 from glode.tables import read_sentences, read_table, write_table
@@ -129,6 +130,7 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
             signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
             basis = basis * signs[:, None]
     res = []
+    bar = progress_bar(total=total, desc="projecting span vectors", unit="span")
     for v in vectors:
         out = np.empty((len(v), dim if basis is not None else d), dtype=np.float32)
         for lo in range(0, len(v), chunk):
@@ -137,7 +139,9 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
                 x = (x - mean) @ basis.T
             norm = np.linalg.norm(x, axis=1, keepdims=True)
             out[lo : lo + chunk] = x / np.maximum(norm, 1e-12)
+            bar.update(len(x))
         res.append(out)
+    bar.close()
     return res
 
 
