@@ -26,6 +26,8 @@ def quiet() -> bool:
 class LogLines(tqdm):
     """tqdm that writes whole lines (no carriage returns) at a slow rate: for log files."""
 
+    monitor_interval = 0  # no monitor thread: its forced refreshes printed a second line at once
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("mininterval", LOG_INTERVAL)
         kwargs["maxinterval"] = max(kwargs.get("maxinterval", 0.0), kwargs["mininterval"])
