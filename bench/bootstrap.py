@@ -106,7 +106,8 @@ class Interval:
                 "seeds": list(self.seeds)}
 
 
-def _interval(point: float, diffs: np.ndarray, seeds: tuple[int, int], level: float) -> Interval:
+def interval_from(point: float, diffs: np.ndarray, seeds: tuple[int, int], level: float = 0.95) -> Interval:
+    """The percentile interval of resampled differences around a point estimate."""
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Interval(point, float(low), float(high), len(diffs), seeds)
@@ -116,7 +117,7 @@ def paired_interval(a, b, n_resamples: int = N_RESAMPLES, seed: int = 0, level: 
     """One target: the percentile interval of F1(a) − F1(b) (seed-averaged, paired resamples)."""
     a, b = _as_counts(a), _as_counts(b)
     diffs = bootstrap_differences(a, b, n_resamples, seed)
-    return _interval(mean_f1(a) - mean_f1(b), diffs, (a.shape[0], b.shape[0]), level)
+    return interval_from(mean_f1(a) - mean_f1(b), diffs, (a.shape[0], b.shape[0]), level)
 
 
 def average_interval(pairs, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95) -> Interval:
@@ -129,4 +130,4 @@ def average_interval(pairs, n_resamples: int = N_RESAMPLES, seed: int = 0, level
     diffs = np.mean([bootstrap_differences(a, b, n_resamples, seed + t) for t, (a, b) in enumerate(pairs)], axis=0)
     point = float(np.mean([mean_f1(a) - mean_f1(b) for a, b in pairs]))
     seeds = (min(a.shape[0] for a, _ in pairs), min(b.shape[0] for _, b in pairs))
-    return _interval(point, diffs, seeds, level)
+    return interval_from(point, diffs, seeds, level)
