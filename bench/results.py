@@ -875,8 +875,9 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     proto = PROTOCOLS[args.protocol]
     for key in proto.plan():
-        p = proto.cell_path(*key)
-        print(f"{':'.join(map(str, key[:2])):12s} {'s' + str(key[2]) if proto.seeded else ''} {'measured' if p.exists() else 'pending'}")
+        state = "measured" if proto.cell_path(*key).exists() else "pending"
+        lang, variant = key[:2]
+        print(f"{lang}:{variant:9s} s{key[2]} {state}" if proto.seeded else f"{lang}:{variant:9s} {state}")
     if proto.seeded:
         skipped = [c for c in plan_v3(include_undefined=True) if not v3_defined(c[1])]
         for variant in sorted({v for _, v, _ in skipped}):
