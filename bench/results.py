@@ -264,6 +264,11 @@ def write_params(work: Path, lang: str, overrides: dict) -> dict:
             params["rounds"] = {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, int(value) + 1)}
             params["models"] = {"r0": {"prev": "source"}, **params["rounds"]}
             continue
+        if "." not in dotted:  # a top-level scalar such as k
+            if dotted not in params or isinstance(params[dotted], dict):
+                raise KeyError(f"override {dotted}: no such top-level parameter in the snapshot's params.yaml")
+            params[dotted] = value
+            continue
         section, key = dotted.split(".", 1)
         if key not in params[section]:
             raise KeyError(f"override {dotted}: no such parameter in the snapshot's params.yaml")
@@ -446,9 +451,10 @@ def v3_rounds(variant: str) -> list[str]:
 
 def v3_workdir(lang: str, variant: str, seed: int) -> str:
     """Work folder name: one per (language, seed), so each seed trains its own r0 and shares it
-    with every variant of that seed; a variant that changes what r0 reads (nomlm) gets its own."""
-    own = V3_VARIANTS[variant][1] or {}
-    changes_r0 = any(key.split(".", 1)[0] in R0_SECTIONS for key in own)
+    with every variant of that seed; a variant that changes what r0 reads, compared with the
+    default (nomlm), gets its own."""
+    own, base = V3_VARIANTS[variant][1] or {}, V3_VARIANTS["default"][1] or {}
+    changes_r0 = any(key.split(".", 1)[0] in R0_SECTIONS and own.get(key) != base.get(key) for key in {*own, *base})
     return f"{lang}-s{seed}" + (f"-{variant}" if changes_r0 else "")
 
 

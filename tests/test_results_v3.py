@@ -278,3 +278,51 @@ def test_cmd_render_keeps_v1_v2_blocks_byte_identical(v3, monkeypatch, tmp_path)
     v3_block = new.split(v3.begin, 1)[1].split(v3.end, 1)[0]
     assert "Measured cells: 60 of 60" in v3_block
     assert new.split(v3.begin)[0] == original.split(v3.begin)[0]
+
+
+# --------------------------------------------------------------------------- a real cell, tiny
+
+
+@pytest.mark.slow
+def test_tiny_cells_run_share_r0_and_store_checked_counts(v3, monkeypatch, tmp_path):
+    """zeroshot, plain and default of one (target, seed) on tiny synthetic data and the tiny
+    random encoder, through `run`: the variants share r0, the stored per-sentence counts
+    reproduce each cell's F1, and a second run measures nothing again."""
+    from tests.synthetic import all_words, write_corpus
+    from tests.tiny_encoder import build_tiny_encoder
+
+    shared = tmp_path / "shared"
+    for path, n, seed in (("wikiann/en/train.txt", 48, 1), ("wikiann/en/dev.txt", 12, 2),
+                          ("wikiann/ar/train.txt", 24, 3), ("wikiann/ar/test.txt", 20, 4)):
+        write_corpus(shared / path, n, seed=seed)
+    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", words=all_words())
+    tiny = {"encoder.name": str(encoder), "train.batch-size": 8, "denoise.dim": 16, "k": 5}
+    for name in ("zeroshot", "plain", "default"):
+        desc, own = R.V3_VARIANTS[name]
+        monkeypatch.setitem(R.V3_VARIANTS, name, (desc, {**tiny, **own}))
+    monkeypatch.setattr(R, "V3_EPOCHS", 1)
+    monkeypatch.setattr(R, "V3_SIZES", {"source_train": 40, "source_dev": 12, "target_unlabelled": 24, "target_test": 16})
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":" + __import__("os").environ["PATH"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    only = [a for v in ("zeroshot", "plain", "default") for a in ("--only", f"ar:{v}:0")]
+    args = ["--protocol", "v3", "run", *only, "--workdir", str(tmp_path / "work"), "--shared", str(shared)]
+    assert R.main(args) == 0
+    cells = R.load_cells(v3)
+    assert set(cells) == {("ar", v, 0) for v in ("zeroshot", "plain", "default")}
+    for (_, variant, _), c in cells.items():
+        last = R.v3_rounds(variant)[-1]
+        counts = SC.decode_counts(c["sentence_counts"][last])
+        assert len(counts) == 16 == c["sentences"]["target_test"]
+        assert prf(*(int(x) for x in counts.sum(0)))["f1"] == c["rounds"][last]["f1"]
+        assert c["workdir"] == "ar-s0" and c["overrides"]["train.seed"] == 0
+        assert c["rounds"]["r0"]["f1"] == cells[("ar", "zeroshot", 0)]["rounds"]["r0"]["f1"]
+    assert cells[("ar", "zeroshot", 0)]["stages"]["train_source"]["ran"]
+    for variant in ("plain", "default"):  # r0 is shared: DVC skipped it
+        assert not cells[("ar", variant, 0)]["stages"]["train_source"]["ran"]
+        assert cells[("ar", variant, 0)]["stages"]["train_target@r1"]["ran"]
+    assert cells[("ar", "plain", 0)]["stages"]["pseudo_label@r1"]["ran"]
+    assert not cells[("ar", "default", 0)]["stages"]["pseudo_label@r1"]["ran"]  # the round's pseudo labels too
+    assert cells[("ar", "default", 0)]["rounds"]["r1"]["optimizer_steps"] == 5  # ceil(40 / 8) x 1 epoch
+    mtimes = {p: p.stat().st_mtime for p in v3.cells.glob("*.json")}
+    assert R.main(args) == 0  # resumable: measured cells are not rerun
+    assert {p: p.stat().st_mtime for p in v3.cells.glob("*.json")} == mtimes
