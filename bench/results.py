@@ -478,15 +478,16 @@ def plan_v3(include_undefined: bool = False) -> list[tuple[str, str, int]]:
     return [c for c in cells if include_undefined or v3_defined(c[1])]
 
 
-def _bench_module(name: str):
-    """A sibling script of bench/ as a module (bench/ is not a package)."""
+def bench_module(name: str):
+    """A script of bench/ as a module (bench/ is not a package), loaded once."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"glode_bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    key = f"glode_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
+        sys.modules[key] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path, commit: str, log) -> dict:
@@ -643,7 +644,7 @@ def _counts_stack(cells: dict, lang: str, variant: str, seeds) -> "list | None":
     """(seeds, sentences, 3) counts of a variant's last model, or None unless every seed is measured."""
     import numpy as np
 
-    sc = _bench_module("sentence_counts")
+    sc = bench_module("sentence_counts")
     stacks = []
     for seed in seeds:
         c = cells.get((lang, variant, seed))
@@ -655,7 +656,7 @@ def _counts_stack(cells: dict, lang: str, variant: str, seeds) -> "list | None":
 
 
 def render_bootstrap(cells: dict) -> list[str]:
-    bs = _bench_module("bootstrap")
+    bs = bench_module("bootstrap")
     n, seed0 = V3_BOOTSTRAP["n_resamples"], V3_BOOTSTRAP["seed"]
     lines = ["### Paired bootstrap: default − plain and default − zero-shot (test F1 points, 95% percentile interval)", "",
              f"Test sentences resampled with replacement ({n} resamples, seed {seed0} + the target's index in the table); "

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats
 
 from glode.metrics import prf
+from tests.bench_modules import load
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bootstrap.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("glode_bench_bootstrap", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bs = _load()
+bs = load("bootstrap")
 
 
 def _counts(rng, seeds: int, n: int, gold=None, skill: float = 0.6) -> np.ndarray:

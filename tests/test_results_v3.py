@@ -4,9 +4,9 @@ rendered table (fake cell JSONs in a tmp dir); v1/v2 rendering stays byte-identi
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,20 +16,11 @@ import pytest
 import yaml
 
 from glode.metrics import prf
+from tests.bench_modules import load
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"glode_bench_{name}_under_test", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-R = _load("results")
-SC = _load("sentence_counts")
+R = load("results")
+SC = load("sentence_counts")
 
 
 @pytest.fixture
@@ -302,7 +293,7 @@ def test_tiny_cells_run_share_r0_and_store_checked_counts(v3, monkeypatch, tmp_p
         monkeypatch.setitem(R.V3_VARIANTS, name, (desc, {**tiny, **own}))
     monkeypatch.setattr(R, "V3_EPOCHS", 1)
     monkeypatch.setattr(R, "V3_SIZES", {"source_train": 40, "source_dev": 12, "target_unlabelled": 24, "target_test": 16})
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":" + __import__("os").environ["PATH"])
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":" + os.environ["PATH"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     only = [a for v in ("zeroshot", "plain", "default") for a in ("--only", f"ar:{v}:0")]
     args = ["--protocol", "v3", "run", *only, "--workdir", str(tmp_path / "work"), "--shared", str(shared)]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,22 +13,12 @@ from glode.metrics import ner_scores
 from glode.model import SpanModelConfig, build_model, save_model
 from glode.pipeline import evaluate_model, prepare_tables
 from glode.spans import tags_to_spans, to_bio2
+from tests.bench_modules import load
 from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "sentence_counts.py"
+sc = load("sentence_counts")
 TYPES = ["PER", "ORG", "LOC"]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("glode_bench_sentence_counts", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sc = _load()
 
 
 def _random_case(rng: random.Random, n: int):
