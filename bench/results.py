@@ -5,6 +5,9 @@
     python bench/results.py status              # which cells are measured, which pending
     python bench/results.py render              # docs/RESULTS.md from bench/results/cells-v2/ (and cells/)
     python bench/results.py --protocol v1 status  # the first protocol's cells (kept as history)
+    python bench/results.py --protocol v3 status    # v3: measured / pending / skipped cells, hours left
+    python bench/results.py --protocol v3 estimate  # v3's cost estimate and its arithmetic
+    python bench/results.py --protocol v3 run --only de:zeroshot:0 --only de:default:0
 
 Protocol (fixed so results stay comparable): English source = the first 3000 sentences of
 `conll/en` (CoNLL targets de/es/nl, PER/ORG/LOC/MISC) or `wikiann/en` (WikiAnn targets ar/hi/zh,
@@ -27,14 +30,44 @@ PYTHONPATH, so edits to the live checkout never leak into a running benchmark. A
 `dvc repro --single-item` (DVC skips what is unchanged, so variants share r0), times each stage
 and records its peak RSS, then stores everything in `bench/results/cells[-v2]/<lang>-<variant>.json`.
 Measured cells are never rerun (resumable across sessions); `--force` reruns them.
+
+Protocol v3 (issue 19; cells in `bench/results/cells-v3/<lang>-<variant>-s<seed>.json`): a cell is
+(language, variant, seed), the seed being `train.seed` (r0 changes with it). Variants on all six
+targets: `zeroshot` (r0), `plain`, `default` (the snapshot's params.yaml defaults, whatever they are
+then) and `paper` (PAPER_MODE: a placeholder until the progressive mode exists; the plan skips it and
+`status` says so); ablations `global`, `local`, `nomlm` on de and ar with seed 0 only. Settings:
+seeds 0, 1, 2; 2 epochs for r0 and every round (376 optimiser steps per round); 1 round; 3000 source,
+1000 source dev and 3000 target sentences; up to 3000 test sentences (es has 1517, hi 1000). Only r0
+and the last round are scored on the test set. Work folders: `../bench-work/v3/<lang>-s<seed>`, one
+per (language, seed), so the variants of a seed share its r0 as in v1/v2 (DVC skips unchanged stages)
+and seeds share nothing but the corpus slices; a variant that changes what r0 reads (nomlm) gets
+`<lang>-s<seed>-<variant>`. (Per-seed DVC experiments are not an option: the work folders are DVC
+projects without git, so that only the pinned `git archive` snapshot runs, and `dvc exp` needs git.)
+After the evaluate stages, bench/sentence_counts.py (run with the snapshot first on PYTHONPATH)
+reloads the last model and the test table with glode's functions and stores per test sentence
+(tp, predicted, gold) in the cell JSON; the sums must reproduce the stage's P/R/F1 exactly or the
+cell fails. bench/bootstrap.py turns them into paired bootstrap intervals when rendering.
+
+v3's size is an estimate from the committed v2 cells (`estimate` prints it; nothing was measured
+for it): per language the median wall time of each stage kind over the v2 GLoDe/plain/global/local
+stages that ran; training scaled by optimiser steps (v3 376 / v2 564 = 2/3: a v2 round's train_target
+of 488 (ar) to 1255 s (es), median per language, becomes 325 to 837 s), test scoring by test sentences / 1000,
+twice (the evaluate stage, then the per-sentence counts); r0's stages and the first round's pseudo
+labels run once per work folder. Summed over the 78 cells of the plan (60 defined + 18 `paper` cells
+costed as one default round): de 3.0 h, es 3.0, nl 2.1, ar 1.8, hi 1.4, zh 2.2 = 13.5 h of the 2-core
+machine (3.1 h of it the paper cells), within the issue's ~15 h. The alternatives cost 18.9 h (3
+epochs, 1 round), 23.4 h (2 epochs, 2 rounds) and 33.3 h (v2's 3 epochs and 2 rounds); 1 epoch is far
+from converged (v1). v2's second round added nothing on the average (plain 58.2 -> 58.3, GLoDe 58.1
+-> 58.0), so v3 spends the budget on seeds and test sentences instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import io
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -125,25 +158,27 @@ def plan_v2() -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Protocol:
-    """One fixed benchmark protocol: its cells, work folders and place in docs/RESULTS.md."""
+    """One fixed benchmark protocol: its cells, work folders and place in docs/RESULTS.md.
+
+    A cell's key is (language, variant) in v1/v2 and (language, variant, seed) in v3."""
 
     name: str
     cells: Path  # raw JSON per cell
     work_subdir: str  # under --workdir
-    plan: Callable[[], list[tuple[str, str]]]
+    plan: Callable[[], list[tuple]]
     begin: str  # render markers in docs/RESULTS.md
     end: str
+    seeded: bool = False  # cells carry a training seed (v3)
 
-    def cell_path(self, lang: str, variant: str) -> Path:
-        return self.cells / f"{lang}-{variant}.json"
+    def cell_path(self, lang: str, variant: str, seed: int | None = None) -> Path:
+        return self.cells / (f"{lang}-{variant}.json" if seed is None else f"{lang}-{variant}-s{seed}.json")
 
+    def key(self, cell: dict) -> tuple:
+        return (cell["language"], cell["variant"], cell["seed"]) if self.seeded else (cell["language"], cell["variant"])
 
-PROTOCOLS = {
-    "v1": Protocol("v1", ROOT / "bench" / "results" / "cells", "", plan_v1,
-                   "<!-- results:begin (bench/results.py render) -->", "<!-- results:end -->"),
-    "v2": Protocol("v2", ROOT / "bench" / "results" / "cells-v2", "v2", plan_v2,
-                   "<!-- results-v2:begin (bench/results.py render) -->", "<!-- results-v2:end -->"),
-}
+    @property
+    def variants(self) -> dict:
+        return V3_VARIANTS if self.seeded else VARIANTS
 
 
 # --------------------------------------------------------------------------- work folders
@@ -175,9 +210,17 @@ def _slice_conll(src: Path, dst: Path, n: int) -> int:
     return kept
 
 
-def setup_workdir(lang: str, workroot: Path, shared: Path, commit: str, suffix: str = "") -> Path:
-    """Create (once) the language's work folder: project snapshot, corpus slices, DVC without git."""
-    work = workroot / f"{lang}{suffix}"
+V2_SIZES = {"source_train": SOURCE_SENTENCES, "source_dev": SOURCE_DEV_SENTENCES,
+            "target_unlabelled": TARGET_SENTENCES, "target_test": TEST_SENTENCES}
+
+
+def setup_workdir(lang: str, workroot: Path, shared: Path, commit: str, suffix: str = "", sizes: dict | None = None,
+                  name: str | None = None) -> Path:
+    """Create (once) the language's work folder: project snapshot, corpus slices, DVC without git.
+    ``sizes``: sentences per slice (default: protocols v1/v2's); ``name``: the folder's name
+    (default: the language plus ``suffix``)."""
+    sizes = sizes or V2_SIZES
+    work = workroot / (name or f"{lang}{suffix}")
     marker = work / "SNAPSHOT.json"
     if marker.exists():
         return work
@@ -194,12 +237,10 @@ def setup_workdir(lang: str, workroot: Path, shared: Path, commit: str, suffix: 
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    counts = {
-        "source_train": _slice_conll(shared / family / "en" / "train.txt", work / "data" / "en" / "train.txt", SOURCE_SENTENCES),
-        "source_dev": _slice_conll(shared / family / "en" / "dev.txt", work / "data" / "en" / "dev.txt", SOURCE_DEV_SENTENCES),
-        "target_unlabelled": _slice_conll(shared / family / lang / "train.txt", work / "data" / lang / "train.txt", TARGET_SENTENCES),
-        "target_test": _slice_conll(shared / family / lang / "test.txt", work / "data" / lang / "test.txt", TEST_SENTENCES),
-    }
+    files = {"source_train": ("en", "train"), "source_dev": ("en", "dev"), "target_unlabelled": (lang, "train"),
+             "target_test": (lang, "test")}
+    counts = {table: _slice_conll(shared / family / src / f"{split}.txt", work / "data" / src / f"{split}.txt", sizes[table])
+              for table, (src, split) in files.items()}
     subprocess.run(["dvc", "config", "core.no_scm", "true"], cwd=work, check=True, capture_output=True)
     marker.write_text(json.dumps({"commit": commit, "family": family, "sentences": counts}, indent=2) + "\n")
     return work
@@ -219,6 +260,15 @@ def write_params(work: Path, lang: str, overrides: dict) -> dict:
     params["model"]["max-span-len-char"] = ZH_CHAR_CAP
     params["model"]["char-languages"] = ["zh"]
     for dotted, value in overrides.items():
+        if dotted == "rounds":  # a number of rounds: the linear chain r1 <- r0, r2 <- r1, ...
+            params["rounds"] = {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, int(value) + 1)}
+            params["models"] = {"r0": {"prev": "source"}, **params["rounds"]}
+            continue
+        if "." not in dotted:  # a top-level scalar such as k
+            if dotted not in params or isinstance(params[dotted], dict):
+                raise KeyError(f"override {dotted}: no such top-level parameter in the snapshot's params.yaml")
+            params[dotted] = value
+            continue
         section, key = dotted.split(".", 1)
         if key not in params[section]:
             raise KeyError(f"override {dotted}: no such parameter in the snapshot's params.yaml")
@@ -287,22 +337,29 @@ def collect(work: Path, rounds: list[str]) -> dict:
     return out
 
 
+def stepper(label: str, work: Path, log, stages: dict[str, dict]) -> Callable[[str, list[str]], None]:
+    """A function that runs, times and records one step of a cell in ``stages`` (with the
+    snapshot first on PYTHONPATH); a failure ends the cell."""
+    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
+
+    def step(name: str, cmd: list[str]) -> None:
+        log.write(f"== {label}: {' '.join(cmd)}\n")
+        res = measured(cmd, work, env, log)
+        ran = cmd[:2] != ["dvc", "repro"] or "Running stage" in res["output"]  # DVC skips unchanged stages
+        stages[name] = {k: v for k, v in res.items() if k != "output"} | {"ran": ran}
+        if res["rc"] != 0:
+            raise RuntimeError(f"{label}: {name} failed (exit {res['rc']}); see the harness log")
+
+    return step
+
+
 def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str, log) -> dict:
     desc, overrides, rounds = VARIANTS[variant]
     work = setup_workdir(lang, workroot, shared, commit, WORKDIR_SUFFIX.get(variant, ""))
     snapshot = json.loads((work / "SNAPSHOT.json").read_text())
     params = write_params(work, lang, overrides or {})
-    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
     stages: dict[str, dict] = {}
-
-    def step(name: str, cmd: list[str]) -> None:
-        """Run, time and record one step of the cell; a failure ends the cell."""
-        log.write(f"== {lang}:{variant}: {' '.join(cmd)}\n")
-        res = measured(cmd, work, env, log)
-        ran = cmd[:2] != ["dvc", "repro"] or "Running stage" in res["output"]  # DVC skips unchanged stages
-        stages[name] = {k: v for k, v in res.items() if k != "output"} | {"ran": ran}
-        if res["rc"] != 0:
-            raise RuntimeError(f"{lang}:{variant}: {name} failed (exit {res['rc']}); see the harness log")
+    step = stepper(f"{lang}:{variant}", work, log, stages)
 
     for name in ["prepare", "encoder"] if variant in ("hf", "hf3", "steps") else stage_names(rounds):
         step(name, ["dvc", "repro", "--single-item", name])
@@ -338,6 +395,415 @@ def run_cell(lang: str, variant: str, workroot: Path, shared: Path, commit: str,
     return cell
 
 
+# --------------------------------------------------------------------------- protocol v3 (issue 19)
+
+V3_SEEDS = (0, 1, 2)  # train.seed: r0 and every round
+V3_EPOCHS = 2  # train.epochs for r0 and every round
+V3_ROUNDS = 1  # self-training rounds of the plain and default variants
+V3_SIZES = {"source_train": 3000, "source_dev": 1000, "target_unlabelled": 3000, "target_test": 3000}
+V3_ORDER = ["de", "ar", "hi", "zh", "es", "nl"]  # explore where v1/v2 GLoDe lost first
+V3_ABLATION_SEED = 0
+V3_BOOTSTRAP = {"n_resamples": 10_000, "seed": 0}
+TRAIN_BATCH = 16  # the snapshot's train.batch-size (steps per epoch = ceil(source sentences / 16))
+# test sentences of each split (shared/data/README.md); v3 takes up to 3000: es has 1517, hi 1000
+TEST_AVAILABLE = {"de": 3005, "es": 1517, "nl": 5195, "ar": 10000, "hi": 1000, "zh": 10000}
+
+# PLACEHOLDER (issue 19): the paper's progressive mode does not exist yet. When it lands, set this
+# to the params overrides that select it (dotted keys as in V3_VARIANTS, plus "rounds": N for many
+# short rounds), sized to about the default's training budget, and rerun `estimate`. Until then
+# the plan skips every `paper` cell and `status` says so; the table shows them as pending.
+PAPER_MODE: dict | None = None
+
+V3_VARIANTS = {  # name -> (description, params overrides; None: not defined yet, skipped)
+    "zeroshot": ("r0, the source model, zero-shot", {}),
+    "plain": ("plain self-training: each round trains on the previous model's own soft labels, no denoising",
+              NO_DENOISING),
+    "default": ("the snapshot's params.yaml defaults, whatever they are at the pinned commit", {}),
+    "paper": ("the paper's progressive mode", PAPER_MODE),
+    "global": ("the default with the global view only (one seed)", {"denoise.use-local": False}),
+    "local": ("the default with the local view only (one seed)", {"denoise.use-global": False}),
+    "nomlm": ("the default without the MLM loss, r0 included (one seed)", {"train.mlm-weight": 0.0}),
+}
+V3_MAIN = ("zeroshot", "plain", "default", "paper")
+V3_ABLATIONS = ("global", "local", "nomlm")
+R0_SECTIONS = ("train", "model", "data", "encoder", "target")  # params r0's stages read
+
+
+def v3_defined(variant: str) -> bool:
+    return V3_VARIANTS[variant][1] is not None
+
+
+def v3_overrides(variant: str, seed: int) -> dict:
+    """The protocol's settings, then the variant's own overrides."""
+    own = V3_VARIANTS[variant][1]
+    if own is None:
+        raise KeyError(f"variant {variant} is not defined yet (bench/results.py: PAPER_MODE is a placeholder)")
+    return {"train.epochs": V3_EPOCHS, "train.seed": seed, "rounds": V3_ROUNDS, **own}
+
+
+def v3_rounds(variant: str) -> list[str]:
+    """The models a v3 cell trains: r0, then its rounds (a zero-shot cell: r0 only)."""
+    if variant == "zeroshot":
+        return ["r0"]
+    n = int((V3_VARIANTS[variant][1] or {}).get("rounds", V3_ROUNDS))
+    return ["r0", *(f"r{i}" for i in range(1, n + 1))]
+
+
+def v3_workdir(lang: str, variant: str, seed: int) -> str:
+    """Work folder name: one per (language, seed), so each seed trains its own r0 and shares it
+    with every variant of that seed; a variant that changes what r0 reads, compared with the
+    default (nomlm), gets its own."""
+    own, base = V3_VARIANTS[variant][1] or {}, V3_VARIANTS["default"][1] or {}
+    changes_r0 = any(key.split(".", 1)[0] in R0_SECTIONS and own.get(key) != base.get(key) for key in {*own, *base})
+    return f"{lang}-s{seed}" + (f"-{variant}" if changes_r0 else "")
+
+
+def v3_stage_names(rounds: list[str]) -> list[str]:
+    """r0's stages, then each round's; only r0 and the last round are scored on the test set
+    (an intermediate round's test F1 is not part of the table, and a 3000-sentence test costs)."""
+    names = ["prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
+    for r in rounds[1:]:
+        names += [f"pseudo_label@{r}", f"denoise@{r}", f"train_target@{r}"]
+    if len(rounds) > 1:
+        names.append(f"evaluate@{rounds[-1]}")
+    return names
+
+
+def plan_v3(include_undefined: bool = False) -> list[tuple[str, str, int]]:
+    """v3 cells (language, variant, seed) in priority order: seed 0 on every target (zero-shot,
+    plain, default, paper), then seeds 1 and 2, then the one-seed ablations on de and ar.
+    Variants whose definition is missing are left out unless ``include_undefined``."""
+    cells = [(lang, v, seed) for seed in V3_SEEDS for lang in V3_ORDER for v in V3_MAIN]
+    cells += [(lang, v, V3_ABLATION_SEED) for lang in ABLATION_LANGS for v in V3_ABLATIONS]
+    return [c for c in cells if include_undefined or v3_defined(c[1])]
+
+
+def bench_module(name: str):
+    """A script of bench/ as a module (bench/ is not a package), loaded once."""
+    import importlib.util
+
+    key = f"glode_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
+        sys.modules[key] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path, commit: str, log) -> dict:
+    """One v3 cell: the stages, then per test sentence entity counts of its last model, which
+    must reproduce the evaluate stage's metrics exactly (bench/sentence_counts.py)."""
+    desc = V3_VARIANTS[variant][0]
+    overrides = v3_overrides(variant, seed)
+    rounds = v3_rounds(variant)
+    work = setup_workdir(lang, workroot, shared, commit, sizes=V3_SIZES, name=v3_workdir(lang, variant, seed))
+    snapshot = json.loads((work / "SNAPSHOT.json").read_text())
+    params = write_params(work, lang, overrides)
+    stages: dict[str, dict] = {}
+    step = stepper(f"{lang}:{variant}:s{seed}", work, log, stages)
+    for name in v3_stage_names(rounds):
+        step(name, ["dvc", "repro", "--single-item", name])
+    last = rounds[-1]
+    counts_json = work / "counts" / f"{variant}-{last}.json"
+    if counts_json.exists():
+        counts_json.unlink()
+    step(f"sentence_counts@{last}", [sys.executable, str(ROOT / "bench" / "sentence_counts.py"), "--model", f"models/{last}",
+                                     "--test", "tables/target_test.parquet", "--encoder", "encoder",
+                                     "--metrics", f"metrics/{last}.json", "--batch-size", str(params["evaluate"]["batch-size"]),
+                                     "--out", str(counts_json.relative_to(work))])
+    counts = json.loads(counts_json.read_text())
+    per_round = collect(work, rounds)
+    for r, x in per_round.items():
+        if r not in ("r0", last):  # not scored by this cell: the folder's metrics/rN.json may be another variant's
+            for k in ("f1", "precision", "recall", "span_f1", "per_type", "gold_entities_over_cap", "truncated_words"):
+                x[k] = None
+        x["optimizer_steps"] = x["train_steps"] * params["train"]["epochs"] if x.get("train_steps") else None
+    if counts["f1"] != per_round[last]["f1"]:
+        raise RuntimeError(f"{lang}:{variant}:s{seed}: per-sentence counts give F1 {counts['f1']!r}, "
+                           f"metrics/{last}.json {per_round[last]['f1']!r}")
+    return {"language": lang, "variant": variant, "seed": seed, "description": desc, "commit": snapshot["commit"],
+            "workdir": work.name, "sentences": snapshot["sentences"], "overrides": overrides, "params": params,
+            "span_cap": params["model"]["max-span-len"], "epochs": params["train"]["epochs"], "rounds": per_round,
+            "sentence_counts": {last: {k: counts[k] for k in ("sentences", "tp", "pred", "gold")}},
+            "stages": stages, "machine": machine(),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+# ----- the v3 cost estimate (from the committed v2 cells: nothing measured for it)
+
+V2_TRAIN_STEPS = 3 * 188  # optimiser steps of every v2 training: 3 epochs x ceil(3000 / 16)
+COST_KINDS = ("prepare", "encoder", "train_source", "initial_labels", "pseudo_label", "denoise", "train_target", "evaluate")
+R0_STAGES = ("prepare", "encoder", "train_source", "initial_labels", "evaluate@r0", "pseudo_label@r1")  # shared in a folder
+
+
+def v2_stage_costs(cells: dict) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Median wall seconds per stage kind and language over the stages that ran in the v2
+    GLoDe, plain, global and local cells (nomlm skips the MLM and is faster; hf/steps run
+    other code). A kind a language never ran in v2 (es's r0 stages ran before the v2 cells
+    were recorded) is filled as its train_target time x the median over the other languages
+    of (kind / train_target); those fills are listed."""
+    from statistics import median
+
+    seen: dict[str, dict[str, list[float]]] = {lang: {k: [] for k in COST_KINDS} for lang in ORDER}
+    for (lang, variant), c in cells.items():
+        if variant in ("glode", "plain", "global", "local"):
+            for name, st in c["stages"].items():
+                kind = name.split("@")[0]
+                if st.get("ran") and kind in COST_KINDS:
+                    seen[lang][kind].append(st["seconds"])
+    costs = {lang: {k: median(v) for k, v in d.items() if v} for lang, d in seen.items()}
+    filled = []
+    for lang in ORDER:
+        for kind in COST_KINDS:
+            if kind not in costs[lang]:
+                ratios = [costs[o][kind] / costs[o]["train_target"] for o in ORDER if kind in costs[o]]
+                costs[lang][kind] = median(ratios) * costs[lang]["train_target"]
+                filled.append(f"{lang} {kind}")
+    return costs, filled
+
+
+def v3_stage_costs(v2: dict[str, dict[str, float]], lang: str) -> dict[str, float]:
+    """v2's seconds scaled to v3: training by optimiser steps, scoring by corpus sizes."""
+    steps = V3_EPOCHS * math.ceil(V3_SIZES["source_train"] / TRAIN_BATCH)
+    src, tgt = V3_SIZES["source_train"] / SOURCE_SENTENCES, V3_SIZES["target_unlabelled"] / TARGET_SENTENCES
+    test = min(V3_SIZES["target_test"], TEST_AVAILABLE[lang]) / TEST_SENTENCES
+    c = v2[lang]
+    return {"prepare": c["prepare"], "encoder": c["encoder"],
+            "train_source": c["train_source"] * steps / V2_TRAIN_STEPS, "train_target": c["train_target"] * steps / V2_TRAIN_STEPS,
+            "initial_labels": c["initial_labels"] * tgt, "pseudo_label": c["pseudo_label"] * (src + tgt) / 2,
+            "denoise": c["denoise"] * (src + tgt) / 2, "evaluate": c["evaluate"] * test,
+            "sentence_counts": c["evaluate"] * test}  # the same prediction pass again
+
+
+def estimate_v3(v2_cells: dict, cells: list[tuple[str, str, int]] | None = None) -> dict:
+    """Estimated wall seconds of each v3 cell on the 2-core machine, in plan order, with DVC's
+    sharing inside a work folder (r0's stages and the first round's pseudo labels run once per
+    folder). Undefined variants (paper) are costed as a round of the default, an assumption."""
+    v2, filled = v2_stage_costs(v2_cells)
+    done: set = set()
+    per_cell = {}
+    for lang, variant, seed in cells or plan_v3(include_undefined=True):
+        folder = v3_workdir(lang, variant, seed)
+        cost = v3_stage_costs(v2, lang)
+        secs = 0.0
+        for name in v3_stage_names(v3_rounds(variant)):
+            key = (folder, name) if name in R0_STAGES else (folder, variant, name)
+            if key not in done:
+                done.add(key)
+                secs += cost[name.split("@")[0]]
+        per_cell[(lang, variant, seed)] = secs + cost["sentence_counts"]
+    return {"cells": per_cell, "total_s": sum(per_cell.values()), "v2_costs": v2, "filled": filled,
+            "steps_per_round": V3_EPOCHS * math.ceil(V3_SIZES["source_train"] / TRAIN_BATCH)}
+
+
+def render_estimate(est: dict) -> str:
+    cells = est["cells"]
+    lines = ["### Estimated cost of the whole v3 plan (an estimate from the v2 cells' stage times, not a measurement)", "",
+             f"Scaled from the median v2 stage times (3 epochs = {V2_TRAIN_STEPS} steps per training, 1000 test sentences): "
+             f"training x {est['steps_per_round']}/{V2_TRAIN_STEPS} steps, test scoring x test sentences/1000 (twice: the "
+             "evaluate stage, then the per-sentence counts); r0's stages and the first round's pseudo labels once per work "
+             "folder. Filled from the other languages' ratios to train_target: "
+             f"{', '.join(est['filled']) or 'none'}.", "",
+             "| target | test sentences | train_source (s) | train_target (s) | evaluate (s) | cells | hours |",
+             "|---|---|---|---|---|---|---|"]
+    for lang in ORDER:
+        c = v3_stage_costs(est["v2_costs"], lang)
+        mine = [k for k in cells if k[0] == lang]
+        lines.append(f"| {lang} | {min(V3_SIZES['target_test'], TEST_AVAILABLE[lang])} | {c['train_source']:.0f} | "
+                     f"{c['train_target']:.0f} | {c['evaluate']:.0f} | {len(mine)} | {sum(cells[k] for k in mine) / 3600:.1f} |")
+    undefined = sum(s for k, s in cells.items() if not v3_defined(k[1]))
+    lines.append(f"| **all** | | | | | {len(cells)} | **{est['total_s'] / 3600:.1f}** |")
+    lines += ["", f"Of the {est['total_s'] / 3600:.1f} hours, {undefined / 3600:.1f} are the cells of variants not defined yet "
+              "(costed as one round of the default)."]
+    return "\n".join(lines) + "\n"
+
+
+# ----- v3 rendering
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    from statistics import mean, stdev
+
+    return mean(values), (stdev(values) if len(values) > 1 else None)
+
+
+def _fmt_seeds(values: list[float], planned: int) -> str:
+    """mean ± sd (n) in F1 points; fewer seeds than planned are said; none: *pending*."""
+    if not values:
+        return "*pending*"
+    m, sd = _mean_sd(values)
+    text = f"{100 * m:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
+    return text + (f" (n={len(values)})" if len(values) == planned else f" (n={len(values)} of {planned})")
+
+
+def _final_f1(cell: dict) -> float | None:
+    return (cell["rounds"].get(v3_rounds(cell["variant"])[-1]) or {}).get("f1")
+
+
+def _counts_stack(cells: dict, lang: str, variant: str, seeds) -> "list | None":
+    """(seeds, sentences, 3) counts of a variant's last model, or None unless every seed is measured."""
+    import numpy as np
+
+    sc = bench_module("sentence_counts")
+    stacks = []
+    for seed in seeds:
+        c = cells.get((lang, variant, seed))
+        if c is None:
+            return None
+        last = v3_rounds(variant)[-1]
+        stacks.append(sc.decode_counts(c["sentence_counts"][last]))
+    return np.stack(stacks)
+
+
+def render_bootstrap(cells: dict) -> list[str]:
+    bs = bench_module("bootstrap")
+    n, seed0 = V3_BOOTSTRAP["n_resamples"], V3_BOOTSTRAP["seed"]
+    lines = ["### Paired bootstrap: default − plain and default − zero-shot (test F1 points, 95% percentile interval)", "",
+             f"Test sentences resampled with replacement ({n} resamples, seed {seed0} + the target's index in the table); "
+             "the same resample for both variants and every seed; per resample each seed's counts are summed, its F1 "
+             "computed and averaged over the seeds. The average resamples each target independently and averages the "
+             "six differences. Needs all seeds of both variants.", "",
+             "| target | default − plain | default − zero-shot |", "|---|---|---|"]
+    diffs: dict[str, list] = {"plain": [], "zeroshot": []}
+    points: dict[str, list] = {"plain": [], "zeroshot": []}
+
+    def fmt(point, low, high):
+        return f"{100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+    for t, lang in enumerate(ORDER):
+        row = []
+        a = _counts_stack(cells, lang, "default", V3_SEEDS)
+        for other in ("plain", "zeroshot"):
+            b = _counts_stack(cells, lang, other, V3_SEEDS)
+            if a is None or b is None:
+                row.append("*pending*")
+                continue
+            d = bs.bootstrap_differences(a, b, n, seed0 + t)
+            point = bs.mean_f1(a) - bs.mean_f1(b)
+            diffs[other].append(d)
+            points[other].append(point)
+            iv = bs.interval_from(point, d, (len(a), len(b)))
+            row.append(fmt(iv.diff, iv.low, iv.high))
+        lines.append(f"| {lang} | " + " | ".join(row) + " |")
+    avg = []
+    for other in ("plain", "zeroshot"):
+        if len(diffs[other]) == len(ORDER):
+            iv = bs.interval_from(sum(points[other]) / len(ORDER), sum(diffs[other]) / len(ORDER), (len(V3_SEEDS),) * 2)
+            avg.append(f"**{fmt(iv.diff, iv.low, iv.high)}**")
+        else:
+            avg.append(f"*pending* ({len(diffs[other])}/{len(ORDER)} targets)")
+    lines.append("| **average** | " + " | ".join(avg) + " |")
+    return lines
+
+
+def render_v3(cells: dict, proto: Protocol) -> str:
+    """The v3 block of docs/RESULTS.md; every number from a measured cell, the rest *pending*."""
+    planned = plan_v3(include_undefined=True)
+    skipped = sorted({v for _, v, _ in planned if not v3_defined(v)})
+    steps = V3_EPOCHS * math.ceil(V3_SIZES["source_train"] / TRAIN_BATCH)
+    names = {"zeroshot": "zero-shot (r0)", "plain": f"plain (r{V3_ROUNDS})", "default": f"default (r{V3_ROUNDS})",
+             "paper": "paper's progressive mode"}
+    test_sizes = ", ".join(f"{lang} {min(V3_SIZES['target_test'], TEST_AVAILABLE[lang])}" for lang in ORDER)
+    lines = [f"Settings: {len(V3_SEEDS)} training seeds ({', '.join(map(str, V3_SEEDS))}; `train.seed`, r0 included), "
+             f"{V3_EPOCHS} epochs for r0 and every round ({steps} optimiser steps per round at batch {TRAIN_BATCH}), "
+             f"{V3_ROUNDS} self-training round(s); {V3_SIZES['source_train']} source / {V3_SIZES['target_unlabelled']} "
+             f"target sentences; up to {V3_SIZES['target_test']} test sentences "
+             f"({test_sizes}).", "",
+             "### Target test F1 (seqeval strict IOB2, %), mean ± sd over seeds (n seeds)", "",
+             "| target | " + " | ".join(names[v] for v in V3_MAIN) + " |", "|---" * (len(V3_MAIN) + 1) + "|"]
+    per_seed_avg: dict[str, dict[int, list]] = {v: {s: [] for s in V3_SEEDS} for v in V3_MAIN}
+    for lang in ORDER:
+        row = []
+        for v in V3_MAIN:
+            vals = []
+            for seed in V3_SEEDS:
+                c = cells.get((lang, v, seed))
+                if c is not None and _final_f1(c) is not None:
+                    vals.append(_final_f1(c))
+                    per_seed_avg[v][seed].append(_final_f1(c))
+            text = _fmt_seeds(vals, len(V3_SEEDS))
+            row.append(text + (" (not defined yet)" if not vals and not v3_defined(v) else ""))
+        lines.append(f"| {lang} ({'CoNLL' if LANGUAGES[lang][0] == 'conll' else 'WikiAnn'}) | " + " | ".join(row) + " |")
+    avg = []
+    for v in V3_MAIN:  # each seed's six-target average, then mean ± sd over seeds
+        complete = [sum(x) / len(x) for x in per_seed_avg[v].values() if len(x) == len(ORDER)]
+        done = sum(len(x) for x in per_seed_avg[v].values())
+        avg.append(f"**{_fmt_seeds(complete, len(V3_SEEDS))}**" if len(complete) == len(V3_SEEDS)
+                   else f"*pending* ({done}/{len(ORDER) * len(V3_SEEDS)} cells)")
+    lines.append("| **average** | " + " | ".join(avg) + " |")
+    lines += ["", *render_bootstrap(cells)]
+
+    lines += ["", "### Per variant: test F1 per seed, pseudo-label F1 per round (mean over seeds), steps per round", "",
+              "| target | variant | seeds | test F1 per seed (%) | pseudo-label F1 r0 → last (%) | steps per round | cell wall time (min, mean) |",
+              "|---|---|---|---|---|---|---|"]
+    for lang in ORDER:
+        for v in (*V3_MAIN, *V3_ABLATIONS):
+            seeds = sorted({s for (lg, vv, s) in planned if lg == lang and vv == v})
+            if not seeds:
+                continue
+            mine = [cells[(lang, v, s)] for s in seeds if (lang, v, s) in cells]
+            label = v + (" (one seed)" if v in V3_ABLATIONS else "") + ("" if v3_defined(v) else " (not defined yet)")
+            if not mine:
+                lines.append(f"| {lang} | {label} | 0 of {len(seeds)} | *pending* | *pending* | | |")
+                continue
+            f1s = " / ".join(f"s{s}: " + (_fmt(_final_f1(cells[(lang, v, s)])) if (lang, v, s) in cells else "*pending*")
+                             for s in seeds)
+            rounds = v3_rounds(v) if v != "zeroshot" else ["r0"]
+            pl = []
+            for r in rounds:
+                xs = [c["rounds"][r]["pseudo_label_f1"] for c in mine if (c["rounds"].get(r) or {}).get("pseudo_label_f1") is not None]
+                pl.append(_fmt(sum(xs) / len(xs)) if xs else "-")
+            st = sorted({c["rounds"][r].get("optimizer_steps") for c in mine for r in rounds if c["rounds"].get(r)} - {None})
+            wall = sum(s["seconds"] for c in mine for s in c["stages"].values()) / len(mine) / 60
+            lines.append(f"| {lang} | {label} | {len(mine)} of {len(seeds)} | {f1s} | {' → '.join(pl)} | "
+                         f"{', '.join(map(str, st))} | {wall:.0f} |")
+
+    lines += ["", f"### Ablations on de and ar (test F1 of the last round, %; seed {V3_ABLATION_SEED} only, one seed)", "",
+              "| target | default | global view only | local view only | no MLM | plain |", "|---|---|---|---|---|---|"]
+    for lang in ABLATION_LANGS:
+        vals = [_fmt(_final_f1(cells[(lang, v, V3_ABLATION_SEED)])) if (lang, v, V3_ABLATION_SEED) in cells else "*pending*"
+                for v in ("default", "global", "local", "nomlm", "plain")]
+        lines.append(f"| {lang} | " + " | ".join(vals) + " |")
+
+    lines += ["", "### Wall time per stage (s, median over the cells where it ran) and peak RSS (MB)", "",
+              "| target | " + " | ".join(COST_KINDS[2:]) + " | sentence_counts | peak RSS |", "|---" * (len(COST_KINDS) - 2 + 3) + "|"]
+    for lang in ORDER:
+        ran: dict[str, list] = {}
+        for (lg, _, _), c in cells.items():
+            if lg == lang:
+                for name, s in c["stages"].items():
+                    if s.get("ran"):
+                        ran.setdefault(name.split("@")[0], []).append(s)
+        if not ran:
+            lines.append(f"| {lang} | " + " | ".join(["*pending*"] * (len(COST_KINDS) - 2 + 1)) + " | |")
+            continue
+        med = [(f"{sorted(x['seconds'] for x in ran[k])[len(ran[k]) // 2]:.0f}" if k in ran else "-")
+               for k in (*COST_KINDS[2:], "sentence_counts")]
+        peak = max(s["peak_rss_mb"] for x in ran.values() for s in x)
+        lines.append(f"| {lang} | " + " | ".join(med) + f" | {peak:.0f} |")
+
+    commits = sorted({c["commit"][:8] for c in cells.values()})
+    machines = sorted({c["machine"]["cpu"] or "?" for c in cells.values()})
+    loads = sorted(s["load_before"] for c in cells.values() for s in c["stages"].values() if s.get("ran"))
+    lines += ["", f"Measured cells: {len(cells)} of {len(plan_v3())} planned"
+              + (f"; skipped, definition missing: {', '.join(skipped)} "
+                 f"({sum(1 for _, v, _ in planned if v in skipped)} cells; see `--protocol v3 status`)" if skipped else "")
+              + f"; project commit(s) {', '.join(commits) or '-'}; machine(s) {', '.join(machines) or '-'}; 1-minute load "
+              f"average before a stage: median {loads[len(loads) // 2] if loads else '-'} (2 cores; above 2: the times are inflated).",
+              "", render_estimate(estimate_v3(load_cells(PROTOCOLS["v2"]))).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+PROTOCOLS = {
+    "v1": Protocol("v1", ROOT / "bench" / "results" / "cells", "", plan_v1,
+                   "<!-- results:begin (bench/results.py render) -->", "<!-- results:end -->"),
+    "v2": Protocol("v2", ROOT / "bench" / "results" / "cells-v2", "v2", plan_v2,
+                   "<!-- results-v2:begin (bench/results.py render) -->", "<!-- results-v2:end -->"),
+    "v3": Protocol("v3", ROOT / "bench" / "results" / "cells-v3", "v3", plan_v3,
+                   "<!-- results-v3:begin (bench/results.py --protocol v3 render) -->", "<!-- results-v3:end -->", seeded=True),
+}
+
+
 def pinned_commit(proto: Protocol, requested: str | None) -> str:
     """The snapshot commit for new work folders: the one the protocol's measured cells came
     from (a protocol's table must come from one commit), else the requested one, else HEAD."""
@@ -353,26 +819,53 @@ def pinned_commit(proto: Protocol, requested: str | None) -> str:
     return measured_at.pop() if measured_at else _head_commit()
 
 
+def parse_only(proto: Protocol, only: list[str]) -> list[tuple]:
+    """--only values: LANG:VARIANT (v1/v2); v3 also LANG:VARIANT:SEED, and LANG:VARIANT means
+    every seed the plan gives that variant on that language."""
+    cells: list[tuple] = []
+    for text in only:
+        parts = text.split(":")
+        if not proto.seeded:
+            cells.append(tuple(parts))
+        elif len(parts) == 3 and parts[2].isdigit():
+            cells.append((parts[0], parts[1], int(parts[2])))
+        elif len(parts) == 2:
+            planned = [c for c in plan_v3(include_undefined=True) if c[:2] == tuple(parts)]
+            cells += planned or [(parts[0], parts[1], V3_SEEDS[0])]
+        else:
+            cells.append(tuple(parts))
+    return cells
+
+
 def cmd_run(args) -> int:
     proto = PROTOCOLS[args.protocol]
     commit = pinned_commit(proto, args.commit)
-    cells = [tuple(c.split(":")) for c in args.only] if args.only else proto.plan()
+    cells = parse_only(proto, args.only) if args.only else proto.plan()
+    for key in cells:  # check them all before anything runs
+        if len(key) != (3 if proto.seeded else 2) or key[0] not in LANGUAGES or key[1] not in proto.variants:
+            print(f"unknown cell {':'.join(map(str, key))}", file=sys.stderr)
+            return 2
+        if proto.seeded and not v3_defined(key[1]):
+            print(f"{':'.join(map(str, key))}: variant {key[1]} is not defined yet (PAPER_MODE in bench/results.py is a "
+                  "placeholder); nothing measured", file=sys.stderr)
+            return 2
     proto.cells.mkdir(parents=True, exist_ok=True)
     workroot = Path(args.workdir) / proto.work_subdir
     log_path = Path(args.workdir) / "harness.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     with open(log_path, "a") as log:
-        for lang, variant in cells:
-            if lang not in LANGUAGES or variant not in VARIANTS:
-                print(f"unknown cell {lang}:{variant}", file=sys.stderr)
-                return 2
-            path = proto.cell_path(lang, variant)
+        for key in cells:
+            path = proto.cell_path(*key)
             if path.exists() and not args.force:
                 continue
-            print(f"{dt.datetime.now():%H:%M:%S} {proto.name} {lang}:{variant} at {commit[:8]} ...", flush=True)
+            label = ":".join(map(str, key))
+            print(f"{dt.datetime.now():%H:%M:%S} {proto.name} {label} at {commit[:8]} ...", flush=True)
             try:
-                cell = run_cell(lang, variant, workroot, Path(args.shared), commit, log)
+                if proto.seeded:
+                    cell = run_cell_v3(*key, workroot, Path(args.shared), commit, log)
+                else:
+                    cell = run_cell(*key, workroot, Path(args.shared), commit, log)
             except Exception as exc:  # one failed cell must not stop an unattended run
                 failures += 1
                 print(f"  failed: {exc}", flush=True)
@@ -388,17 +881,34 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     proto = PROTOCOLS[args.protocol]
-    for lang, variant in proto.plan():
-        p = proto.cell_path(lang, variant)
-        print(f"{lang}:{variant:9s} {'measured' if p.exists() else 'pending'}")
+    for key in proto.plan():
+        state = "measured" if proto.cell_path(*key).exists() else "pending"
+        lang, variant = key[:2]
+        print(f"{lang}:{variant:9s} s{key[2]} {state}" if proto.seeded else f"{lang}:{variant:9s} {state}")
+    if proto.seeded:
+        skipped = [c for c in plan_v3(include_undefined=True) if not v3_defined(c[1])]
+        for variant in sorted({v for _, v, _ in skipped}):
+            n = sum(1 for c in skipped if c[1] == variant)
+            print(f"skipped: {variant} ({n} cells): not defined yet; PAPER_MODE in bench/results.py is a placeholder "
+                  "until the paper's progressive mode exists")
+        est = estimate_v3(load_cells(PROTOCOLS["v2"]))
+        pending = [k for k in plan_v3() if not proto.cell_path(*k).exists()]
+        print(f"pending: {len(pending)} cells, about {sum(est['cells'][k] for k in pending) / 3600:.1f} h on a 2-core "
+              f"machine (an estimate from the v2 stage times; the whole plan with the skipped cells: "
+              f"{est['total_s'] / 3600:.1f} h; `estimate` for the arithmetic)")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    print(render_estimate(estimate_v3(load_cells(PROTOCOLS["v2"]))), end="")
     return 0
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def load_cells(proto: Protocol) -> dict[tuple[str, str], dict]:
-    return {(c["language"], c["variant"]): c for c in (json.loads(p.read_text()) for p in sorted(proto.cells.glob("*.json")))}
+def load_cells(proto: Protocol) -> dict[tuple, dict]:
+    return {proto.key(c): c for c in (json.loads(p.read_text()) for p in sorted(proto.cells.glob("*.json")))}
 
 
 def render_steps(cells: dict) -> str:
@@ -539,7 +1049,8 @@ def cmd_render(args) -> int:
             return 1
         head, rest = text.split(proto.begin, 1)
         _, tail = rest.split(proto.end, 1)
-        text = head + proto.begin + "\n" + render_tables(cells, proto) + proto.end + tail
+        body = render_v3(cells, proto) if proto.seeded else render_tables(cells, proto)
+        text = head + proto.begin + "\n" + body + proto.end + tail
     RESULTS_MD.write_text(text)
     print(f"wrote {RESULTS_MD}")
     return 0
@@ -550,16 +1061,18 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="v2", help="which protocol's cells (default: v2)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="measure pending cells")
-    r.add_argument("--only", action="append", help="LANG:VARIANT (repeat); default: every cell of the plan")
+    r.add_argument("--only", action="append", help="LANG:VARIANT (repeat; v3: LANG:VARIANT:SEED, or every planned "
+                   "seed); default: every cell of the plan")
     r.add_argument("--force", action="store_true", help="rerun cells that are already measured")
     r.add_argument("--workdir", default=str(ROOT.parent / "bench-work"), help="where the per-language work folders live")
     r.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="the benchmark corpora")
     r.add_argument("--commit", help="project commit to snapshot for new work folders (default: the commit of "
                    "the protocol's measured cells, else HEAD)")
-    sub.add_parser("status", help="list measured and pending cells")
-    sub.add_parser("render", help="write the tables into docs/RESULTS.md")
+    sub.add_parser("status", help="list measured and pending cells (v3: also skipped variants and the estimated cost)")
+    sub.add_parser("render", help="write the tables of every protocol into docs/RESULTS.md")
+    sub.add_parser("estimate", help="protocol v3's estimated cost, from the v2 cells' stage times")
     args = ap.parse_args(argv)
-    return {"run": cmd_run, "status": cmd_status, "render": cmd_render}[args.cmd](args)
+    return {"run": cmd_run, "status": cmd_status, "render": cmd_render, "estimate": cmd_estimate}[args.cmd](args)
 
 
 if __name__ == "__main__":

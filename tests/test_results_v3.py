@@ -1,0 +1,319 @@
+"""bench/results.py protocol v3: the plan, work folders, params, cost estimate, status and the
+rendered table (fake cell JSONs in a tmp dir); v1/v2 rendering stays byte-identical."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from glode.metrics import prf
+from tests.bench_modules import load
+
+ROOT = Path(__file__).resolve().parent.parent
+R = load("results")
+SC = load("sentence_counts")
+
+
+@pytest.fixture
+def v3(monkeypatch, tmp_path):
+    """Protocol v3 with its cells in a tmp dir and a cheap bootstrap."""
+    proto = dataclasses.replace(R.PROTOCOLS["v3"], cells=tmp_path / "cells-v3")
+    monkeypatch.setitem(R.PROTOCOLS, "v3", proto)
+    monkeypatch.setitem(R.V3_BOOTSTRAP, "n_resamples", 1000)
+    return proto
+
+
+def define_paper(monkeypatch, overrides: dict) -> None:
+    monkeypatch.setitem(R.V3_VARIANTS, "paper", ("the paper's progressive mode (test definition)", overrides))
+
+
+# --------------------------------------------------------------------------- plan and params
+
+
+def test_plan_skips_the_undefined_paper_variant_and_puts_seed_0_first():
+    plan = R.plan_v3()
+    assert R.PAPER_MODE is None and not R.v3_defined("paper")
+    assert len(plan) == len(set(plan)) == 6 * 3 * 3 + 2 * 3
+    assert all(v != "paper" for _, v, _ in plan)
+    assert len(R.plan_v3(include_undefined=True)) == len(plan) + 6 * 3
+    first_seed1 = next(i for i, c in enumerate(plan) if c[2] == 1)
+    assert {c[0] for c in plan[:first_seed1]} == set(R.ORDER) and all(c[2] == 0 for c in plan[:first_seed1])
+    ablations = [c for c in plan if c[1] in R.V3_ABLATIONS]
+    assert sorted(ablations) == sorted((lang, v, 0) for lang in ("de", "ar") for v in ("global", "local", "nomlm"))
+    for lang in R.ORDER:
+        for seed in R.V3_SEEDS:
+            assert plan.index((lang, "zeroshot", seed)) < plan.index((lang, "default", seed))
+
+
+def test_paper_once_defined_is_planned_with_its_rounds(monkeypatch):
+    define_paper(monkeypatch, {"retrain.init": "previous", "rounds": 4})
+    assert ("de", "paper", 2) in R.plan_v3()
+    assert R.v3_rounds("paper") == ["r0", "r1", "r2", "r3", "r4"]
+    names = R.v3_stage_names(R.v3_rounds("paper"))
+    assert [n for n in names if n.startswith("evaluate")] == ["evaluate@r0", "evaluate@r4"]
+    assert names.count("train_target@r3") == 1
+    assert R.v3_overrides("paper", 1)["rounds"] == 4 and R.v3_overrides("paper", 1)["train.seed"] == 1
+    assert R.v3_workdir("de", "paper", 1) == "de-s1"  # shares seed 1's r0
+    define_paper(monkeypatch, {"train.epochs": 1, "rounds": 10})
+    assert R.v3_workdir("de", "paper", 1) == "de-s1-paper"  # changes r0: its own folder
+
+
+def test_workdirs_per_seed_and_r0_changing_variants():
+    assert {R.v3_workdir("ar", v, 2) for v in ("zeroshot", "plain", "default", "global", "local")} == {"ar-s2"}
+    assert R.v3_workdir("ar", "nomlm", 0) == "ar-s0-nomlm"
+    assert R.v3_rounds("zeroshot") == ["r0"] and R.v3_rounds("default") == ["r0", "r1"]
+    with pytest.raises(KeyError, match="not defined"):
+        R.v3_overrides("paper", 0)
+
+
+def test_write_params_sets_seed_epochs_and_the_round_chain(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    params = R.write_params(tmp_path, "zh", R.v3_overrides("plain", 2))
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert written == params
+    assert params["train"]["seed"] == 2 and params["train"]["epochs"] == R.V3_EPOCHS
+    assert params["rounds"] == {"r1": {"prev": "r0"}}
+    assert params["models"] == {"r0": {"prev": "source"}, "r1": {"prev": "r0"}}
+    assert params["denoise"]["use-global"] is False and params["target"] == "zh"
+    params = R.write_params(tmp_path, "zh", {"rounds": 3})  # from the kept snapshot defaults again
+    assert list(params["rounds"]) == ["r1", "r2", "r3"] and params["rounds"]["r3"] == {"prev": "r2"}
+    assert params["denoise"]["use-global"] is True
+    with pytest.raises(KeyError, match="no such parameter"):
+        R.write_params(tmp_path, "zh", {"train.no-such-key": 1})
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def _fake_v2(seconds: dict[str, float]) -> dict:
+    """v2 cells whose stages all ran with the given seconds per kind, for every language."""
+    cells = {}
+    for lang in R.ORDER:
+        stages = {k: {"seconds": v, "ran": True} for k, v in seconds.items() if k in ("prepare", "encoder", "train_source",
+                                                                                      "initial_labels")}
+        stages |= {f"{k}@r{i}": {"seconds": v, "ran": True} for k, v in seconds.items()
+                   for i in (1, 2) if k in ("pseudo_label", "denoise", "train_target")}
+        stages |= {f"evaluate@r{i}": {"seconds": seconds["evaluate"], "ran": True} for i in (0, 1, 2)}
+        cells[(lang, "glode")] = {"stages": stages}
+    return cells
+
+
+def test_estimate_arithmetic_on_round_numbers():
+    s = {"prepare": 1, "encoder": 9, "train_source": 564, "initial_labels": 20, "pseudo_label": 40, "denoise": 10,
+         "train_target": 846, "evaluate": 10}
+    est = R.estimate_v3(_fake_v2(s))
+    f = est["steps_per_round"] / R.V2_TRAIN_STEPS
+    assert est["steps_per_round"] == R.V3_EPOCHS * math.ceil(3000 / 16) == 376
+    ev = {lang: 10 * min(3000, R.TEST_AVAILABLE[lang]) / 1000 for lang in R.ORDER}
+    r0 = 1 + 9 + 564 * f + 20 + ev["de"]
+    c = est["cells"]
+    assert c[("de", "zeroshot", 0)] == pytest.approx(r0 + ev["de"])  # r0's stages, then its counts
+    round_cost = 10 + 846 * f + 2 * ev["de"]
+    assert c[("de", "plain", 0)] == pytest.approx(40 + round_cost)  # pays the round's shared pseudo labels
+    assert c[("de", "default", 0)] == pytest.approx(round_cost)
+    assert c[("de", "paper", 0)] == pytest.approx(round_cost)  # undefined: costed as a default round
+    assert c[("de", "nomlm", 0)] == pytest.approx(r0 + 40 + round_cost)  # its own folder and r0
+    assert c[("hi", "default", 1)] == pytest.approx(10 + 846 * f + 2 * 10)  # hi has 1000 test sentences
+    assert est["filled"] == []
+
+
+def test_estimate_from_the_committed_v2_cells_fits_the_budget():
+    est = R.estimate_v3(R.load_cells(R.PROTOCOLS["v2"]))
+    assert len(est["cells"]) == 78
+    assert 10 * 3600 < est["total_s"] < 15 * 3600
+    assert "es train_source" in est["filled"]  # es's r0 stages were not recorded in v2
+    text = R.render_estimate(est)
+    assert "an estimate" in text and f"**{est['total_s'] / 3600:.1f}**" in text
+
+
+# --------------------------------------------------------------------------- status and run
+
+
+def test_status_lists_pending_and_says_paper_is_skipped(v3, capsys):
+    assert R.main(["--protocol", "v3", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "de:zeroshot  s0 pending" in out
+    assert "skipped: paper (18 cells): not defined yet" in out
+    assert "pending: 60 cells" in out and "estimate" in out
+
+
+def test_run_refuses_undefined_and_unknown_cells(v3, tmp_path, capsys):
+    work = ["--workdir", str(tmp_path / "work")]
+    assert R.main(["--protocol", "v3", "run", "--only", "de:paper:0", *work]) == 2
+    assert "not defined yet" in capsys.readouterr().err
+    assert R.main(["--protocol", "v3", "run", "--only", "de:glode:0", *work]) == 2
+    assert R.main(["--protocol", "v3", "run", "--only", "xx:default:0", *work]) == 2
+    assert not (tmp_path / "work" / "v3").exists() and not v3.cells.exists()
+
+
+def test_only_without_a_seed_means_every_planned_seed():
+    proto = R.PROTOCOLS["v3"]
+    assert R.parse_only(proto, ["de:default"]) == [("de", "default", s) for s in R.V3_SEEDS]
+    assert R.parse_only(proto, ["ar:local"]) == [("ar", "local", 0)]
+    assert R.parse_only(proto, ["de:plain:2"]) == [("de", "plain", 2)]
+    assert R.parse_only(R.PROTOCOLS["v2"], ["de:glode"]) == [("de", "glode")]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+N_SENT = 40
+
+
+def _counts(rng, gold, skill):
+    tp = rng.binomial(gold, skill)
+    return np.stack([tp, tp + rng.integers(0, 2, size=len(gold)), gold], axis=1)
+
+
+def _cell(lang, variant, seed, counts, r0_f1=None):
+    rounds = R.v3_rounds(variant)
+    f1 = prf(*(int(x) for x in counts.sum(0)))["f1"]
+    per_round = {r: {"f1": f1 if r == rounds[-1] else r0_f1, "pseudo_label_f1": 0.5 + 0.01 * i, "optimizer_steps": 376}
+                 for i, r in enumerate(rounds)}
+    stage = {"seconds": 60.0, "ran": True, "peak_rss_mb": 1000.0 + seed, "load_before": 1.5}
+    return {"language": lang, "variant": variant, "seed": seed, "commit": "0123456789abcdef", "protocol": "v3",
+            "machine": {"cpu": "test cpu"}, "rounds": per_round, "stages": {"train_target@r1": stage, "evaluate@r1": stage},
+            "sentence_counts": {rounds[-1]: SC.encode_counts(counts)}}
+
+
+def write_fake_cells(proto, skip=()) -> dict:
+    """zeroshot < plain < default on every target and seed (default one more tp per sentence
+    wherever it can), the de/ar ablations on seed 0; returns the cells written."""
+    rng = np.random.default_rng(0)
+    proto.cells.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for t, lang in enumerate(R.ORDER):
+        gold = rng.integers(1, 4, size=N_SENT)
+        for seed in R.V3_SEEDS:
+            zs = _counts(rng, gold, 0.3)
+            plain = _counts(rng, gold, 0.5)
+            default = plain.copy()
+            default[:, 0] = np.minimum(default[:, 0] + 1, np.minimum(default[:, 1], default[:, 2]))
+            r0 = prf(*(int(x) for x in zs.sum(0)))["f1"]
+            for variant, counts in (("zeroshot", zs), ("plain", plain), ("default", default)):
+                written[(lang, variant, seed)] = _cell(lang, variant, seed, counts, r0)
+            if seed == 0 and lang in R.ABLATION_LANGS:
+                for variant in R.V3_ABLATIONS:
+                    written[(lang, variant, seed)] = _cell(lang, variant, seed, _counts(rng, gold, 0.4), r0)
+    for key, cell in written.items():
+        if key not in skip:
+            proto.cell_path(*key).write_text(json.dumps(cell))
+    return {k: v for k, v in written.items() if k not in skip}
+
+
+def test_render_all_pending_today(v3):
+    text = R.render_v3(R.load_cells(v3), v3)
+    assert "Measured cells: 0 of 60 planned; skipped, definition missing: paper (18 cells" in text
+    table = text.split("### Paired bootstrap")[0].split("(n seeds)")[1]
+    assert "*pending* (not defined yet)" in table and "±" not in table and "." not in table
+    assert "| de (CoNLL) | *pending* | *pending* | *pending* |" in table
+    assert text.count("*pending* (0/6 targets)") == 2
+    assert "Estimated cost" in text
+
+
+def test_render_fake_cells_mean_sd_and_bootstrap(v3):
+    cells = write_fake_cells(v3)
+    text = R.render_v3(R.load_cells(v3), v3)
+    f1s = [cells[("nl", "default", s)]["rounds"]["r1"]["f1"] for s in R.V3_SEEDS]
+    expected = f"{100 * np.mean(f1s):.1f} ± {100 * np.std(f1s, ddof=1):.1f} (n=3)"
+    row = next(line for line in text.splitlines() if line.startswith("| nl (CoNLL)"))
+    assert row.split(" | ")[3] == expected
+    assert row.split(" | ")[4].startswith("*pending* (not defined yet)")  # paper: never filled
+    per_seed_avg = [np.mean([cells[(lang, "plain", s)]["rounds"]["r1"]["f1"] for lang in R.ORDER]) for s in R.V3_SEEDS]
+    avg_row = next(line for line in text.splitlines() if line.startswith("| **average** | **"))
+    assert avg_row.split(" | ")[2] == f"**{100 * np.mean(per_seed_avg):.1f} ± {100 * np.std(per_seed_avg, ddof=1):.1f} (n=3)**"
+    boot = text.split("### Paired bootstrap")[1].split("###")[0]
+    for line in [ln for ln in boot.splitlines() if ln.startswith("| ") and not ln.startswith("| target")][1:]:
+        for interval in line.split(" | ")[1:]:
+            low = float(interval.strip("* |").split("[")[1].split(",")[0])
+            assert low > 0, line  # default beats plain and zero-shot on every resample
+    assert "| **average** | **+" in boot
+    assert "| de | global (one seed) | 1 of 1 |" in text and "| ar | nomlm (one seed) | 1 of 1 |" in text
+    assert "Measured cells: 60 of 60 planned" in text and "test cpu" in text and "| 376 |" in text
+
+
+def test_render_partial_seeds_are_said_and_block_the_bootstrap(v3):
+    write_fake_cells(v3, skip={("de", "plain", 1), ("es", "default", 0), ("es", "default", 1), ("es", "default", 2)})
+    text = R.render_v3(R.load_cells(v3), v3)
+    de = next(line for line in text.splitlines() if line.startswith("| de (CoNLL)"))
+    assert "(n=2 of 3)" in de.split(" | ")[2]
+    es = next(line for line in text.splitlines() if line.startswith("| es (CoNLL)"))
+    assert es.split(" | ")[3] == "*pending*"
+    boot = text.split("### Paired bootstrap")[1].split("###")[0]
+    assert "| de | *pending* | +" in boot  # default − plain needs every seed of plain; zero-shot has them
+    assert "| es | *pending* | *pending* |" in boot
+    assert "| **average** | *pending* (4/6 targets) | *pending* (5/6 targets) |" in boot
+
+
+def test_cmd_render_keeps_v1_v2_blocks_byte_identical(v3, monkeypatch, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    original = (ROOT / "docs" / "RESULTS.md").read_text()
+    page.write_text(original)
+    monkeypatch.setattr(R, "RESULTS_MD", page)
+    write_fake_cells(v3)
+    assert R.main(["--protocol", "v3", "render"]) == 0
+    new = page.read_text()
+    for proto in ("v1", "v2"):
+        p = R.PROTOCOLS[proto]
+        block = lambda s: s.split(p.begin, 1)[1].split(p.end, 1)[0]  # noqa: E731
+        assert block(new) == block(original)
+    v3_block = new.split(v3.begin, 1)[1].split(v3.end, 1)[0]
+    assert "Measured cells: 60 of 60" in v3_block
+    assert new.split(v3.begin)[0] == original.split(v3.begin)[0]
+
+
+# --------------------------------------------------------------------------- a real cell, tiny
+
+
+@pytest.mark.slow
+def test_tiny_cells_run_share_r0_and_store_checked_counts(v3, monkeypatch, tmp_path):
+    """zeroshot, plain and default of one (target, seed) on tiny synthetic data and the tiny
+    random encoder, through `run`: the variants share r0, the stored per-sentence counts
+    reproduce each cell's F1, and a second run measures nothing again."""
+    from tests.synthetic import all_words, write_corpus
+    from tests.tiny_encoder import build_tiny_encoder
+
+    shared = tmp_path / "shared"
+    for path, n, seed in (("wikiann/en/train.txt", 48, 1), ("wikiann/en/dev.txt", 12, 2),
+                          ("wikiann/ar/train.txt", 24, 3), ("wikiann/ar/test.txt", 20, 4)):
+        write_corpus(shared / path, n, seed=seed)
+    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", words=all_words())
+    tiny = {"encoder.name": str(encoder), "train.batch-size": 8, "denoise.dim": 16, "k": 5}
+    for name in ("zeroshot", "plain", "default"):
+        desc, own = R.V3_VARIANTS[name]
+        monkeypatch.setitem(R.V3_VARIANTS, name, (desc, {**tiny, **own}))
+    monkeypatch.setattr(R, "V3_EPOCHS", 1)
+    monkeypatch.setattr(R, "V3_SIZES", {"source_train": 40, "source_dev": 12, "target_unlabelled": 24, "target_test": 16})
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":" + os.environ["PATH"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    only = [a for v in ("zeroshot", "plain", "default") for a in ("--only", f"ar:{v}:0")]
+    args = ["--protocol", "v3", "run", *only, "--workdir", str(tmp_path / "work"), "--shared", str(shared)]
+    assert R.main(args) == 0
+    cells = R.load_cells(v3)
+    assert set(cells) == {("ar", v, 0) for v in ("zeroshot", "plain", "default")}
+    for (_, variant, _), c in cells.items():
+        last = R.v3_rounds(variant)[-1]
+        counts = SC.decode_counts(c["sentence_counts"][last])
+        assert len(counts) == 16 == c["sentences"]["target_test"]
+        assert prf(*(int(x) for x in counts.sum(0)))["f1"] == c["rounds"][last]["f1"]
+        assert c["workdir"] == "ar-s0" and c["overrides"]["train.seed"] == 0
+        assert c["rounds"]["r0"]["f1"] == cells[("ar", "zeroshot", 0)]["rounds"]["r0"]["f1"]
+    assert cells[("ar", "zeroshot", 0)]["stages"]["train_source"]["ran"]
+    for variant in ("plain", "default"):  # r0 is shared: DVC skipped it
+        assert not cells[("ar", variant, 0)]["stages"]["train_source"]["ran"]
+        assert cells[("ar", variant, 0)]["stages"]["train_target@r1"]["ran"]
+    assert cells[("ar", "plain", 0)]["stages"]["pseudo_label@r1"]["ran"]
+    assert not cells[("ar", "default", 0)]["stages"]["pseudo_label@r1"]["ran"]  # the round's pseudo labels too
+    assert cells[("ar", "default", 0)]["rounds"]["r1"]["optimizer_steps"] == 5  # ceil(40 / 8) x 1 epoch
+    mtimes = {p: p.stat().st_mtime for p in v3.cells.glob("*.json")}
+    assert R.main(args) == 0  # resumable: measured cells are not rerun
+    assert {p: p.stat().st_mtime for p in v3.cells.glob("*.json")} == mtimes
