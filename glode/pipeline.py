@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from glode.atomic import atomic_dir, atomic_path
 from glode.conll import read_conll_counts
 from glode.errors import GlodeError, InputError, ParamError
+from glode.params import check_label_sets
 from glode.tables import read_sentences, sentences_frame, write_table
 
 #: Table names written by the prepare stage, and the kind tag stored in each parquet file.
@@ -53,13 +54,7 @@ def prepare_tables(
     in ``stats.json`` (``warnings``), since its predictions can only be false positives there.
     """
     labels = list(labels)
-    if not labels:
-        raise ParamError("data.labels", "the entity label set is empty; list the entity types, e.g. [PER, ORG, LOC]")
-    both = sorted(set(labels) & set(ignore_labels))
-    if both:
-        raise ParamError("data.ignore-labels", f"{both} are also in data.labels; a type is either learned or ignored")
-    if len(set(labels)) != len(labels) or any(not lab or lab == "O" or any(c.isspace() for c in lab) for lab in labels):
-        raise ParamError("data.labels", f"{labels}: entity types must be distinct, non-empty, without spaces and not 'O'")
+    check_label_sets(labels, ignore_labels)
     stats = {}
     frames = {}
     for name in TABLES:

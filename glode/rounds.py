@@ -13,6 +13,8 @@ from pathlib import Path
 from glode.errors import ParamError
 
 ROUND_NAME = re.compile(r"^r([1-9][0-9]*)$")
+# Each round trains a model (minutes to hours); more than this is a typo, not an experiment.
+MAX_ROUNDS = 20
 
 
 def validate_rounds(rounds: dict | None) -> list[str]:
@@ -57,8 +59,8 @@ def check_prev(round_name: str, prev: str) -> None:
 
 def chain(n: int) -> dict[str, dict[str, str]]:
     """The linear chain r1 <- r0, r2 <- r1, ... for ``n`` rounds."""
-    if n < 0:
-        raise ParamError("rounds", f"the number of rounds must be >= 0, got {n}")
+    if not 0 <= n <= MAX_ROUNDS:
+        raise ParamError("rounds", f"the number of rounds must be between 0 and {MAX_ROUNDS}, got {n}")
     return {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, n + 1)}
 
 
