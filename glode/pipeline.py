@@ -57,8 +57,10 @@ def prepare_tables(
     check_label_sets(labels, ignore_labels)
     stats = {}
     frames = {}
+    warnings = []
     for name in TABLES:
         sentences, counts = read_conll_counts(files[name], labels, ignore_labels)
+        warnings += counts["warnings"]
         limit = (max_sentences or {}).get(name, 0)
         if limit and limit > 0:
             sentences = sentences[:limit]
@@ -83,7 +85,7 @@ def prepare_tables(
         raise InputError(files["source_train"], None, f"entity types {unlearnable} of data.labels never occur in the "
                          "source training data (after data.max-source-sentences), so the model cannot learn them; "
                          "remove them from data.labels or use source data that has them")
-    warnings = [f"{files['target_test']}: no {lab} entities in the target test set; the model's {lab} predictions "
+    warnings += [f"{files['target_test']}: no {lab} entities in the target test set; the model's {lab} predictions "
                 "there can only be false positives (a label set that differs between source and target? list the "
                 "type under data.ignore-labels to drop it)"
                 for lab in labels if not stats["target_test"]["per_type"][lab]]

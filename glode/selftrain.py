@@ -88,7 +88,8 @@ def has_gold(sentences) -> bool:
 def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
                chunk: int = 16384) -> list[np.ndarray]:
     """Project every array onto the top ``dim`` principal axes of their union (fit on a seeded
-    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature.
+    sample), then L2-normalise rows. ``dim <= 0`` or ``>= d`` keeps the full feature; with
+    fewer spans than ``dim`` the missing axes are zero columns, so the output is always ``dim`` wide.
 
     Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
@@ -107,7 +108,9 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
         mean = fit.mean(axis=0)
         _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
         del fit
-        basis = vt[:dim]
+        # fewer rows than dim give fewer axes: the rest are zero columns (no effect on cosines)
+        basis = np.zeros((dim, d))
+        basis[: min(dim, len(vt))] = vt[:dim]
         # fix each axis's sign so the projection does not depend on LAPACK's choice
         signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
         basis = basis * signs[:, None]
