@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from glode.errors import GlodeError, ParamError
-from glode.rounds import MAX_ROUNDS, ROUND_NAME
 
 __all__ = ["Param", "SCHEMA", "DEFAULTS", "check_options", "check_params", "check_file", "check_label_sets",
            "section_keys", "ParamsError"]
@@ -33,7 +32,8 @@ class Param:
     key: str
     type: type  # int, float, bool, str or list (of str)
     default: Any
-    lo: float | None = None  # inclusive lower bound
+    lo: float | None = None  # lower bound, inclusive unless lo_open
+    lo_open: bool = False
     hi: float | None = None  # upper bound, inclusive unless hi_open
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
@@ -46,15 +46,15 @@ class Param:
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                 list: "a non-empty list of names" if self.nonempty else "a list of names"}[self.type]
         if self.lo is not None and self.hi is not None:
-            return f"{kind} in [{_fmt(self.lo)}, {_fmt(self.hi)}{')' if self.hi_open else ']'}"
+            return f"{kind} in {'(' if self.lo_open else '['}{_fmt(self.lo)}, {_fmt(self.hi)}{')' if self.hi_open else ']'}"
         if self.lo is not None:
-            return f"{kind} >= {_fmt(self.lo)}"
+            return f"{kind} {'>' if self.lo_open else '>='} {_fmt(self.lo)}"
         return kind
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not allowed for this key, or None."""
         if not _is_type(value, self.type):
-            return None if self.type is list and value is None else self.allowed()
+            return self.allowed()
         if self.type is list:
             items = value or []
             if self.nonempty and not items:
@@ -69,7 +69,7 @@ class Param:
         if self.type in (int, float):
             if not math.isfinite(value):
                 return self.allowed()
-            if self.lo is not None and value < self.lo:
+            if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
                 return self.allowed()
             if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
                 return self.allowed()
@@ -83,8 +83,9 @@ def _fmt(x: float) -> str:
 def _is_type(value: Any, t: type) -> bool:
     if t is float:  # an integer is a fine number; true/false is not
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if t is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if t is int:  # 3.0 is read as 3 by the stages; 1e+16 and beyond are not (DVC writes them so)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer() and abs(value) < 1e16)
     return isinstance(value, t)
 
 
@@ -106,8 +107,8 @@ _PARAMS = [
           "to have no character-tokenised target, list a code that is never a target, e.g. [none]"),
     Param("model.max-seq-len", int, 128, lo=3),
     Param("train.epochs", int, 3, lo=1),
-    Param("train.lr", float, 5e-5, lo=0, hi=1),
-    Param("train.head-lr", float, 1e-3, lo=0, hi=1),
+    Param("train.lr", float, 5e-5, lo=0, lo_open=True, hi=1),
+    Param("train.head-lr", float, 1e-3, lo=0, lo_open=True, hi=1),
     Param("train.batch-size", int, 16, lo=1),
     Param("train.seed", int, 0, lo=0, hi=_SEED_MAX),
     Param("train.weight-decay", float, 0.01, lo=0),
@@ -203,12 +204,10 @@ def _rounds_problems(rounds: Any, models: Any) -> list[str]:
     from glode.rounds import validate_rounds
 
     try:
-        names = validate_rounds(rounds)
+        validate_rounds(rounds)
     except ParamError as exc:
         return [f"{exc.name}: {str(exc).split(': ', 1)[1]}"]
     out = []
-    if len(names) > MAX_ROUNDS:
-        out.append(f"rounds: {len(names)} rounds; at most {MAX_ROUNDS} are allowed (each round trains a model)")
     expected = {"r0": {"prev": "source"}, **(rounds or {})}
     if models != expected:
         out.append("models: must be r0 plus every round (the params.yaml line `models: {r0: {prev: source}, <<: *rounds}` "
@@ -233,7 +232,7 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         if key not in SCHEMA:
             near = difflib.get_close_matches(key, list(SCHEMA) + list(SPECIAL), n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
-            problems.append(f"{key}: unknown key{hint}; the stages would refuse it")
+            problems.append(f"{key}: unknown key{hint}; a typo would otherwise go unnoticed or stop a stage later")
             continue
         why = SCHEMA[key].problem(value)
         if why:
@@ -252,12 +251,12 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         except ParamError as exc:
             problems.append(f"{exc.name}: {str(exc).split(': ', 1)[1]}")
     files = [k for k in ("data.source-train", "data.source-dev") if ok(k)]
-    paths = [(k, root / flat[k]) for k in files]
+    paths = [(k, Path(flat[k])) for k in files]
     if ok("target"):
-        paths += [("target", root / "data" / flat["target"] / f) for f in ("train.txt", "test.txt")]
+        paths += [("target", Path("data", flat["target"], f)) for f in ("train.txt", "test.txt")]
     for key, path in paths:
-        if not path.is_file():
-            problems.append(f"{key}: {flat[key]!r}: file {path} {'is a folder' if path.is_dir() else 'not found'}")
+        if not (root / path).is_file():
+            problems.append(f"{key}: {flat[key]!r}: file {path} {'is a folder' if (root / path).is_dir() else 'not found'}")
     if ok("encoder.name"):
         name = flat["encoder.name"]
         if name != "embedded" and not (root / name).is_dir() and not Path(name).is_dir():
