@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
 import typer
@@ -56,10 +57,9 @@ _CLICK_ERRORS = _click_errors()
 def usage_line(exc: Exception) -> str:
     """One line for a click usage error: the command, what is wrong, where to find help."""
     ctx = getattr(exc, "ctx", None)
+    prog = ctx.command_path if ctx is not None else Path(sys.argv[0]).name
     msg = " ".join(exc.format_message().split())
-    if ctx is None:
-        return msg
-    return f"{ctx.command_path}: {msg} (see '{ctx.command_path} --help')"
+    return f"{prog}: {msg} (see '{prog} --help')"
 
 
 def _terminate(signum, frame) -> None:
