@@ -4,6 +4,7 @@ named output into place; the test waits for the marker and sends a signal."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ HOOK = Path(__file__).parent / "hang_hook"
 
 def hang_env(env: dict, spec: str, marker: Path) -> dict:
     """``env`` with the hook active for ``spec`` ("SCRIPT:OUTPUT"); the pid goes to ``marker``."""
-    return dict(env, PYTHONPATH=str(HOOK), GLODE_TEST_HANG=f"{spec}:{marker}")
+    path = os.pathsep.join(p for p in (str(HOOK), env.get("PYTHONPATH", "")) if p)  # keep a checkout's own path
+    return dict(env, PYTHONPATH=path, GLODE_TEST_HANG=f"{spec}:{marker}")
 
 
 def wait_for_hang(proc: subprocess.Popen, marker: Path, timeout: float, what: str, poll: float = 0.1) -> int:
