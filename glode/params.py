@@ -148,8 +148,10 @@ class ParamsError(GlodeError):
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = list(problems)
-        n = len(problems)
-        super().__init__(f"{source}: {n} bad parameter{'s' if n > 1 else ''}:\n  " + "\n  ".join(problems))
+        if len(problems) == 1:
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            super().__init__(f"{source}: {len(problems)} bad parameters:\n  " + "\n  ".join(problems))
 
 
 def _problem_line(key: str, value: Any, why: str) -> str:
@@ -256,7 +258,7 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         paths += [("target", Path("data", flat["target"], f)) for f in ("train.txt", "test.txt")]
     for key, path in paths:
         if not (root / path).is_file():
-            problems.append(f"{key}: {flat[key]!r}: file {path} {'is a folder' if (root / path).is_dir() else 'not found'}")
+            problems.append(f"{key}: {flat[key]!r}: file {root / path} {'is a folder' if (root / path).is_dir() else 'not found'}")
     if ok("encoder.name"):
         name = flat["encoder.name"]
         if name != "embedded" and not (root / name).is_dir() and not Path(name).is_dir():

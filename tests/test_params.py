@@ -82,7 +82,7 @@ BAD = {
     "choice": ("denoise.prototype", "median", "expected one of mean, ema"),
     "type": ("train.lr", "fast", "expected a number in (0, 1]"),
     "bool": ("denoise.use-local", "yes", "expected true or false"),
-    "missing target files": ("target", "xx", "target: 'xx': file data/xx/t"),
+    "missing target files": ("target", "xx", "target: 'xx': file "),
     "missing source file": ("data.source-dev", "data/en/nope.txt", "data.source-dev: 'data/en/nope.txt': file"),
     "missing encoder folder": ("encoder.name", "./models/enc", "neither 'embedded', an existing folder"),
     "unknown key": ("denoise.dimm", 64, "denoise.dimm: unknown key (did you mean denoise.dim?)"),
