@@ -38,7 +38,6 @@ class Param:
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
     nonempty: str = ""  # lists that must not be empty: why (DVC drops an empty list option)
-    note: str = ""  # what the value means, for messages
 
     def allowed(self) -> str:
         if self.choices:
@@ -90,8 +89,8 @@ def _is_type(value: Any, t: type) -> bool:
 
 
 _PARAMS = [
-    Param("k", int, 300, lo=1, note="neighbours per span in the local view"),
-    Param("target", str, "de", note="target language: data/<target>/train.txt and test.txt"),
+    Param("k", int, 300, lo=1),
+    Param("target", str, "de"),
     Param("data.source-train", str, "data/en/train.txt"),
     Param("data.source-dev", str, "data/en/dev.txt"),
     Param("data.labels", list, ["PER", "ORG", "LOC"],
@@ -120,7 +119,7 @@ _PARAMS = [
     Param("train.freeze-word-embeddings", bool, True),
     Param("train.eval-batch-size", int, 64, lo=1),
     Param("evaluate.batch-size", int, 64, lo=1),
-    Param("denoise.dim", int, 128, lo=0, note="0: the full feature"),
+    Param("denoise.dim", int, 128, lo=0),
     Param("denoise.o-keep-rate", float, 0.03, lo=0, hi=1),
     Param("denoise.local-scale", float, 0.9, lo=0),
     Param("denoise.m-start", float, 0.8, lo=0, hi=1),
@@ -140,6 +139,10 @@ _PARAMS = [
 ]
 SCHEMA: dict[str, Param] = {p.key: p for p in _PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in _PARAMS}
+SECTIONS: dict[str, list[str]] = {}
+for _key in SCHEMA:
+    if "." in _key:
+        SECTIONS.setdefault(_key.split(".")[0], []).append(_key.split(".", 1)[1])
 SPECIAL = ("rounds", "models")  # checked as a whole: the round chain and its derived copy
 
 
@@ -208,7 +211,7 @@ def _rounds_problems(rounds: Any, models: Any) -> list[str]:
     try:
         validate_rounds(rounds)
     except ParamError as exc:
-        return [f"{exc.name}: {str(exc).split(': ', 1)[1]}"]
+        return [f"{exc.name}: {exc.problem}"]
     out = []
     expected = {"r0": {"prev": "source"}, **(rounds or {})}
     if models != expected:
@@ -231,6 +234,9 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
     for key, value in flat.items():
         if key in SPECIAL:
             continue
+        if key in SECTIONS:
+            problems.append(f"{key}: {value!r} is not allowed; expected a mapping of its keys ({', '.join(SECTIONS[key])})")
+            continue
         if key not in SCHEMA:
             near = difflib.get_close_matches(key, list(SCHEMA) + list(SPECIAL), n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
@@ -240,7 +246,7 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         if why:
             problems.append(_problem_line(key, value, why))
     for key in SCHEMA:
-        if key not in flat:
+        if key not in flat and key.split(".")[0] not in flat:
             problems.append(f"{key}: missing (default {DEFAULTS[key]!r})")
     problems += _rounds_problems(params.get("rounds"), params.get("models"))
 
@@ -251,7 +257,7 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         try:
             check_label_sets(flat["data.labels"], flat["data.ignore-labels"] or [])
         except ParamError as exc:
-            problems.append(f"{exc.name}: {str(exc).split(': ', 1)[1]}")
+            problems.append(f"{exc.name}: {exc.problem}")
     files = [k for k in ("data.source-train", "data.source-dev") if ok(k)]
     paths = [(k, Path(flat[k])) for k in files]
     if ok("target"):

@@ -86,6 +86,7 @@ BAD = {
     "missing source file": ("data.source-dev", "data/en/nope.txt", "data.source-dev: 'data/en/nope.txt': file"),
     "missing encoder folder": ("encoder.name", "./models/enc", "neither 'embedded', an existing folder"),
     "unknown key": ("denoise.dimm", 64, "denoise.dimm: unknown key (did you mean denoise.dim?)"),
+    "section not a mapping": ("denoise", 5, "denoise: 5 is not allowed; expected a mapping of its keys (dim, "),
 }
 
 
