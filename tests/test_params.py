@@ -114,6 +114,19 @@ def test_broken_round_chains_name_the_round(root, case):
     assert len(problems) == 1 and problems[0].startswith(text), problems
 
 
+def test_glode_check_names_the_key_of_a_cycle_dvc_refuses_without_naming_it(root):
+    from typer.testing import CliRunner
+
+    from glode.cli import app
+
+    ok = CliRunner().invoke(app, ["check", "--params", str(root / "params.yaml")])
+    assert ok.exit_code == 0 and "every parameter is valid; 2 round(s)" in ok.output, ok.output
+    text = (root / "params.yaml").read_text().replace("  r1: {prev: r0}", "  r1: {prev: r2}")
+    (root / "cycle.yaml").write_text(text)
+    bad = CliRunner().invoke(app, ["check", "--params", str(root / "cycle.yaml")])
+    assert isinstance(bad.exception, ParamsError) and "rounds.r1.prev: 'r2' is defined later" in str(bad.exception)
+
+
 def test_edited_models_line_is_reported(root):
     p = copy.deepcopy(COMMITTED)
     p["models"]["r9"] = {"prev": "r1"}
