@@ -47,6 +47,24 @@ def rounds(
     typer.echo(f"{params}: {len(chain)} round(s): " + (", ".join(f"{k} <- {v['prev']}" for k, v in chain.items()) or "none"))
 
 
+@app.command()
+def check(
+    params: Annotated[Path, typer.Option(help="The params file to check.")] = Path("params.yaml"),
+) -> None:
+    """Check every key of params.yaml at once: types, ranges, choices, label sets, input paths and
+    the rounds chain (cycles, missing predecessors, too many rounds).
+
+    The pipeline's first stage runs the same check, but DVC refuses a `rounds` cycle while it
+    builds the graph, before any stage runs, with a message that does not name params.yaml:
+    this command names the key.
+    """
+    from glode.params import check_file
+    from glode.rounds import validate_rounds
+
+    chain = validate_rounds(check_file(params).get("rounds"))
+    typer.echo(f"{params}: every parameter is valid; {len(chain)} round(s)")
+
+
 @app.command("build-encoder")
 def build_encoder(
     name: Annotated[str, typer.Argument(help="'embedded', a local folder or a Hugging Face id.")] = "embedded",

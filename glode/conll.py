@@ -56,6 +56,45 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from None
 
 
+def _line_ends(path: Path, text: str) -> str:
+    r"""``\n`` line ends, or an error: a file with only ``\r`` line ends (classic Mac, or
+    ``tr '\n' '\r'``) is read line by line instead of as one line; a stray ``\r`` inside a line
+    of a ``\n`` file, and a byte-order mark anywhere but the start (files joined with ``cat``),
+    would otherwise silently become part of a token or a junk sentence."""
+    if "\r" in text and "\n" not in text:
+        text = text.replace("\r", "\n")
+    bom = text.find("\ufeff")
+    if bom >= 0:
+        raise InputError(path, text.count("\n", 0, bom) + 1, "a UTF-8 byte-order mark (U+FEFF) in the middle of the "
+                         "file, as left by joining files with `cat`; remove it (`sed -i 's/\\xef\\xbb\\xbf//' FILE`) or "
+                         "join the files without their marks")
+    stray = re.search(r"\r(?!\n)", text)
+    if stray:
+        raise InputError(path, text.count("\n", 0, stray.start()) + 1, "a carriage return (\\r) inside a line: the "
+                         "file mixes line-end styles; convert it to \\n line ends (e.g. `dos2unix FILE`)")
+    return text
+
+
+# A CoNLL line is a word and a tag; far more bytes per token line, or one giant sentence, means
+# the file was not split the way it was written (odd line ends, missing blank lines).
+MAX_BYTES_PER_TOKEN = 100
+MAX_SENTENCE_TOKENS = 1000
+
+
+def plausibility_warnings(path: str | Path, size: int, sentences: Sequence[Sentence]) -> list[str]:
+    """Warnings for a corpus whose token or sentence counts do not fit its size in bytes."""
+    tokens = sum(len(s.tokens) for s in sentences)
+    out = []
+    if tokens and size > 10 * MAX_BYTES_PER_TOKEN and size / tokens > MAX_BYTES_PER_TOKEN:
+        out.append(f"{path}: {size} bytes but only {tokens} tokens ({size // tokens} bytes per token line, usually "
+                   "under 40); check its line ends and that the tag is the last column")
+    longest = max(sentences, key=lambda s: len(s.tokens), default=None)
+    if longest is not None and len(longest.tokens) > MAX_SENTENCE_TOKENS:
+        out.append(f"{path}:{longest.line}: a sentence of {len(longest.tokens)} tokens; are the blank lines "
+                   "between sentences missing?")
+    return out
+
+
 def read_conll(path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> list[Sentence]:
     """Read and validate a CoNLL-style file into BIO2 sentences (see `read_conll_counts`)."""
     return read_conll_counts(path, labels, ignore)[0]
@@ -69,11 +108,13 @@ def read_conll_counts(
     Format: one `token ... tag` line per word (columns separated by spaces or tabs; the first
     column is the token, the last the tag), a blank line between sentences, `-DOCSTART-` lines
     skipped (they also end a sentence). IOB1 and BIO2 are accepted; tags are normalised with
-    `to_bio2`. `\\r\\n` line ends and a UTF-8 BOM are accepted; other non-UTF-8 bytes are errors.
+    `to_bio2`. `\\r\\n` and `\\r`-only line ends and a leading UTF-8 BOM are accepted; a BOM
+    elsewhere, a stray `\\r` in a line and other non-UTF-8 bytes are errors.
     `labels` is the allowed set of entity types (None accepts any); every unknown type is
     reported in one error with its entity count and first location. Entities of a type in
     `ignore` are read as `O` (e.g. CoNLL's MISC when the target data has no such type).
-    Returns the sentences and `{"entities": {type: n}, "ignored": {type: n}}`.
+    Returns the sentences and `{"entities": {type: n}, "ignored": {type: n}, "warnings": [...]}`
+    (`plausibility_warnings`).
     """
     path = Path(path)
     if not path.exists():
@@ -85,7 +126,7 @@ def read_conll_counts(
         raw = path.read_bytes()
     except OSError as err:
         raise InputError(path, None, f"cannot be read ({err.strerror or err}); check its permissions") from None
-    text = _decode(path, raw)
+    text = _line_ends(path, _decode(path, raw))
 
     allowed = None if labels is None else set(labels)
     ignored_types = set(ignore)
@@ -161,7 +202,8 @@ def read_conll_counts(
             "Add them to the `data.labels` parameter, list them under `data.ignore-labels` to read "
             "them as O (e.g. CoNLL MISC for a WikiAnn target), or relabel them in the data",
         )
-    return sentences, {"entities": dict(sorted(counts.items())), "ignored": dict(sorted(ignored.items()))}
+    return sentences, {"entities": dict(sorted(counts.items())), "ignored": dict(sorted(ignored.items())),
+                       "warnings": plausibility_warnings(path, len(raw), sentences)}
 
 
 def _show(s: str, limit: int = 40) -> str:

@@ -25,6 +25,7 @@ class ParamError(GlodeError):
 
     def __init__(self, name: str, problem: str):
         self.name = name
+        self.problem = problem
         super().__init__(f"parameter '{name}': {problem}")
 
 

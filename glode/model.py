@@ -195,21 +195,49 @@ def save_model(
     return out_dir
 
 
+MADE_BY = "model folders are written by the train_source and train_target stages (models/rN) or save_model"
+
+
 def read_model_meta(model_dir: str | Path) -> dict:
+    """Read and validate a model folder's metadata: every file and key ``load_model`` needs is
+    checked here, so an incomplete folder is named with what is missing instead of failing in
+    transformers (which would try to download a missing ``encoder/`` from a model hub)."""
     model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise GlodeError(f"{model_dir}: no such model folder; {MADE_BY}: run `dvc repro` or check the path")
+    if not model_dir.is_dir():
+        raise GlodeError(f"{model_dir}: is a file, not a model folder; {MADE_BY}")
     meta_path = model_dir / META_FILE
     if not meta_path.is_file():
-        raise GlodeError(f"{model_dir}: not a glode model folder (no {META_FILE}); train one with the train_source stage")
+        raise GlodeError(f"{model_dir}: not a glode model folder (no {META_FILE}); {MADE_BY}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GlodeError(f"{meta_path}: unreadable model metadata ({exc}); retrain the model") from exc
+    if not isinstance(meta, dict):
+        raise GlodeError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}; {MADE_BY}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise GlodeError(
             f"{meta_path}: model format version {version!r}, this glode reads version {FORMAT_VERSION}; "
             "retrain the model with this glode version"
         )
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise GlodeError(f"{meta_path}: no 'config' entry (the span model's architecture); the file is incomplete: "
+                         f"{MADE_BY}, retrain the model")
+    try:
+        SpanModelConfig(**config)
+    except (TypeError, ValueError) as exc:
+        raise GlodeError(f"{meta_path}: bad 'config' entry ({exc}); {MADE_BY}, retrain the model") from None
+    ext = meta.get("external_word_embeddings")
+    if ext is not None and not (isinstance(ext, dict) and {"encoder_dir", "sha256"} <= set(ext)):
+        raise GlodeError(f"{meta_path}: 'external_word_embeddings' needs 'encoder_dir' and 'sha256'; {MADE_BY}")
+    for part, what in (("encoder/config.json", "the encoder config"), ("encoder/tokenizer_config.json", "the tokenizer"),
+                       (WEIGHTS_FILE, "the trained weights")):
+        if not (model_dir / part).is_file():
+            raise GlodeError(f"{model_dir}: {part} is missing ({what}, saved with the model); the folder is "
+                             f"incomplete: {MADE_BY}, retrain the model")
     return meta
 
 

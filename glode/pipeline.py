@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from glode.atomic import atomic_dir, atomic_path
 from glode.conll import read_conll_counts
 from glode.errors import GlodeError, InputError, ParamError
+from glode.params import check_label_sets
 from glode.tables import read_sentences, sentences_frame, write_table
 
 #: Table names written by the prepare stage, and the kind tag stored in each parquet file.
@@ -53,17 +54,13 @@ def prepare_tables(
     in ``stats.json`` (``warnings``), since its predictions can only be false positives there.
     """
     labels = list(labels)
-    if not labels:
-        raise ParamError("data.labels", "the entity label set is empty; list the entity types, e.g. [PER, ORG, LOC]")
-    both = sorted(set(labels) & set(ignore_labels))
-    if both:
-        raise ParamError("data.ignore-labels", f"{both} are also in data.labels; a type is either learned or ignored")
-    if len(set(labels)) != len(labels) or any(not lab or lab == "O" or any(c.isspace() for c in lab) for lab in labels):
-        raise ParamError("data.labels", f"{labels}: entity types must be distinct, non-empty, without spaces and not 'O'")
+    check_label_sets(labels, ignore_labels)
     stats = {}
     frames = {}
+    warnings = []
     for name in TABLES:
         sentences, counts = read_conll_counts(files[name], labels, ignore_labels)
+        warnings += counts["warnings"]
         limit = (max_sentences or {}).get(name, 0)
         if limit and limit > 0:
             sentences = sentences[:limit]
@@ -88,7 +85,7 @@ def prepare_tables(
         raise InputError(files["source_train"], None, f"entity types {unlearnable} of data.labels never occur in the "
                          "source training data (after data.max-source-sentences), so the model cannot learn them; "
                          "remove them from data.labels or use source data that has them")
-    warnings = [f"{files['target_test']}: no {lab} entities in the target test set; the model's {lab} predictions "
+    warnings += [f"{files['target_test']}: no {lab} entities in the target test set; the model's {lab} predictions "
                 "there can only be false positives (a label set that differs between source and target? list the "
                 "type under data.ignore-labels to drop it)"
                 for lab in labels if not stats["target_test"]["per_type"][lab]]

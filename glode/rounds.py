@@ -13,6 +13,8 @@ from pathlib import Path
 from glode.errors import ParamError
 
 ROUND_NAME = re.compile(r"^r([1-9][0-9]*)$")
+# Each round trains a model (minutes to hours); more than this is a typo, not an experiment.
+MAX_ROUNDS = 20
 
 
 def validate_rounds(rounds: dict | None) -> list[str]:
@@ -24,6 +26,7 @@ def validate_rounds(rounds: dict | None) -> list[str]:
     for name, spec in rounds.items():
         if not isinstance(name, str) or not ROUND_NAME.match(name):
             raise ParamError("rounds", f"round name {name!r} must look like r1, r2, ...")
+        _check_number(name)
         if not isinstance(spec, dict) or "prev" not in spec:
             raise ParamError(f"rounds.{name}", "needs a 'prev' entry naming the round it builds on, e.g. {prev: r0}")
         prev = spec["prev"]
@@ -40,12 +43,18 @@ def validate_rounds(rounds: dict | None) -> list[str]:
     return seen[1:]
 
 
+def _check_number(name: str) -> None:
+    if int(ROUND_NAME.match(name).group(1)) > MAX_ROUNDS:
+        raise ParamError(f"rounds.{name}", f"at most {MAX_ROUNDS} rounds (r1 ... r{MAX_ROUNDS}); each round trains a model")
+
+
 def check_prev(round_name: str, prev: str) -> None:
     """A round may only build on r0 or a round with a smaller number (no cycles, no forward
     references); checked by every per-round stage, since a stage sees only its own entry."""
     m = ROUND_NAME.match(str(round_name))
     if not m:
         raise ParamError("rounds", f"round name {round_name!r} must look like r1, r2, ...")
+    _check_number(round_name)
     p = re.match(r"^r(0|[1-9][0-9]*)$", str(prev))
     if not p or int(p.group(1)) >= int(m.group(1)):
         raise ParamError(
@@ -57,8 +66,8 @@ def check_prev(round_name: str, prev: str) -> None:
 
 def chain(n: int) -> dict[str, dict[str, str]]:
     """The linear chain r1 <- r0, r2 <- r1, ... for ``n`` rounds."""
-    if n < 0:
-        raise ParamError("rounds", f"the number of rounds must be >= 0, got {n}")
+    if not 0 <= n <= MAX_ROUNDS:
+        raise ParamError("rounds", f"the number of rounds must be between 0 and {MAX_ROUNDS}, got {n}")
     return {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, n + 1)}
 
 

@@ -100,7 +100,8 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
     rank-``dim`` fit of the raw vectors; ``"random"`` is a fixed Gaussian projection drawn from
     ``seed`` (the reference's untrained projection head, without its bias); ``"pca"`` centres
     first, the old behaviour kept for comparison: with ~96% of spans O, centring turns the O
-    mean into an anti-entity direction and the O prototype stops describing O spans.
+    mean into an anti-entity direction and the O prototype stops describing O spans. With fewer
+    spans than ``dim`` the missing axes are zero columns, so the output is always ``dim`` wide.
 
     Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
@@ -125,7 +126,9 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
                 mean = fit.mean(axis=0)
             _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
             del fit
-            basis = vt[:dim]
+            # fewer rows than dim give fewer axes: the rest are zero columns (no effect on cosines)
+            basis = np.zeros((dim, d))
+            basis[: min(dim, len(vt))] = vt[:dim]
             # fix each axis's sign so the projection does not depend on LAPACK's choice
             signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
             basis = basis * signs[:, None]

@@ -1,6 +1,7 @@
 """Shared entry-point behaviour for stage scripts and the ``glode`` command.
 
-A ``GlodeError`` becomes one clear line on stderr and exit status 1, instead of a traceback.
+A ``GlodeError`` becomes one clear line on stderr and exit status 1, instead of a traceback;
+a usage error (unknown option, bad value, missing option) one line and click's exit status 2.
 SIGTERM (what ``kill`` and most job schedulers send) raises ``SystemExit`` inside the stage,
 so the atomic writers of ``glode.atomic`` remove their temporary output before the process
 exits with status 143.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
 import typer
@@ -30,13 +32,34 @@ def run_app(app: typer.Typer) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+    except _CLICK_ERRORS as exc:  # usage errors arrive here in non-standalone mode
+        print(f"error: {usage_line(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """typer 0.29 raises the exceptions of its vendored click, which are not plain click's."""
+    import click
+
+    errors: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as vendored
+    except ImportError:  # a typer that uses plain click
+        pass
+    else:
+        errors.append(vendored)
+    return tuple(errors)
+
+
+_CLICK_ERRORS = _click_errors()
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a click usage error: the command, what is wrong, where to find help."""
+    ctx = getattr(exc, "ctx", None)
+    prog = ctx.command_path if ctx is not None else Path(sys.argv[0]).name
+    msg = " ".join(exc.format_message().split())
+    return f"{prog}: {msg} (see '{prog} --help')"
 
 
 def _terminate(signum, frame) -> None:

@@ -6,7 +6,15 @@ from typing import Annotated
 import typer
 
 from glode.selftrain import denoise_round
+from glode.params import check_options, section_keys
 from glode.stagecli import run_app, single_command
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = {"k": "k", **section_keys(
+    "denoise", "o_keep_rate", "local_scale", "m_start", "m_step", "m_min", "prototype", "momentum", "use_global",
+    "use_local", "index", "auto_threshold", "nprobe", "seed", "start", "gate", "dim", "local_cap", "prototype_from",
+    "select", "select_rest", "projection", "features",
+)}
 
 
 def main(
@@ -46,6 +54,7 @@ def main(
     features: Annotated[str, typer.Option(help="(read by pseudo_label) where span vectors come from.")] = "model",
 ) -> None:
     """Write labels.parquet (refined soft labels, both views' scores and decisions) and statistics."""
+    check_options(locals(), PARAMS)
     s = denoise_round(
         round, pseudo, prev_labels, out, metrics, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
         m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,

@@ -6,7 +6,11 @@ from typing import Annotated
 import typer
 
 from glode.encoder import materialise_encoder
+from glode.params import check_options
 from glode.stagecli import run_app, single_command
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = {"name": "encoder.name"}
 
 
 def main(
@@ -14,6 +18,7 @@ def main(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoder"),
 ) -> None:
     """Write an encoder folder that AutoModel/AutoTokenizer load offline."""
+    check_options(locals(), PARAMS)
     path = materialise_encoder(name, out)
     typer.echo(f"encoder '{name}' written to {path}")
 

@@ -6,7 +6,11 @@ from typing import Annotated
 import typer
 
 from glode.selftrain import initial_labels
+from glode.params import check_options
 from glode.stagecli import run_app, single_command
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = {"batch_size": "evaluate.batch-size"}
 
 
 def main(
@@ -17,6 +21,7 @@ def main(
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
 ) -> None:
     """Kept non-O predictions keep their distribution; every other span is one-hot O."""
+    check_options(locals(), PARAMS)
     s = initial_labels(model, tables, out, metrics, batch_size=batch_size)
     f1 = s.get("pseudo_label_f1")
     typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))

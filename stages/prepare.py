@@ -5,8 +5,12 @@ from typing import Annotated
 
 import typer
 
+from glode.params import check_options, section_keys
 from glode.pipeline import prepare_tables
 from glode.stagecli import run_app, single_command
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = section_keys("data", "labels", "max_source_sentences", "max_target_sentences", "ignore_labels")
 
 
 def main(
@@ -14,13 +18,14 @@ def main(
     source_dev: Annotated[Path, typer.Option(help="Labelled source-language dev file (CoNLL).")],
     target_unlabelled: Annotated[Path, typer.Option(help="Target-language corpus; its tags are used only for diagnostics.")],
     target_test: Annotated[Path, typer.Option(help="Labelled target-language test file (CoNLL).")],
-    labels: Annotated[list[str], typer.Option(help="Entity types (repeat the option); O is implicit.")],
+    labels: Annotated[list[str], typer.Option(help="Entity types (repeat the option); O is implicit.")] = [],
     out: Annotated[Path, typer.Option(help="Output folder for the parquet tables.")] = Path("tables"),
     max_source_sentences: Annotated[int, typer.Option(help="Use at most this many source training sentences (0: all).")] = 0,
     max_target_sentences: Annotated[int, typer.Option(help="Use at most this many unlabelled target sentences (0: all).")] = 0,
     ignore_labels: Annotated[list[str], typer.Option(help="Entity types read as O in every file (repeat), e.g. MISC when the target data has none.")] = [],
 ) -> None:
     """Read, validate and normalise (IOB1/BIO2 to BIO2) the four corpora into parquet tables."""
+    check_options(locals(), PARAMS)
     files = {
         "source_train": source_train,
         "source_dev": source_dev,

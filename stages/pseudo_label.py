@@ -7,7 +7,12 @@ import typer
 
 from glode.rounds import check_prev
 from glode.selftrain import pseudo_label_round
+from glode.params import check_options
 from glode.stagecli import run_app, single_command
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = {"dim": "denoise.dim", "seed": "denoise.seed", "batch_size": "evaluate.batch-size",
+          "projection": "denoise.projection", "features": "denoise.features"}
 
 
 def main(
@@ -27,6 +32,7 @@ def main(
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
+    check_options(locals(), PARAMS)
     check_prev(round, prev)
     model = models / prev
     info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection,

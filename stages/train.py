@@ -6,10 +6,19 @@ from typing import Annotated
 
 import typer
 
+from glode.params import check_options, section_keys
 from glode.pipeline import span_cap, train_source_model
 from glode.selftrain import train_target_round
 from glode.stagecli import run_app, single_command
 from glode.training import TrainConfig
+
+# options that DVC fills from params.yaml, and their keys there
+PARAMS = {
+    **section_keys("model", "max_span_len", "max_span_len_char", "char_languages", "max_seq_len"),
+    **section_keys("train", "epochs", "lr", "head_lr", "batch_size", "seed", "weight_decay", "warmup_ratio", "grad_clip",
+                   "mlm_weight", "mlm_rate", "mlm_batch_size", "freeze_word_embeddings", "eval_batch_size"),
+    "init": "retrain.init",
+}
 
 
 def main(
@@ -42,6 +51,7 @@ def main(
     eval_batch_size: Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")] = 64,
 ) -> None:
     """Train a round's span NER model (r0 on the source language, rN also on target pseudo labels)."""
+    check_options(locals(), PARAMS)
     cfg = TrainConfig(
         epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
         warmup_ratio=warmup_ratio, grad_clip=grad_clip, mlm_weight=mlm_weight, mlm_rate=mlm_rate, mlm_batch_size=mlm_batch_size,

@@ -146,3 +146,43 @@ def test_fuzz_parse_or_input_error(tmp_path, data, labels):
     for s in sents:
         assert len(s.tokens) == len(s.tags) > 0 and s.line >= 1
         assert all(t == "O" or t[:2] in ("B-", "I-") for t in s.tags)
+
+
+# ------------------------------------------------------------------ issue 20: no silent collapse
+
+GOOD = "Anna B-PER\nlebt O\n\nin O\nBerlin B-LOC\n\nAjax B-ORG\n"
+
+
+def test_cr_only_line_ends_are_read_like_lf(tmp_path):
+    """`tr '\\n' '\\r'` used to give one sentence of one token, exit 0."""
+    lf = read_conll(write(tmp_path, GOOD, "lf.txt"), LABELS)
+    cr = read_conll(write(tmp_path, GOOD.replace("\n", "\r"), "cr.txt"), LABELS)
+    assert cr == lf and len(cr) == 3
+
+
+def test_bom_in_the_middle_is_an_error_naming_the_line(tmp_path):
+    joined = "\ufeff" + GOOD + "\n" + "\ufeff" + GOOD  # two files with marks joined by `cat`
+    p = write(tmp_path, joined)
+    with pytest.raises(InputError, match="byte-order mark") as err:
+        read_conll(p, LABELS)
+    assert err.value.line == 9
+    assert read_conll(write(tmp_path, "\ufeff" + GOOD, "start.txt"), LABELS) == read_conll(write(tmp_path, GOOD), LABELS)
+
+
+def test_stray_carriage_return_in_a_line_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="carriage return") as err:
+        read_conll(write(tmp_path, "Anna B-PER\nlebt O\rin O\n"), LABELS)
+    assert err.value.line == 2
+
+
+def test_implausible_counts_for_the_size_are_warned(tmp_path):
+    from glode.conll import read_conll_counts
+
+    _, counts = read_conll_counts(write(tmp_path, GOOD * 50), LABELS)
+    assert counts["warnings"] == []
+    # no blank lines between sentences: one giant sentence
+    _, counts = read_conll_counts(write(tmp_path, "".join(f"w{i} O\n" for i in range(1500)), "one.txt"), LABELS)
+    assert len(counts["warnings"]) == 1 and "one.txt:1: a sentence of 1500 tokens" in counts["warnings"][0]
+    # few tokens for many bytes (e.g. a tag column that swallowed the text)
+    _, counts = read_conll_counts(write(tmp_path, "".join(f"{'x' * 300} O\n\n" for _ in range(10)), "big.txt"), LABELS)
+    assert len(counts["warnings"]) == 1 and "bytes per token line" in counts["warnings"][0]

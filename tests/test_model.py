@@ -221,6 +221,43 @@ def test_load_rejects_foreign_or_future_folders(encoder_dir, tmp_path):
         load_model(out)
 
 
+def test_incomplete_model_folders_say_what_is_missing(encoder_dir, tmp_path):
+    """Each used to be a KeyError, a hub-connection OSError or 'not a glode model folder'."""
+    import shutil
+
+    with pytest.raises(GlodeError, match="no such model folder"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GlodeError, match="is a file, not a model folder"):
+        load_model(tmp_path / "file")
+    model, tok, _ = _trained(encoder_dir, True, epochs=1)
+    good = save_model(model, tok, tmp_path / "good", encoder_dir)
+
+    def broken(name, edit):
+        folder = shutil.copytree(good, tmp_path / name)
+        edit(folder)
+        return folder
+
+    def drop_key(key):
+        def edit(folder):
+            meta = json.loads((folder / "glode_model.json").read_text())
+            del meta[key]
+            (folder / "glode_model.json").write_text(json.dumps(meta))
+        return edit
+
+    cases = {
+        "no-config": (drop_key("config"), "no 'config' entry"),
+        "no-encoder": (lambda f: shutil.rmtree(f / "encoder"), "encoder/config.json is missing"),
+        "no-tokenizer": (lambda f: (f / "encoder/tokenizer_config.json").unlink(), "encoder/tokenizer_config.json is missing"),
+        "no-weights": (lambda f: (f / "weights.safetensors").unlink(), "weights.safetensors is missing"),
+    }
+    for name, (edit, text) in cases.items():
+        with pytest.raises(GlodeError, match=text) as err:
+            load_model(broken(name, edit))
+        assert "train_source and train_target stages" in str(err.value), str(err.value)
+    load_model(good)
+
+
 def test_mask_tokens_rate_and_specials():
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 100, (64, 50))

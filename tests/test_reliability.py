@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from glode.atomic import atomic_path, clean_stale
+from glode.atomic import atomic_path, clean_stale, temp_sibling
 from glode.errors import GlodeError, ParamError
 from glode.pipeline import prepare_tables
 from glode.rounds import validate_rounds
@@ -131,6 +131,24 @@ def test_windows_line_endings_are_accepted(tmp_path):
         assert a == b and all("\r" not in t for s in b for t in s.tokens + s.tags)
 
 
+def test_empty_label_set_gets_the_stages_own_message(tmp_path, monkeypatch, capsys):
+    """`data.labels: []`: DVC passes no --labels at all; that used to be click's MissingParameter."""
+    files = corpora(tmp_path / "data")
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "t", labels=()), monkeypatch, capsys)
+    assert code == 1 and err.startswith("error: parameter 'data.labels'") and err.count("\n") == 1, err
+    assert "the entity label set is empty" in err and not (tmp_path / "t").exists()
+
+
+def test_implausible_corpus_is_warned_by_prepare(tmp_path, monkeypatch, capsys):
+    files = corpora(tmp_path / "data")
+    # the unlabelled corpus without blank lines between sentences: one sentence of 1200 tokens
+    _set(files, "target_unlabelled", "".join(f"w{i} O\n" for i in range(1200)))
+    code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "t"), monkeypatch, capsys)
+    assert code == 0 and f"warning: {files['target_unlabelled']}:1: a sentence of 1200 tokens" in err, err
+    stats = json.loads((tmp_path / "t/stats.json").read_text())
+    assert any("1200 tokens" in w for w in stats["warnings"])
+
+
 # ------------------------------------------------------------------ label sets that differ
 
 
@@ -224,11 +242,11 @@ def test_empty_target_table_and_k_out_of_range(world, tmp_path, monkeypatch, cap
     from glode.selftrain import initial_labels
 
     initial_labels(world / "models/r0", world / "tables", tmp_path / "r0.parquet", tmp_path / "r0.json", progress=False)
-    for k in (0, 10**6):
+    for k, text in ((0, "expected an integer >= 1"), (10**6, "memory bank")):  # k < 1 is refused before reading
         out = tmp_path / f"labels-{k}.parquet"
         code, err = run_stage("denoise.py", ["--round", "r1", "--pseudo", pseudo, "--prev-labels", tmp_path / "r0.parquet",
                                              "--out", out, "--metrics", tmp_path / "d.json", "--k", k], monkeypatch, capsys)
-        assert code == 1 and "parameter 'k'" in err and "memory bank" in err, err
+        assert code == 1 and "parameter 'k'" in err and text in err, err
         assert not out.exists() and not (tmp_path / "d.json").exists()
     # an unknown pseudo-label folder version is an error, not a crash
     manifest["format_version"] = 99
@@ -328,3 +346,16 @@ def test_labels_parquet_of_unknown_version_is_an_error(tmp_path):
     with pytest.raises(GlodeError, match="schema version '7'"):
         read_table(path, "sentences")
     assert isinstance(pd.read_parquet(path), pd.DataFrame)  # still a valid parquet file for other tools
+
+
+def test_temporary_outputs_are_ignored_by_git(tmp_path):
+    """What a SIGKILL leaves (glode/atomic.py's hidden siblings, glode/encoder.py's) is not
+    listed by `git status`, so `git add .` cannot commit it."""
+    names = [temp_sibling(Path("tables")), temp_sibling(Path("rounds/r1/pseudo"), "old"),
+             temp_sibling(Path("models/r1/weights.safetensors")), Path(f"encoder.tmp-{os.getpid()}"),
+             Path(f"encoder.old-{os.getpid()}")]
+    proc = subprocess.run(["git", "check-ignore", "--no-index", *map(str, names)], cwd=ROOT, capture_output=True, text=True)
+    assert sorted(proc.stdout.split()) == sorted(map(str, names)), proc.stderr
+    kept = subprocess.run(["git", "check-ignore", "--no-index", "tables.txt", "glode/atomic.py", "logs/params-check.txt"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert kept.stdout == "", kept.stdout

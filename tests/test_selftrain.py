@@ -175,3 +175,19 @@ def test_projection_keeps_o_spans_nearest_to_the_o_prototype(projection):
         assert o_nearest < 0.5 and tau[0] < 0.2 * tau[1:].min()
     else:
         assert o_nearest > 0.99 and tau[0] > 0.9 * tau[1:].min()
+
+
+@pytest.mark.parametrize("sizes", [(60, 40), (3, 0), (1,)])
+def test_reduce_dim_with_fewer_spans_than_dim(sizes):
+    """Fewer candidate spans than denoise.dim used to raise IndexError; the missing axes are zero
+    columns, so cosines equal those of the spans' own principal axes."""
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(size=(n, 200)).astype(np.float32) for n in sizes]
+    if sizes == (60, 40):
+        vectors = [np.ones((60, 1018), "f4"), np.zeros((40, 1018), "f4")]  # the issue's case
+    out = reduce_dim(vectors, 128, 0)
+    assert [o.shape for o in out] == [(n, 128) for n in sizes]
+    assert all(np.isfinite(o).all() for o in out)
+    if sizes == (3, 0):
+        few = reduce_dim(vectors, 3, 0)[0]  # all the axes three points have (uncentred)
+        np.testing.assert_allclose(out[0] @ out[0].T, few @ few.T, atol=1e-5)

@@ -1,0 +1,42 @@
+"""Issue 20: a usage error of any stage or of `glode` is one line and click's exit status 2, never a
+traceback (typer 0.29 raises its vendored click's exceptions, which plain click's handler missed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    # entry point: (arguments, text expected in the one line)
+    "stages/check.py": (["--bogus"], "No such option: --bogus"),
+    "stages/prepare.py": (["--bogus"], "No such option: --bogus"),
+    "stages/encoder.py": (["--name"], "Option '--name' requires an argument"),
+    "stages/train.py": (["--round", "r0"], "r0 needs --target"),  # the stage's own typer.BadParameter
+    "stages/initial_labels.py": (["--batch-size", "many"], "Invalid value for '--batch-size'"),
+    "stages/pseudo_label.py": (["--round", "r1"], "Missing option '--prev'"),
+    "stages/denoise.py": (["--k", "abc", "--round", "r1", "--pseudo", "p", "--prev-labels", "l", "--out", "o",
+                           "--metrics", "m"], "Invalid value for '--k'"),
+    "stages/evaluate.py": (["--model"], "Option '--model' requires an argument"),
+    "stages/report.py": (["extra"], "unexpected extra argument"),
+    "glode": (["rounds", "abc"], "Invalid value for 'n'"),
+}
+
+
+def test_every_entry_point_reports_a_usage_error_in_one_line_with_status_2(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {}
+    for name, (args, _) in CASES.items():  # started together: most of the time is imports
+        cmd = [sys.executable, "-m", "glode.cli"] if name == "glode" else [sys.executable, str(ROOT / name)]
+        procs[name] = subprocess.Popen([*cmd, *args], cwd=tmp_path, env=env, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        text = CASES[name][1]
+        assert proc.returncode == 2, (name, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and text in err, (name, err)
+        assert "--help" in err and "Traceback" not in err and out == "", (name, err)
+    assert not any(tmp_path.iterdir()), "a usage error wrote something"
