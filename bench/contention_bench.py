@@ -4,14 +4,14 @@ Run in a project after `dvc repro prepare encoder` (the embedded default data an
 
     python bench/contention_bench.py --out bench/results/contention.json
 
-For each OpenMP wait policy (`ACTIVE`: libgomp's spinning default before glode set one;
-`PASSIVE`: what `import glode` now sets) a worker process builds the r0 model once and times
+For each OpenMP setting (`--settings`: libgomp's own default, passive waiting, shorter spin
+counts, or none set: what `import glode` chooses) a worker process builds the r0 model and times
 the `train_source` step (a source NER batch of `--batch-size` plus an MLM batch of
-`--mlm-batch-size` target sentences, backward, AdamW) in alternating blocks: `--block` steps
-idle, then `--block` steps while a busy loop (`while True: pass`, one Python process, one core)
-runs beside it, `--repeats` times. Both policies run in one invocation, one after the other,
-on the same batches; the JSON reports the median step time per policy and load and the
-busy/idle ratio. Issue goal: busy/idle <= 2.5 at the default policy.
+`--mlm-batch-size` target sentences, backward, AdamW): `--block` steps idle, then the same
+`--block` steps while a busy loop (`while True: pass`, one Python process, one core) runs
+beside it. Workers of the different settings alternate, `--repeats` each, so every setting
+sees the same machine; the JSON reports the median step time per setting and load and the
+busy/idle ratio. Issue goal: busy/idle <= 2.5 at glode's default.
 """
 
 from __future__ import annotations
@@ -67,21 +67,19 @@ def worker(args) -> dict:
 
     step(0)  # warm-up: first-call allocations
     times = {"idle": [], "busy": []}
-    k = 1
     for _ in range(args.repeats):
         for load in ("idle", "busy"):
             busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load == "busy" else None
             try:
                 time.sleep(0.5 if busy else 0.0)  # let the competitor get going
-                for _ in range(args.block):
+                for k in range(1, args.block + 1):  # the same batches in every block: only the load differs
                     times[load].append(step(k))
-                    k += 1
             finally:
                 if busy:
                     busy.kill()
                     busy.wait()
     return {"times": times, "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+            "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
 
 
 def main() -> None:
@@ -91,8 +89,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--mlm-batch-size", type=int, default=8)
     ap.add_argument("--block", type=int, default=3, help="steps per idle or busy block")
-    ap.add_argument("--repeats", type=int, default=3, help="idle+busy block pairs per policy")
-    ap.add_argument("--policies", nargs="+", default=["ACTIVE", "PASSIVE"])
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="worker runs per setting (each: one idle and one busy block), settings interleaved")
+    ap.add_argument("--settings", nargs="+", default=["GOMP_SPINCOUNT=300000", "OMP_WAIT_POLICY=PASSIVE", ""],
+                    help="OpenMP environments to compare, each 'VAR=VALUE[,VAR=VALUE]'; '' = none set, i.e. "
+                         "what `import glode` chooses. GOMP_SPINCOUNT=300000 is libgomp's own default (spin "
+                         "about 300k iterations, then sleep), what glode ran with before it set a policy.")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -105,18 +107,26 @@ def main() -> None:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
               "block": args.block, "repeats": args.repeats, "batch_size": args.batch_size,
               "mlm_batch_size": args.mlm_batch_size, "policies": {}}
-    for policy in args.policies:
-        env = dict(os.environ, OMP_WAIT_POLICY=policy)
-        cmd = [sys.executable, str(HERE), "--worker", "--encoder", args.encoder, "--tables", args.tables,
-               "--batch-size", str(args.batch_size), "--mlm-batch-size", str(args.mlm_batch_size),
-               "--block", str(args.block), "--repeats", str(args.repeats)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        idle = statistics.median(out["times"]["idle"])
-        busy = statistics.median(out["times"]["busy"])
-        result["policies"][policy] = {"idle_median_s": round(idle, 3), "busy_median_s": round(busy, 3),
-                                      "busy_over_idle": round(busy / idle, 2), "threads": out["threads"],
-                                      "steps": {k: [round(t, 3) for t in v] for k, v in out["times"].items()}}
+    collected = {s: {"idle": [], "busy": [], "threads": None, "env": None} for s in args.settings}
+    for _ in range(args.repeats):  # settings interleaved, so slow drifts of the machine hit all alike
+        for setting in args.settings:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            env.update(kv.split("=", 1) for kv in setting.split(",") if kv)
+            cmd = [sys.executable, str(HERE), "--worker", "--encoder", args.encoder, "--tables", args.tables,
+                   "--batch-size", str(args.batch_size), "--mlm-batch-size", str(args.mlm_batch_size),
+                   "--block", str(args.block), "--repeats", "1"]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            c = collected[setting]
+            c["idle"] += out["times"]["idle"]
+            c["busy"] += out["times"]["busy"]
+            c["threads"], c["env"] = out["threads"], out["env"]
+    for setting, c in collected.items():
+        idle, busy = statistics.median(c["idle"]), statistics.median(c["busy"])
+        result["policies"][setting or "glode default"] = {
+            "idle_median_s": round(idle, 3), "busy_median_s": round(busy, 3), "busy_over_idle": round(busy / idle, 2),
+            "threads": c["threads"], "env_in_worker": c["env"],
+            "steps": {k: [round(t, 3) for t in c[k]] for k in ("idle", "busy")}}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -4,10 +4,15 @@ import os as _os
 
 __version__ = "0.1.0"
 
-# OpenMP worker threads (torch's and faiss's libgomp) spin-wait for work by default. On a
-# machine where another process holds a core, the spinning threads steal the time the
-# working ones need and a training step becomes 3-10x slower (docs/BENCHMARKS.md, "Threads
-# under contention"). Passive waiting costs nothing measurable on an idle machine. libgomp
-# reads the variable once, when torch or faiss is first imported, so it is set here, before
-# any glode module imports either; a value the user set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch's and faiss's OpenMP threads (libgomp) spin for about 300,000 iterations when they run
+# out of work before they sleep. With every core busy that is fine; with another process on
+# one of the cores, the spinning threads take the time the working ones need, and a training
+# step beside a single busy core took 2.4-3.3x its idle time. Passive waiting (no spin) keeps
+# that to ~1.2x but makes the idle step ~20-30% slower (wake-ups between the many small
+# parallel regions of a step). A short spin of 3,000 iterations keeps the idle speed and
+# ~1.9x beside a busy core (docs/BENCHMARKS.md, "Threads under contention"). libgomp reads the
+# variable once, when torch or faiss is first imported, so it is set here, before any glode
+# module imports either; whatever the user set (GOMP_SPINCOUNT or OMP_WAIT_POLICY) wins.
+SPIN_COUNT = "3000"
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT

@@ -1,4 +1,4 @@
-"""Progress output, the OpenMP wait policy set on import, and warnings that describe nothing real."""
+"""Progress output, the OpenMP spin count set on import, and warnings that describe nothing real."""
 
 from __future__ import annotations
 
@@ -84,19 +84,23 @@ def test_disabled_by_caller(monkeypatch):
     assert out.getvalue() == ""
 
 
-def _policy_after_import(env: dict) -> str:
-    code = "import glode, os; print(os.environ['OMP_WAIT_POLICY'])"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+def _openmp_env_after_import(env: dict) -> tuple[str | None, str | None]:
+    code = "import glode, os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    return tuple(None if v == "None" else v for v in out)
 
 
-def test_import_sets_passive_openmp_wait_unless_the_user_chose():
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert _policy_after_import(env) == "PASSIVE"
-    assert _policy_after_import(dict(env, OMP_WAIT_POLICY="ACTIVE")) == "ACTIVE"
+def test_import_sets_a_short_openmp_spin_unless_the_user_chose():
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    import glode
+
+    assert _openmp_env_after_import(env) == (glode.SPIN_COUNT, None)
+    assert _openmp_env_after_import(dict(env, OMP_WAIT_POLICY="ACTIVE")) == (None, "ACTIVE")
+    assert _openmp_env_after_import(dict(env, GOMP_SPINCOUNT="300000")) == ("300000", None)
 
 
 def test_stage_entry_points_import_glode_before_torch():
-    """libgomp reads OMP_WAIT_POLICY once, when torch loads: every stage must import glode first."""
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads: every stage must import glode first."""
     from pathlib import Path
 
     stages = Path(__file__).resolve().parents[1] / "stages"
