@@ -164,8 +164,8 @@ def dvc_plots_page(root: Path, *args: str) -> tuple[Path, list[str]]:
 def test_plots_page_draws_every_plot_offline_in_a_browser(plots_project, tmp_path):
     page, ids = dvc_plots_page(plots_project)
     round_plots = ["Test_F1_by_round", "Pseudo-label_P_R_F1_by_round", "Label_flips_by_round",
-                   "Pseudo_labels_against_gold__last_round"]
-    assert ids[:4] == round_plots
+                   "Soft_pseudo-label_quality_by_round", "Pseudo_labels_against_gold__last_round"]
+    assert ids[:5] == round_plots
     curves = [i for i in ids if i.startswith("logs_")]
     assert len(curves) == 5 + 6 + 6 and "logs_r0_plots_metrics_loss_target_tsv" not in curves
     assert not any(i.endswith("_steps_tsv") for i in curves)
