@@ -118,7 +118,9 @@ def test_glode_check_names_the_key_of_a_cycle_dvc_refuses_without_naming_it(root
     from typer.testing import CliRunner
 
     from glode.cli import app
+    from glode.rounds import rewrite_rounds
 
+    rewrite_rounds(root / "params.yaml", 2)
     ok = CliRunner().invoke(app, ["check", "--params", str(root / "params.yaml")])
     assert ok.exit_code == 0 and "every parameter is valid; 2 round(s)" in ok.output, ok.output
     text = (root / "params.yaml").read_text().replace("  r1: {prev: r0}", "  r1: {prev: r2}")
