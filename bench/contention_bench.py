@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchjson import emit  # a sibling script
+
 HERE = Path(__file__).resolve()
 BUSY_LOOP = "while True: pass"
 
@@ -127,11 +129,7 @@ def main() -> None:
             "idle_median_s": round(idle, 3), "busy_median_s": round(busy, 3), "busy_over_idle": round(busy / idle, 2),
             "threads": c["threads"], "env_in_worker": c["env"],
             "steps": {k: [round(t, 3) for t in c[k]] for k in ("idle", "busy")}}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchjson import emit  # a sibling script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -92,11 +94,7 @@ def main() -> None:
               "settings": sets + ["rounds: 1"], "runs": runs,
               "median_wall_s": {f"j{j}": v for j, v in med.items()},
               "j2_over_j1": round(med[2] / med[1], 2)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
 

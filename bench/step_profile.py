@@ -17,7 +17,6 @@ part's share of their sum.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-import glode  # noqa: F401  (first: sets the OpenMP wait policy before numpy's and torch's threads start)
+import glode  # noqa: F401  (first: sets the OpenMP spin count before numpy's and torch's threads start)
 import numpy as np
+from benchjson import emit  # a sibling script
 
 
 def main() -> None:
@@ -109,11 +109,7 @@ def main() -> None:
         "default_step_s": round(total, 4),
         "loadavg_before": os.getloadavg()[0],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ reports medians and ratios. Step kinds:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+import glode  # noqa: F401  (first: sets the OpenMP spin count before numpy's and torch's threads start)
 import numpy as np
 import torch
 
@@ -34,6 +34,7 @@ from glode.training import length_grouped_batches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_reference  # noqa: E402  (a sibling script)
+from benchjson import emit  # noqa: E402
 
 
 def main() -> None:
@@ -115,11 +116,7 @@ def main() -> None:
         out["glode_default_over_hf_default"] = round(out["ner_grouped"] / out["hf_full"], 2)
     out.update(batch_size=args.batch_size, steps=args.steps, max_span_len=args.max_span_len,
                threads=torch.get_num_threads(), source_sentences=len(src))
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":
