@@ -73,7 +73,7 @@ def main() -> None:
     project = tmp / "project"
     sh(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(project)], tmp, env)
     sh(["glode", "rounds", "1"], project, env)
-    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "one round"], project, env)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "--allow-empty", "-am", "one round"], project, env)
     sets = [f"data.max-source-sentences={args.source_sentences}",
             f"data.max-target-sentences={args.target_sentences}", "train.epochs=1", f"k={args.k}"]
     # prepare and encoder are shared by every experiment: run them once so neither mode pays for them
