@@ -17,6 +17,7 @@ import pytest
 from glode.pipeline import write_json
 from glode.plots import figure_specs, plots_page_template, write_figures
 from glode.report import flip_rows, write_round_report
+from glode.rounds import rewrite_rounds
 from glode.training import write_logs
 from tests.test_report import metrics_dir
 
@@ -139,6 +140,7 @@ def plots_project(tmp_path_factory, page_template) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".dvc/config"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
+    rewrite_rounds(root / "params.yaml", 2)  # the default is one round; the page is checked with two
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     rows = write_round_report(metrics_dir(root), root / "reports/rounds.json")
     write_json(root / "reports/flips.json", flip_rows(rows))
