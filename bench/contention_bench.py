@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchjson import emit  # a sibling script
+from benchkit import emit, step_setup  # a sibling script
 
 HERE = Path(__file__).resolve()
 BUSY_LOOP = "while True: pass"
@@ -35,18 +35,12 @@ def worker(args) -> dict:
     import numpy as np
     import torch
 
-    from glode.features import SentenceEncoder, collate
-    from glode.model import SpanModelConfig, build_model, mask_tokens
-    from glode.pipeline import encode_table, table_labels
+    from glode.features import collate
+    from glode.model import mask_tokens
     from glode.training import TrainConfig, _optimizer, length_grouped_batches
 
-    tables = Path(args.tables)
-    classes = ["O", *table_labels(tables)]
-    model, tok = build_model(args.encoder, SpanModelConfig(classes=classes, max_span_len=4), seed=0)
+    model, tok, _, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)
-    enc = SentenceEncoder(tok, 4, 128)
-    _, src = encode_table(enc, tables / "source_train.parquet", {c: i for i, c in enumerate(classes)})
-    _, tgt = encode_table(enc, tables / "target_unlabelled.parquet", None)
     opt = _optimizer(model, TrainConfig())
     rng = np.random.default_rng(0)
     src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)

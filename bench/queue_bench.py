@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchjson import emit  # a sibling script
+from benchkit import emit  # a sibling script
 
 ROOT = Path(__file__).resolve().parents[1]
 

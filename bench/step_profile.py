@@ -26,7 +26,7 @@ from pathlib import Path
 
 import glode  # noqa: F401  (first: sets the OpenMP spin count before numpy's and torch's threads start)
 import numpy as np
-from benchjson import emit  # a sibling script
+from benchkit import emit, step_setup  # a sibling script
 
 
 def main() -> None:
@@ -42,18 +42,12 @@ def main() -> None:
 
     import torch
 
-    from glode.features import SentenceEncoder, collate
-    from glode.model import SpanModelConfig, build_model, mask_tokens
-    from glode.pipeline import encode_table, table_labels
+    from glode.features import collate
+    from glode.model import mask_tokens
     from glode.training import TrainConfig, _optimizer, length_grouped_batches, soft_cross_entropy
 
-    tables = Path(args.tables)
-    classes = ["O", *table_labels(tables)]
-    model, tok = build_model(args.encoder, SpanModelConfig(classes=classes, max_span_len=4), seed=0)
+    model, tok, classes, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)
-    enc = SentenceEncoder(tok, 4, 128)
-    _, src = encode_table(enc, tables / "source_train.parquet", {c: i for i, c in enumerate(classes)})
-    _, tgt = encode_table(enc, tables / "target_unlabelled.parquet", None)
     onehot_o = np.eye(len(classes), dtype=np.float32)[0]
     for e in tgt:
         e.span_soft = np.tile(onehot_o, (len(e.span_word_start), 1))

@@ -26,15 +26,14 @@ import glode  # noqa: F401  (first: sets the OpenMP spin count before numpy's an
 import numpy as np
 import torch
 
-from glode.features import SentenceEncoder, collate
-from glode.model import SpanModelConfig, build_model, mask_tokens
-from glode.pipeline import encode_table, table_labels
+from glode.features import collate
+from glode.model import mask_tokens
 from glode.tables import read_sentences
 from glode.training import length_grouped_batches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_reference  # noqa: E402  (a sibling script)
-from benchjson import emit  # noqa: E402
+from benchkit import emit, step_setup  # noqa: E402
 
 
 def main() -> None:
@@ -48,12 +47,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     tables = Path(args.tables)
-    types = table_labels(tables)
-    classes = ["O", *types]
-    model, tok = build_model(args.encoder, SpanModelConfig(classes=classes, max_span_len=args.max_span_len), seed=0)
-    enc = SentenceEncoder(tok, args.max_span_len, 128)
-    _, src = encode_table(enc, tables / "source_train.parquet", {c: i for i, c in enumerate(classes)})
-    _, tgt = encode_table(enc, tables / "target_unlabelled.parquet", None)
+    model, tok, classes, src, tgt = step_setup(args.encoder, tables, args.max_span_len)
+    types = classes[1:]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)  # frozen weights get no grad, so AdamW skips them
     gen = torch.Generator().manual_seed(0)
     special = set(tok.all_special_ids)

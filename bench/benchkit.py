@@ -1,0 +1,32 @@
+"""Pieces the training-step bench scripts share: their setup and the way they report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def step_setup(encoder: str | Path, tables: str | Path, max_span_len: int = 4):
+    """``(model, tokenizer, classes, source, target)``: a fresh span model (seed 0) on the
+    encoder folder, and the prepared source-train (with gold labels) and target-unlabelled
+    tables encoded for it, as `train_source` sees them."""
+    from glode.features import SentenceEncoder
+    from glode.model import SpanModelConfig, build_model
+    from glode.pipeline import encode_table, table_labels
+
+    tables = Path(tables)
+    classes = ["O", *table_labels(tables)]
+    model, tok = build_model(encoder, SpanModelConfig(classes=classes, max_span_len=max_span_len), seed=0)
+    enc = SentenceEncoder(tok, max_span_len, 128)
+    _, src = encode_table(enc, tables / "source_train.parquet", {c: i for i, c in enumerate(classes)})
+    _, tgt = encode_table(enc, tables / "target_unlabelled.parquet", None)
+    return model, tok, classes, src, tgt
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """The JSON on stdout and, with ``--out``, in a file."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
