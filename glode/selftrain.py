@@ -90,6 +90,11 @@ def has_gold(sentences) -> bool:
 PROJECTIONS = ("svd", "random", "pca")
 
 
+def check_projection(projection: str) -> None:
+    if projection not in PROJECTIONS:
+        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+
+
 def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
                chunk: int = 16384, projection: str = "svd") -> list[np.ndarray]:
     """Project every array to ``dim`` dimensions, then L2-normalise rows. ``dim <= 0`` or
@@ -107,8 +112,7 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
     are about 2 GB).
     """
-    if projection not in PROJECTIONS:
-        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    check_projection(projection)
     sizes = [len(v) for v in vectors]
     total = int(sum(sizes))
     d = vectors[0].shape[1]
@@ -250,8 +254,7 @@ def pseudo_label_round(
     """
     from glode.pipeline import encoding_stats
 
-    if projection not in PROJECTIONS:  # before the long scoring pass
-        raise ParamError("denoise.projection", f"must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    check_projection(projection)  # before the long scoring pass
     if features not in FEATURES:
         raise ParamError("denoise.features", f"must be one of {', '.join(FEATURES)}, got {features!r}")
     if features == "encoder" and (encoder_dir is None or not Path(encoder_dir).is_dir()):

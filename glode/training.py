@@ -217,12 +217,13 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
         values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
         return key not in ("epoch", "steps") and bool(values) and not (key.startswith("loss_") and not any(values))
 
+    series = {k for record in history for k in record if plotted(k)}
     with atomic_dir(log_dir) as tmp:
         live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
         for record in history:
             live.step = int(record["epoch"])
             for k, v in record.items():
-                if plotted(k) and isinstance(v, (int, float)):
+                if k in series and isinstance(v, (int, float)):
                     live.log_metric(k, v)
             if "steps" in record:
                 live.summary["steps"] = record["steps"]
