@@ -310,7 +310,7 @@ def machine() -> dict:
 
 
 def stage_names(rounds: list[str]) -> list[str]:
-    names = ["prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
+    names = ["check", "prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
     for r in rounds:
         if r != "r0":
             names += [f"pseudo_label@{r}", f"denoise@{r}", f"train_target@{r}", f"evaluate@{r}"]
@@ -461,7 +461,7 @@ def v3_workdir(lang: str, variant: str, seed: int) -> str:
 def v3_stage_names(rounds: list[str]) -> list[str]:
     """r0's stages, then each round's; only r0 and the last round are scored on the test set
     (an intermediate round's test F1 is not part of the table, and a 3000-sentence test costs)."""
-    names = ["prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
+    names = ["check", "prepare", "encoder", "train_source", "evaluate@r0", "initial_labels"]
     for r in rounds[1:]:
         names += [f"pseudo_label@{r}", f"denoise@{r}", f"train_target@{r}"]
     if len(rounds) > 1:
@@ -533,7 +533,7 @@ def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path
 
 V2_TRAIN_STEPS = 3 * 188  # optimiser steps of every v2 training: 3 epochs x ceil(3000 / 16)
 COST_KINDS = ("prepare", "encoder", "train_source", "initial_labels", "pseudo_label", "denoise", "train_target", "evaluate")
-R0_STAGES = ("prepare", "encoder", "train_source", "initial_labels", "evaluate@r0", "pseudo_label@r1")  # shared in a folder
+R0_STAGES = ("check", "prepare", "encoder", "train_source", "initial_labels", "evaluate@r0", "pseudo_label@r1")  # shared in a folder
 
 
 def v2_stage_costs(cells: dict) -> tuple[dict[str, dict[str, float]], list[str]]:
@@ -562,13 +562,16 @@ def v2_stage_costs(cells: dict) -> tuple[dict[str, dict[str, float]], list[str]]
     return costs, filled
 
 
+CHECK_S = 1.5  # the params check stage (issue 20; measured 1.2-1.7 s on a fresh clone), absent from v2's cells
+
+
 def v3_stage_costs(v2: dict[str, dict[str, float]], lang: str) -> dict[str, float]:
     """v2's seconds scaled to v3: training by optimiser steps, scoring by corpus sizes."""
     steps = V3_EPOCHS * math.ceil(V3_SIZES["source_train"] / TRAIN_BATCH)
     src, tgt = V3_SIZES["source_train"] / SOURCE_SENTENCES, V3_SIZES["target_unlabelled"] / TARGET_SENTENCES
     test = min(V3_SIZES["target_test"], TEST_AVAILABLE[lang]) / TEST_SENTENCES
     c = v2[lang]
-    return {"prepare": c["prepare"], "encoder": c["encoder"],
+    return {"check": CHECK_S, "prepare": c["prepare"], "encoder": c["encoder"],
             "train_source": c["train_source"] * steps / V2_TRAIN_STEPS, "train_target": c["train_target"] * steps / V2_TRAIN_STEPS,
             "initial_labels": c["initial_labels"] * tgt, "pseudo_label": c["pseudo_label"] * (src + tgt) / 2,
             "denoise": c["denoise"] * (src + tgt) / 2, "evaluate": c["evaluate"] * test,
