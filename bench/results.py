@@ -81,6 +81,9 @@ from typing import Callable
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from glode.presets import PRESETS  # noqa: E402
+
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 
 SOURCE_SENTENCES = 3000
@@ -333,8 +336,18 @@ def collect(work: Path, rounds: list[str]) -> dict:
             "gold_entities_over_cap": m.get("gold_entities_over_cap"), "truncated_words": m.get("truncated_words"),
             "pseudo_label_f1": d.get("pseudo_label_f1"), "pseudo_label": d.get("pseudo_label"),
             "changed": d.get("changed"), "train_steps": log.get("steps"), "dev_f1": log.get("dev_f1"),
+            "soft_change": d.get("soft_change"), "m": d.get("m"),
+            "history_steps": _history_steps(work / "models" / r),
         }
     return out
+
+
+def _history_steps(model_dir: Path) -> int | None:
+    """Optimiser steps the model's training took (the sum over its epoch records; a fractional
+    epoch has fewer steps than a whole one)."""
+    meta = _read_json(model_dir / "glode_model.json") or {}
+    steps = [h.get("steps") for h in meta.get("history") or []]
+    return sum(steps) if steps and None not in steps else None
 
 
 def stepper(label: str, work: Path, log, stages: dict[str, dict]) -> Callable[[str, list[str]], None]:
@@ -408,11 +421,14 @@ TRAIN_BATCH = 16  # the snapshot's train.batch-size (steps per epoch = ceil(sour
 # test sentences of each split (shared/data/README.md); v3 takes up to 3000: es has 1517, hi 1000
 TEST_AVAILABLE = {"de": 3005, "es": 1517, "nl": 5195, "ar": 10000, "hi": 1000, "zh": 10000}
 
-# PLACEHOLDER (issue 19): the paper's progressive mode does not exist yet. When it lands, set this
-# to the params overrides that select it (dotted keys as in V3_VARIANTS, plus "rounds": N for many
-# short rounds), sized to about the default's training budget, and rerun `estimate`. Until then
-# the plan skips every `paper` cell and `status` says so; the table shows them as pending.
-PAPER_MODE: dict | None = None
+# The paper's progressive mode (`glode preset paper`, docs/METHOD.md §7) at the protocol's sizes: its
+# three rounds continue one target model and share the default round's training budget (3 x 2/3 of
+# an epoch = 378 optimiser steps against the default's 376); a target sentence is drawn 2/3 times
+# per round (equal source and target sizes), so each round's update takes m^(2/3).
+PAPER_ROUND_EPOCHS = V3_EPOCHS / 3
+PAPER_MODE: dict | None = {**PRESETS["paper"].values, "rounds": PRESETS["paper"].rounds,
+                           "retrain.epochs": PAPER_ROUND_EPOCHS,
+                           "denoise.visits": PAPER_ROUND_EPOCHS * V3_SIZES["source_train"] / V3_SIZES["target_unlabelled"]}
 
 V3_VARIANTS = {  # name -> (description, params overrides; None: not defined yet, skipped)
     "zeroshot": ("r0, the source model, zero-shot", {}),
@@ -439,6 +455,11 @@ def v3_overrides(variant: str, seed: int) -> dict:
     if own is None:
         raise KeyError(f"variant {variant} is not defined yet (bench/results.py: PAPER_MODE is a placeholder)")
     return {"train.epochs": V3_EPOCHS, "train.seed": seed, "rounds": V3_ROUNDS, **own}
+
+
+def round_epochs(variant: str) -> float:
+    """Passes over the source sentences per self-training round of a v3 variant."""
+    return float((V3_VARIANTS[variant][1] or {}).get("retrain.epochs") or V3_EPOCHS)
 
 
 def v3_rounds(variant: str) -> list[str]:
@@ -517,7 +538,7 @@ def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path
         if r not in ("r0", last):  # not scored by this cell: the folder's metrics/rN.json may be another variant's
             for k in ("f1", "precision", "recall", "span_f1", "per_type", "gold_entities_over_cap", "truncated_words"):
                 x[k] = None
-        x["optimizer_steps"] = x["train_steps"] * params["train"]["epochs"] if x.get("train_steps") else None
+        x["optimizer_steps"] = x.get("history_steps") or (x["train_steps"] * params["train"]["epochs"] if x.get("train_steps") else None)
     if counts["f1"] != per_round[last]["f1"]:
         raise RuntimeError(f"{lang}:{variant}:s{seed}: per-sentence counts give F1 {counts['f1']!r}, "
                            f"metrics/{last}.json {per_round[last]['f1']!r}")
@@ -593,7 +614,9 @@ def estimate_v3(v2_cells: dict, cells: list[tuple[str, str, int]] | None = None)
             key = (folder, name) if name in R0_STAGES else (folder, variant, name)
             if key not in done:
                 done.add(key)
-                secs += cost[name.split("@")[0]]
+                kind = name.split("@")[0]
+                scale = round_epochs(variant) / V3_EPOCHS if kind == "train_target" else 1.0
+                secs += cost[kind] * scale
         per_cell[(lang, variant, seed)] = secs + cost["sentence_counts"]
     return {"cells": per_cell, "total_s": sum(per_cell.values()), "v2_costs": v2, "filled": filled,
             "steps_per_round": V3_EPOCHS * math.ceil(V3_SIZES["source_train"] / TRAIN_BATCH)}

@@ -48,6 +48,26 @@ def rounds(
 
 
 @app.command()
+def preset(
+    name: Annotated[str, typer.Argument(help="'paper' (the paper's progressive mode) or 'default' (glode's defaults).")],
+    params: Annotated[Path, typer.Option(help="The params file to rewrite.")] = Path("params.yaml"),
+) -> None:
+    """Switch params.yaml to a named set of values, then run `dvc repro` (or `dvc exp run`).
+
+    `paper`: the paper's progressive mode (docs/METHOD.md §7): three one-epoch rounds that continue
+    one target model, each refining the previous round's labels with the reference's views and
+    weights. `default`: back to glode's defaults for every key a preset sets. Only the values
+    change; comments stay, and the file is replaced only if the whole new file passes `glode check`.
+    """
+    from glode.presets import PRESETS, apply_preset
+
+    if name not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {name!r}; one of {', '.join(PRESETS)}", param_hint="NAME")
+    changed = apply_preset(params, name)
+    typer.echo(f"{params}: preset {name}: " + (f"changed {', '.join(changed)}" if changed else "already set, nothing changed"))
+
+
+@app.command()
 def check(
     params: Annotated[Path, typer.Option(help="The params file to check.")] = Path("params.yaml"),
 ) -> None:

@@ -128,6 +128,7 @@ _PARAMS = [
     Param("denoise.m-start", float, 0.8, lo=0, hi=1),
     Param("denoise.m-step", float, 0.1, lo=0),
     Param("denoise.m-min", float, 0.5, lo=0, hi=1),
+    Param("denoise.visits", float, 1.0, lo=0, lo_open=True),
     Param("denoise.prototype", str, "mean", choices=("mean", "ema")),
     Param("denoise.momentum", float, 0.99, lo=0, hi=1, hi_open=True),
     Param("denoise.prototype-from", str, "all", choices=("all", "source")),
@@ -141,7 +142,8 @@ _PARAMS = [
     Param("denoise.auto-threshold", int, 25000, lo=1),
     Param("denoise.nprobe", int, 32, lo=1),
     Param("denoise.seed", int, 0, lo=0, hi=_SEED_MAX),
-    Param("retrain.init", str, "encoder", choices=("encoder", "previous")),
+    Param("retrain.init", str, "encoder", choices=("encoder", "previous", "chain")),
+    Param("retrain.epochs", float, 0.0, lo=0),
 ]
 SCHEMA: dict[str, Param] = {p.key: p for p in _PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in _PARAMS}

@@ -15,6 +15,7 @@ from glode.errors import ParamError
 ROUND_NAME = re.compile(r"^r([1-9][0-9]*)$")
 # Each round trains a model (minutes to hours); more than this is a typo, not an experiment.
 MAX_ROUNDS = 20
+DEFAULT_ROUNDS = 1  # the committed params.yaml's chain (docs/RESULTS.md: a second round added nothing)
 
 
 def validate_rounds(rounds: dict | None) -> list[str]:
@@ -71,21 +72,18 @@ def chain(n: int) -> dict[str, dict[str, str]]:
     return {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, n + 1)}
 
 
-def rewrite_rounds(params_path: str | Path, n: int) -> dict:
-    """Replace the top-level ``rounds`` block of params.yaml by an ``n``-round chain.
+def rounds_text(text: str, n: int) -> str:
+    """params.yaml text whose top-level ``rounds`` block is an ``n``-round chain.
 
-    The rest of the file (comments, the ``&rounds`` anchor that ``models`` merges) is kept
+    The rest of the text (comments, the ``&rounds`` anchor that ``models`` merges) is kept
     byte for byte; a text edit, because YAML round-trippers mishandle anchored merges.
     """
     import yaml
 
-    from glode.atomic import atomic_path
-
-    path = Path(params_path)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = text.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if re.match(r"^rounds\s*:", line)]
     if len(starts) != 1:
-        raise ParamError("rounds", f"{path} must have exactly one top-level 'rounds:' key, found {len(starts)}")
+        raise ParamError("rounds", f"params.yaml must have exactly one top-level 'rounds:' key, found {len(starts)}")
     first = starts[0]
     last = first + 1
     while last < len(lines) and (lines[last].startswith((" ", "\t")) or not lines[last].strip()):
@@ -97,9 +95,21 @@ def rewrite_rounds(params_path: str | Path, n: int) -> dict:
     new = chain(n)
     block = [head + " {}\n"] if not new else [head + "\n"] + [f"  {k}: {{prev: {v['prev']}}}\n" for k, v in new.items()]
     text = "".join(lines[:first] + block + lines[last:])
-    parsed = yaml.safe_load(text)
-    if (parsed.get("rounds") or {}) != new:
-        raise ParamError("rounds", f"could not rewrite {path} safely; edit the 'rounds' block by hand")
+    if (yaml.safe_load(text).get("rounds") or {}) != new:
+        raise ParamError("rounds", "could not rewrite params.yaml safely; edit the 'rounds' block by hand")
+    return text
+
+
+def rewrite_rounds(params_path: str | Path, n: int) -> dict:
+    """Replace the top-level ``rounds`` block of the params file by an ``n``-round chain
+    (:func:`rounds_text`), atomically."""
+    from glode.atomic import atomic_path
+
+    path = Path(params_path)
+    try:
+        text = rounds_text(path.read_text(encoding="utf-8"), n)
+    except ParamError as exc:
+        raise ParamError("rounds", f"{path}: {exc.problem}") from None
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
-    return new
+    return chain(n)

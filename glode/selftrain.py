@@ -457,6 +457,7 @@ def class_ids(labels, classes: Sequence[str]) -> np.ndarray:
 
 
 START_CHOICES = ("labels", "model")
+INIT_CHOICES = ("encoder", "previous", "chain")  # retrain.init
 
 
 def denoise_round(
@@ -486,8 +487,14 @@ def denoise_round(
     select: float = 1.0,
     select_rest: float = 0.0,
     prototype_from: str = "all",
+    visits: float = 1.0,
 ) -> dict:
     """Refine a round's starting labels with the global and local views; write labels + stats.
+
+    ``visits`` is how many update steps a label takes this round with the round's weight m:
+    the reference updates a target span at every visit of its sentence to a training batch,
+    with views that change little within an epoch, so n steps towards the same views are one
+    step with weight m^n (docs/METHOD.md §7).
 
     ``start="labels"`` (GLoDe) starts from the previous round's refined labels;
     ``start="model"`` starts from the previous model's own soft pseudo labels (Y0-style) of
@@ -514,7 +521,10 @@ def denoise_round(
     s_labels = load_array(pseudo_dir / SOURCE_LABELS)
     if len(Q) != len(spans):
         raise GlodeError(f"{pseudo_dir}: {len(Q)} vectors for {len(spans)} spans; rerun the pseudo_label stage")
-    m = ema_weight(round_name, m_start, m_step, m_min)
+    if not visits > 0:
+        raise ParamError("denoise.visits", f"must be > 0, got {visits}")
+    m_round = ema_weight(round_name, m_start, m_step, m_min)
+    m = m_round**visits
     try:
         res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
                       local_cap=local_cap, select=select, select_rest=select_rest, prototype=prototype,
@@ -531,6 +541,8 @@ def denoise_round(
     gold_ids = class_ids(gold, classes)
     summary = res.summary(gold=gold_ids if (gold_ids >= 0).any() else None, class_names=classes)
     summary.update(round=round_name, start=start, gate=gate, m=m, k=k, local_cap=local_cap, label_rows=int(len(frame)))
+    if visits != 1:  # (absent at the default, so the default run's statistics read as before)
+        summary.update(m_round=m_round, visits=visits)
     if "gold" in summary:  # pseudo-label P/R/F1 before and after, from the denoising summary
         summary["pseudo_label"] = summary.pop("gold")
         summary["pseudo_label_f1"] = summary["pseudo_label"]["after"]["f1"]
@@ -587,6 +599,19 @@ def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray) -> np.ndarray:
     return Y
 
 
+def round_start(init: str, prev_model_dir: Path) -> str:
+    """Where a round's model starts: ``"encoder"`` (fresh from the pretrained encoder) or
+    ``"previous"``. ``init="chain"`` resolves to the encoder after the source model r0 and to
+    the previous model after any later round (read from the previous folder's metadata)."""
+    from glode.model import read_model_meta
+
+    if init not in INIT_CHOICES:
+        raise ParamError("retrain.init", f"must be one of {', '.join(INIT_CHOICES)}, got {init!r}")
+    if init != "chain":
+        return init
+    return "encoder" if read_model_meta(prev_model_dir).get("round") == "r0" else "previous"
+
+
 def train_target_round(
     round_name: str,
     prev_model_dir: Path,
@@ -603,16 +628,18 @@ def train_target_round(
 ) -> list[dict]:
     """Train round ``rN``'s model on source gold + the round's refined target labels (+ λ·MLM).
 
-    ``init="encoder"`` starts from the pretrained encoder (the paper); ``"previous"`` from the
-    previous round's model. The span cap and sequence length are the previous model's.
+    ``init="encoder"`` starts from the pretrained encoder (the paper's default rounds);
+    ``"previous"`` from the previous round's model; ``"chain"`` (the paper's progressive mode,
+    docs/METHOD.md §7) from the pretrained encoder when the previous model is the source model
+    r0 and from the previous round's model otherwise, so that r1, r2, ... are one target training
+    run cut into rounds. The span cap and sequence length are the previous model's.
     """
     from glode.model import SpanModelConfig, build_model, load_model, read_model_meta, save_model
     from glode.pipeline import check_labels_match, encode_table, encoding_stats, evaluate_corpus, table_labels
     from glode.training import config_dict, train
 
-    if init not in ("encoder", "previous"):
-        raise ParamError("train-target.init", f"must be 'encoder' or 'previous', got {init!r}")
-    if init == "encoder":  # only the previous model's architecture is needed: no weights loaded
+    chosen = round_start(init, prev_model_dir)
+    if chosen == "encoder":  # only the previous model's architecture is needed: no weights loaded
         config = SpanModelConfig(**read_model_meta(prev_model_dir)["config"])
         check_labels_match(config.classes, table_labels(tables_dir), str(prev_model_dir))
         model, tokenizer = build_model(encoder_dir, config, seed=train_cfg.seed)
@@ -644,7 +671,8 @@ def train_target_round(
 
     history = train(model, tokenizer, source, train_cfg, mlm_corpus=target, target=target, log_dir=log_dir,
                     evaluate=evaluate if dev else None, progress=progress)
-    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**config_dict(train_cfg), "init": init},
+    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**config_dict(train_cfg), "init": init,
+                                                                           **({"started_from": chosen} if init == "chain" else {})},
                extra={"round": round_name, "history": history,
                       "encoding": {"source_train": encoding_stats(source), "target_unlabelled": encoding_stats(target)}})
     return history

@@ -29,7 +29,7 @@ from glode.progress import progress as progress_bar
 class TrainConfig:
     """Optimisation settings; every field is a stage parameter."""
 
-    epochs: int = 2
+    epochs: float = 2  # passes over the source sentences; a fraction trains the first part of a pass
     lr: float = 5e-5
     head_lr: float = 1e-3
     batch_size: int = 16
@@ -44,7 +44,7 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = {
-            "epochs": self.epochs >= 1,
+            "epochs": self.epochs > 0,
             "lr": self.lr > 0,
             "head-lr": self.head_lr > 0,
             "batch-size": self.batch_size >= 1,
@@ -153,7 +153,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # whole epochs: exactly epochs x steps
     warmup = int(total * cfg.warmup_ratio)
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -164,10 +164,11 @@ def train(
     source_lengths = _lengths(source)
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
-    for epoch in range(cfg.epochs):
+    for epoch in range(math.ceil(total / steps_per_epoch)):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
-        for idx in length_grouped_batches(source_lengths, cfg.batch_size, rng):
+        steps = min(steps_per_epoch, total - epoch * steps_per_epoch)  # the last pass may be partial
+        for idx in length_grouped_batches(source_lengths, cfg.batch_size, rng)[:steps]:
             batch = collate([source[i] for i in idx], pad_id)
             loss = nn.functional.cross_entropy(model(batch), batch.labels)
             sums["loss_source"] += loss.item()
@@ -190,8 +191,8 @@ def train(
             sched.step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        record = {k: v / steps_per_epoch for k, v in sums.items()}
-        record.update(epoch=epoch + 1, steps=steps_per_epoch)
+        record = {k: v / steps for k, v in sums.items()}
+        record.update(epoch=epoch + 1, steps=steps)
         if evaluate is not None:
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)

@@ -11,7 +11,7 @@ from glode.stagecli import run_app, single_command
 
 # options that DVC fills from params.yaml, and their keys there
 PARAMS = {"k": "k", **section_keys(
-    "denoise", "o_keep_rate", "local_scale", "m_start", "m_step", "m_min", "prototype", "momentum", "use_global",
+    "denoise", "o_keep_rate", "local_scale", "m_start", "m_step", "m_min", "visits", "prototype", "momentum", "use_global",
     "use_local", "index", "auto_threshold", "nprobe", "seed", "start", "gate", "dim", "local_cap", "prototype_from",
     "select", "select_rest", "projection", "features",
 )}
@@ -31,6 +31,8 @@ def main(
     m_start: Annotated[float, typer.Option(help="EMA weight of the old labels in round r1.")] = 0.8,
     m_step: Annotated[float, typer.Option(help="How much the EMA weight drops per later round.")] = 0.1,
     m_min: Annotated[float, typer.Option(help="Lowest EMA weight.")] = 0.5,
+    visits: Annotated[float, typer.Option(help="Update steps a label takes this round (weight m^visits; the "
+                                          "reference updates a span at every visit to a batch).")] = 1.0,
     prototype: Annotated[str, typer.Option(help="'mean' (class mean) or 'ema' (the reference's momentum average).")] = "mean",
     momentum: Annotated[float, typer.Option(help="Momentum of the 'ema' prototypes.")] = 0.99,
     prototype_from: Annotated[str, typer.Option(help="Prototypes from 'all' labelled spans (source gold + target "
@@ -57,7 +59,7 @@ def main(
     check_options(locals(), PARAMS)
     s = denoise_round(
         round, pseudo, prev_labels, out, metrics, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale,
-        m_start=m_start, m_step=m_step, m_min=m_min, prototype=prototype, momentum=momentum,
+        m_start=m_start, m_step=m_step, m_min=m_min, visits=visits, prototype=prototype, momentum=momentum,
         use_global=use_global, use_local=use_local, index=index, auto_threshold=auto_threshold,
         nprobe=nprobe, seed=seed, start=start, gate=gate, local_cap=local_cap,
         select=select, select_rest=select_rest, prototype_from=prototype_from,

@@ -18,6 +18,7 @@ PARAMS = {
     **section_keys("train", "epochs", "lr", "head_lr", "batch_size", "seed", "weight_decay", "warmup_ratio", "grad_clip",
                    "mlm_weight", "mlm_rate", "mlm_batch_size", "freeze_word_embeddings", "eval_batch_size"),
     "init": "retrain.init",
+    "retrain_epochs": "retrain.epochs",
 }
 
 
@@ -27,7 +28,10 @@ def main(
     prev_model: Annotated[Path | None, typer.Option(help="rN: the previous round's model folder.")] = None,
     pseudo: Annotated[Path | None, typer.Option(help="rN: the round's pseudo_label folder.")] = None,
     labels_table: Annotated[Path | None, typer.Option(help="rN: the round's refined labels.parquet.")] = None,
-    init: Annotated[str, typer.Option(help="rN: start from the pretrained 'encoder' (paper) or the 'previous' model.")] = "encoder",
+    init: Annotated[str, typer.Option(help="rN: start from the pretrained 'encoder' (paper), the 'previous' model, or "
+                                      "'chain': r1 from the encoder, later rounds from the previous one (progressive mode).")] = "encoder",
+    retrain_epochs: Annotated[float, typer.Option(help="rN: passes over the source sentences per round (a fraction "
+                                                  "is allowed; 0: the same as --epochs).")] = 0.0,
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("models/r0"),
@@ -63,6 +67,8 @@ def main(
         cap = span_cap(target, max_span_len, max_span_len_char, char_languages)
         history = train_source_model(tables, encoder, out, logs, cap, max_seq_len, cfg, eval_batch_size)
     else:
+        if retrain_epochs > 0:  # a whole number stays an int, so that the model folder reads as before
+            cfg.epochs = int(retrain_epochs) if float(retrain_epochs).is_integer() else retrain_epochs
         if prev_model is None or pseudo is None or labels_table is None:
             raise typer.BadParameter("rounds after r0 need --prev-model, --pseudo and --labels-table")
         history = train_target_round(round, prev_model, tables, pseudo, labels_table, encoder, out, logs, cfg,

@@ -128,3 +128,23 @@ def test_select_demotes_the_less_confident_entity_and_is_counted(tmp_path):
     assert summary["select"]["demoted_per_class"] == {"O": 0, "PER": 1, "LOC": 0}
     with pytest.raises(ParamError, match=r"parameter 'denoise.select-rest'"):
         _run(tmp_path, pseudo, "model", use_global=False, use_local=False, select=0.5, select_rest=-1)
+
+
+def test_visits_are_repeated_update_steps_towards_the_same_views(tmp_path):
+    """Three visits at m = 0.8 move a label as one step at 0.8**3 would, and as three single
+    steps towards the same views do (the views do not change between them)."""
+    spans, pseudo, prev, _ = _pseudo_dir(tmp_path)
+    once, s1 = _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, gate="none")
+    Y1 = read_labels_dense(once, spans, CLASSES)
+    U = np.where(np.abs(Y1 - prev).sum(1, keepdims=True) > 0, (Y1 - 0.8 * prev) / 0.2, prev)  # the views' target u
+    out3, s3 = _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, gate="none", visits=3)
+    Y3 = read_labels_dense(out3, spans, CLASSES)
+    stepped = prev.copy()
+    for _ in range(3):
+        stepped = 0.8 * stepped + 0.2 * U
+    np.testing.assert_allclose(Y3, stepped, atol=1e-5)
+    assert s3["m"] == pytest.approx(0.8**3) and s3["m_round"] == pytest.approx(0.8) and s3["visits"] == 3
+    assert "visits" not in s1 and s1["m"] == pytest.approx(0.8)
+    assert s3["soft_change"]["mass_moved"] > s1["soft_change"]["mass_moved"]
+    with pytest.raises(ParamError, match=r"parameter 'denoise.visits'"):
+        _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, visits=0)

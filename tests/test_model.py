@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from glode.errors import GlodeError
+from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder, attach_gold, collate, window_bounds
 from glode.model import SpanModelConfig, SpanNERModel, build_model, load_model, mask_tokens, save_model
 from glode.predict import decode_spans, kept_entity_mask, score_spans
@@ -327,3 +327,28 @@ def test_mlm_weight_scales_the_masked_lm_loss(encoder_dir):
     m2, _, _ = _trained(encoder_dir, True, target_class=0, mlm_weight=1.0)
     differ = [k for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()) if not torch.equal(a, b)]
     assert any(k.startswith("encoder.") for k in differ), differ
+
+
+def test_fractional_epochs_train_the_first_part_of_a_pass(encoder_dir):
+    """epochs=1.5 trains one whole pass and half of the next (rounded up), and logs each part
+    with its own step count; whole epochs keep exactly epochs x steps-per-epoch."""
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
+    data = encoded(tok) * 2  # 6 sentences: 3 steps of 2 per pass
+    history = train(model, tok, data, TrainConfig(epochs=1.5, batch_size=2, seed=0, mlm_weight=0), progress=False)
+    assert [h["steps"] for h in history] == [3, 2] and [h["epoch"] for h in history] == [1, 2]
+    history = train(model, tok, data, TrainConfig(epochs=2, batch_size=2, seed=0, mlm_weight=0), progress=False)
+    assert [h["steps"] for h in history] == [3, 3]
+    with pytest.raises(ParamError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_chain_init_starts_r1_from_the_encoder_and_later_rounds_from_the_previous_model(encoder_dir, tmp_path):
+    from glode.selftrain import round_start
+
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
+    r0 = save_model(model, tok, tmp_path / "r0", encoder_dir, train_params={}, extra={"round": "r0"})
+    r1 = save_model(model, tok, tmp_path / "r1", encoder_dir, train_params={}, extra={"round": "r1"})
+    assert round_start("chain", r0) == "encoder" and round_start("chain", r1) == "previous"
+    assert round_start("encoder", r1) == "encoder" and round_start("previous", r0) == "previous"
+    with pytest.raises(ParamError, match="retrain.init"):
+        round_start("restart", r1)

@@ -29,19 +29,38 @@ def v3(monkeypatch, tmp_path):
     proto = dataclasses.replace(R.PROTOCOLS["v3"], cells=tmp_path / "cells-v3")
     monkeypatch.setitem(R.PROTOCOLS, "v3", proto)
     monkeypatch.setitem(R.V3_BOOTSTRAP, "n_resamples", 1000)
+    undefine_paper(monkeypatch)  # the rendering tests below check how an undefined variant shows
     return proto
 
 
-def define_paper(monkeypatch, overrides: dict) -> None:
+def define_paper(monkeypatch, overrides: dict | None) -> None:
     monkeypatch.setitem(R.V3_VARIANTS, "paper", ("the paper's progressive mode (test definition)", overrides))
+
+
+def undefine_paper(monkeypatch) -> None:
+    define_paper(monkeypatch, None)
 
 
 # --------------------------------------------------------------------------- plan and params
 
 
-def test_plan_skips_the_undefined_paper_variant_and_puts_seed_0_first():
+def test_the_paper_variant_is_the_paper_preset_at_the_default_rounds_budget():
+    from glode.presets import PRESETS
+
+    assert R.v3_defined("paper") and ("hi", "paper", 2) in R.plan_v3()
+    o = R.v3_overrides("paper", 1)
+    assert all(o[k] == v for k, v in PRESETS["paper"].values.items() if k not in ("retrain.epochs", "denoise.visits"))
+    assert R.v3_rounds("paper") == ["r0", "r1", "r2", "r3"] and R.v3_workdir("de", "paper", 1) == "de-s1"
+    steps_per_epoch = math.ceil(R.V3_SIZES["source_train"] / R.TRAIN_BATCH)
+    paper_steps = 3 * math.ceil(steps_per_epoch * o["retrain.epochs"] - 1e-9)  # glode.training's rounding
+    assert abs(paper_steps - R.V3_EPOCHS * steps_per_epoch) <= 3  # 378 against the default round's 376
+    assert o["denoise.visits"] == pytest.approx(o["retrain.epochs"])  # equal source and target sizes
+
+
+def test_plan_skips_an_undefined_variant_and_puts_seed_0_first(monkeypatch):
+    undefine_paper(monkeypatch)
     plan = R.plan_v3()
-    assert R.PAPER_MODE is None and not R.v3_defined("paper")
+    assert not R.v3_defined("paper")
     assert len(plan) == len(set(plan)) == 6 * 3 * 3 + 2 * 3
     assert all(v != "paper" for _, v, _ in plan)
     assert len(R.plan_v3(include_undefined=True)) == len(plan) + 6 * 3
@@ -67,10 +86,11 @@ def test_paper_once_defined_is_planned_with_its_rounds(monkeypatch):
     assert R.v3_workdir("de", "paper", 1) == "de-s1-paper"  # changes r0: its own folder
 
 
-def test_workdirs_per_seed_and_r0_changing_variants():
+def test_workdirs_per_seed_and_r0_changing_variants(monkeypatch):
     assert {R.v3_workdir("ar", v, 2) for v in ("zeroshot", "plain", "default", "global", "local")} == {"ar-s2"}
     assert R.v3_workdir("ar", "nomlm", 0) == "ar-s0-nomlm"
     assert R.v3_rounds("zeroshot") == ["r0"] and R.v3_rounds("default") == ["r0", "r1"]
+    undefine_paper(monkeypatch)
     with pytest.raises(KeyError, match="not defined"):
         R.v3_overrides("paper", 0)
 
@@ -107,23 +127,26 @@ def _fake_v2(seconds: dict[str, float]) -> dict:
     return cells
 
 
-def test_estimate_arithmetic_on_round_numbers():
+def test_estimate_arithmetic_on_round_numbers(monkeypatch):
     s = {"prepare": 1, "encoder": 9, "train_source": 564, "initial_labels": 20, "pseudo_label": 40, "denoise": 10,
          "train_target": 846, "evaluate": 10}
     est = R.estimate_v3(_fake_v2(s))
     f = est["steps_per_round"] / R.V2_TRAIN_STEPS
     assert est["steps_per_round"] == R.V3_EPOCHS * math.ceil(3000 / 16) == 376
     ev = {lang: 10 * min(3000, R.TEST_AVAILABLE[lang]) / 1000 for lang in R.ORDER}
-    r0 = 1 + 9 + 564 * f + 20 + ev["de"]
+    r0 = R.CHECK_S + 1 + 9 + 564 * f + 20 + ev["de"]
     c = est["cells"]
     assert c[("de", "zeroshot", 0)] == pytest.approx(r0 + ev["de"])  # r0's stages, then its counts
     round_cost = 10 + 846 * f + 2 * ev["de"]
     assert c[("de", "plain", 0)] == pytest.approx(40 + round_cost)  # pays the round's shared pseudo labels
     assert c[("de", "default", 0)] == pytest.approx(round_cost)
-    assert c[("de", "paper", 0)] == pytest.approx(round_cost)  # undefined: costed as a default round
+    paper = R.v3_overrides("paper", 0)["retrain.epochs"] / R.V3_EPOCHS  # each round's share of a default round
+    assert c[("de", "paper", 0)] == pytest.approx(3 * 10 + 2 * 40 + 3 * 846 * f * paper + 2 * ev["de"])
     assert c[("de", "nomlm", 0)] == pytest.approx(r0 + 40 + round_cost)  # its own folder and r0
     assert c[("hi", "default", 1)] == pytest.approx(10 + 846 * f + 2 * 10)  # hi has 1000 test sentences
     assert est["filled"] == []
+    undefine_paper(monkeypatch)
+    assert R.estimate_v3(_fake_v2(s))["cells"][("de", "paper", 0)] == pytest.approx(round_cost)  # as a default round
 
 
 def test_estimate_from_the_committed_v2_cells_fits_the_budget():

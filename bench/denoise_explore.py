@@ -1,0 +1,109 @@
+"""Which denoising settings raise the pseudo-label quality of r1 on the real corpora? A replay:
+no training, only the denoising step, so that many settings cost minutes instead of hours.
+
+    python bench/denoise_explore.py ../bench-explore/v3/de-s0 ../bench-explore/v3/ar-s0
+    python bench/denoise_explore.py --out bench/results/denoise_explore.json WORK...
+
+Each WORK is a `bench/results.py` work folder (protocol v3) whose `pseudo_label@r1` output exists
+(`rounds/r1/pseudo`: the source model's span vectors and soft predictions on the target corpus,
+with the corpus's hidden gold tags for scoring). For every setting below the script runs
+:func:`glode.denoise.denoise` on those arrays, starting from the model's own labels Y0 (the
+`denoise.start: model` round), and scores the refined labels against gold: span-level hard
+P/R/F1 (the same score as `metrics/denoise/r1.json`), soft F1, the Brier score, and the entity
+mass the labels put on gold-O spans. "plain" is no denoising at all (plain self-training's
+labels). Settings that change the span vectors themselves (`denoise.projection`,
+`denoise.features`) need the pseudo_label stage rerun and are not replayed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from glode import selftrain as st  # noqa: E402
+from glode.denoise import denoise  # noqa: E402
+from glode.tables import read_table  # noqa: E402
+
+OFF = {"use_global": False, "use_local": False}
+# name -> keyword arguments of glode.denoise.denoise on top of BASE (the committed defaults)
+SETTINGS = {
+    "plain": OFF,
+    "default": {},
+    "no-gate": {"gate": "none"},
+    "global-only": {"use_local": False},
+    "local-only": {"use_global": False},
+    "proto-source": {"prototype_from": "source"},
+    "local-cap-0.4": {"local_cap": 0.4},
+    "m-0.5-no-gate": {"m": 0.5, "gate": "none"},
+    "select-0.9": {**OFF, "select": 0.9},
+    "select-0.8": {**OFF, "select": 0.8},
+    "select-0.7": {**OFF, "select": 0.7},
+    "select-0.8-rest-0.5": {**OFF, "select": 0.8, "select_rest": 0.5},
+    "select-0.8+views": {"select": 0.8},
+}
+BASE = {"m": 0.8, "k": 300, "o_keep_rate": 0.03, "local_scale": 0.9, "local_cap": 1.0, "prototype": "mean",
+        "prototype_from": "all", "momentum": 0.99, "use_global": True, "use_local": True, "gate": "agree",
+        "select": 1.0, "select_rest": 0.0, "seed": 0, "index": "auto", "auto_threshold": 25000, "nprobe": 32}
+
+
+def load_round(work: Path, round_name: str = "r1"):
+    pseudo = work / "rounds" / round_name / "pseudo"
+    spans = read_table(pseudo / st.SPANS_FILE, st.SPANS_KIND)
+    classes = json.loads(spans.attrs["glode"]["classes"])
+    Y0 = st.initial_soft_labels(spans, classes)
+    Q, S = st.load_array(pseudo / st.TARGET_REPS), st.load_array(pseudo / st.SOURCE_REPS)
+    s_labels = st.load_array(pseudo / st.SOURCE_LABELS)
+    gold = st.class_ids(spans.gold.to_numpy(dtype=object), classes)
+    return classes, Y0, Q, S, s_labels, gold
+
+
+def replay(work: Path, settings: dict[str, dict]) -> dict:
+    classes, Y0, Q, S, s_labels, gold = load_round(work)
+    rows = {}
+    for name, own in settings.items():
+        kw = {**BASE, **own}
+        t0 = time.perf_counter()
+        res = denoise(Q, Y0, S, s_labels, threads=None, **kw)
+        s = res.summary(gold=gold, class_names=classes)
+        pl = s["gold"]
+        after, soft = pl["after"], pl["soft_after"]
+        rows[name] = {"settings": own, "seconds": round(time.perf_counter() - t0, 2),
+                      "precision": after["precision"], "recall": after["recall"], "f1": after["f1"],
+                      "soft_f1": soft["f1"], "brier": soft["brier"],
+                      "entity_mass_on_gold_o": soft.get("entity_mass_on_gold_o"),
+                      "changed": s["changed"]["total"], "demoted": s.get("select", {}).get("demoted", 0)}
+        print(f"  {work.name:10s} {name:22s} P {after['precision']:.4f} R {after['recall']:.4f} F1 {after['f1']:.4f} "
+              f"soft F1 {soft['f1']:.4f} Brier {soft['brier']:.5f}", flush=True)
+    return {"spans": int(len(Y0)), "classes": classes, "rows": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("work", nargs="+", type=Path, help="v3 work folders with rounds/r1/pseudo")
+    ap.add_argument("--only", nargs="*", help="setting names (default: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "denoise_explore.json")
+    args = ap.parse_args()
+    settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
+    out = json.loads(args.out.read_text()) if args.out.exists() else {}
+    out["command"] = "python bench/denoise_explore.py " + " ".join(str(w) for w in args.work)
+    for work in args.work:
+        snapshot = json.loads((work / "SNAPSHOT.json").read_text())
+        result = replay(work, settings)
+        prev = out.get("folders", {}).get(work.name, {}).get("rows", {})
+        result["rows"] = {**prev, **result["rows"]}
+        result["commit"] = snapshot["commit"]
+        out.setdefault("folders", {})[work.name] = result
+    args.out.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Named sets of params.yaml values: ``glode preset paper`` switches the pipeline to the paper's
+progressive mode, ``glode preset default`` switches back.
+
+The paper's progressive mode (docs/METHOD.md §7) is many short rounds that continue one target
+model: r1 starts from the pretrained encoder, every later round from the previous round's model
+(``retrain.init: chain``); each round refines the previous round's labels (``denoise.start:
+labels``) with the reference's views (a fixed random projection, momentum prototypes, no
+agreement gate) and the reference's weights falling from 0.95 to 0.80. Every denoising key the
+method reads is pinned, so that the mode stays the reference's when glode's defaults change.
+
+A preset is applied as a text edit of params.yaml: only the values change, comments and the
+``&rounds`` anchor stay, and the new file is checked in full before it replaces the old one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glode.errors import ParamError
+
+__all__ = ["Preset", "PRESETS", "apply_preset", "preset_text"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    rounds: int
+    values: dict[str, Any] = field(default_factory=dict)  # dotted params.yaml keys
+
+
+# The reference's target training (METHOD.md §3): updates at every visit from the third epoch, m
+# from 0.95 down to 0.80. Three one-epoch rounds give the m schedule 0.95, 0.875, 0.80 and the
+# same number of target optimiser steps as the default's single round of train.epochs = 3.
+PAPER = Preset(
+    "the paper's progressive mode: 3 one-epoch rounds continuing one target model, each refining the "
+    "previous round's labels with the reference's views and weights (m 0.95 -> 0.80)",
+    rounds=3,
+    values={
+        "retrain.init": "chain", "retrain.epochs": 1,
+        "denoise.start": "labels", "denoise.gate": "none",
+        "denoise.m-start": 0.95, "denoise.m-step": 0.075, "denoise.m-min": 0.8, "denoise.visits": 1,
+        "denoise.features": "model", "denoise.projection": "random", "denoise.dim": 128,
+        "denoise.prototype": "ema", "denoise.momentum": 0.99, "denoise.prototype-from": "all",
+        "denoise.use-global": True, "denoise.use-local": True, "denoise.o-keep-rate": 0.03,
+        "denoise.local-scale": 0.9, "denoise.local-cap": 1.0, "denoise.select": 1.0, "denoise.select-rest": 0.0,
+        "k": 300,
+    },
+)
+
+
+def _default_preset() -> Preset:
+    from glode.params import DEFAULTS
+    from glode.rounds import DEFAULT_ROUNDS
+
+    keys = {k for p in (PAPER,) for k in p.values}
+    return Preset("glode's defaults (params.yaml as committed) for every key a preset sets",
+                  rounds=DEFAULT_ROUNDS, values={k: DEFAULTS[k] for k in sorted(keys)})
+
+
+PRESETS: dict[str, Preset] = {"paper": PAPER, "default": _default_preset()}
+
+
+def _yaml_scalar(value: Any) -> str:
+    import yaml
+
+    if isinstance(value, float) and value.is_integer():  # 1.0 reads back as the same number
+        value = int(value)
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+def _set_value(lines: list[str], key: str, value: Any) -> bool:
+    """Replace the value of ``key`` (``section.name`` or a top-level ``name``) in place, keeping
+    the line's comment; returns whether it changed."""
+    section, _, name = key.rpartition(".")
+    lo, hi = 0, len(lines)
+    indent = ""
+    if section:
+        heads = [i for i, line in enumerate(lines) if re.match(rf"^{re.escape(section)}\s*:\s*(#.*)?$", line)]
+        if len(heads) != 1:
+            raise ParamError(key, f"params.yaml must have exactly one top-level '{section}:' block, found {len(heads)}")
+        lo = heads[0] + 1
+        hi = lo
+        while hi < len(lines) and (lines[hi].startswith((" ", "\t")) or not lines[hi].strip()):
+            hi += 1
+        indent = r"[ \t]+"
+    pattern = re.compile(rf"^({indent}{re.escape(name)}\s*:[ \t]*)([^#\n]*?)([ \t]*(#.*)?)(\r?\n)?$")
+    hits = [i for i in range(lo, hi) if pattern.match(lines[i])]
+    if len(hits) != 1:
+        raise ParamError(key, f"found {len(hits)} lines for this key in params.yaml; edit it by hand")
+    m = pattern.match(lines[hits[0]])
+    import yaml
+
+    old = yaml.safe_load(m.group(2) or "null")
+    if old == value and isinstance(old, bool) == isinstance(value, bool):
+        return False
+    new_value = _yaml_scalar(value)
+    pad = m.group(3)
+    if m.group(4):  # keep the comment's column where the new value leaves room
+        width = len(m.group(2)) + len(pad) - len(pad.lstrip(" \t"))
+        pad = " " * max(1, width - len(new_value)) + pad.lstrip(" \t")
+    lines[hits[0]] = m.group(1) + new_value + pad + (m.group(5) or "")
+    return True
+
+
+def preset_text(text: str, name: str) -> tuple[str, list[str]]:
+    """params.yaml text with preset ``name`` applied, and the keys whose value changed."""
+    from glode.rounds import rounds_text
+
+    if name not in PRESETS:
+        raise ParamError("preset", f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    lines = text.splitlines(keepends=True)
+    changed = [key for key, value in preset.values.items() if _set_value(lines, key, value)]
+    new = rounds_text("".join(lines), preset.rounds)
+    if new != "".join(lines):
+        changed.append("rounds")
+    return new, changed
+
+
+def apply_preset(params_path: str | Path, name: str) -> list[str]:
+    """Apply preset ``name`` to the params file; the file is replaced only when the whole new
+    file passes the params check. Returns the keys that changed."""
+    import yaml
+
+    from glode.atomic import atomic_path
+    from glode.params import ParamsError, check_params
+
+    path = Path(params_path)
+    new, changed = preset_text(path.read_text(encoding="utf-8"), name)
+    parsed = yaml.safe_load(new)
+    flat = {f"{s}.{k}": v for s, sub in parsed.items() if isinstance(sub, dict) for k, v in sub.items()}
+    wrong = [k for k, v in PRESETS[name].values.items() if (flat[k] if "." in k else parsed.get(k)) != v]
+    problems = [f"{k}: could not be set" for k in wrong] + check_params(parsed, path.parent)
+    if problems:
+        raise ParamsError(str(path), problems)
+    if changed:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(new, encoding="utf-8")
+    return changed

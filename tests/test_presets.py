@@ -1,0 +1,65 @@
+"""`glode preset`: named params.yaml values (the paper's progressive mode) applied as a text edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glode.params import DEFAULTS, ParamsError, check_params
+from glode.presets import PRESETS, apply_preset
+from glode.rounds import DEFAULT_ROUNDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def project(tmp_path):
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    for f in ("data/en/train.txt", "data/en/dev.txt", "data/de/train.txt", "data/de/test.txt"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    return tmp_path
+
+
+def _flat(params: dict) -> dict:
+    return {f"{s}.{k}" if isinstance(sub, dict) else s: v
+            for s, sub in params.items() for k, v in (sub.items() if isinstance(sub, dict) else [(None, sub)])}
+
+
+def test_paper_preset_sets_every_value_and_default_restores_the_file_byte_for_byte(project):
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    changed = apply_preset(params, "paper")
+    parsed = yaml.safe_load(params.read_text())
+    flat = _flat(parsed)
+    for key, value in PRESETS["paper"].values.items():
+        assert flat[key] == value, key
+    assert "rounds" in changed and list(parsed["rounds"]) == ["r1", "r2", "r3"]
+    assert set(parsed["models"]) == {"r0", "r1", "r2", "r3"}  # the &rounds anchor still feeds `models`
+    assert check_params(parsed, project) == []
+    assert "# EMA weight of the old labels in r1" in params.read_text()  # comments stay
+    apply_preset(params, "default")
+    assert params.read_bytes() == before
+    assert apply_preset(params, "default") == []
+
+
+def test_default_preset_holds_the_schema_defaults():
+    default = PRESETS["default"]
+    assert default.rounds == DEFAULT_ROUNDS and set(default.values) == set(PRESETS["paper"].values)
+    assert all(DEFAULTS[k] == v for k, v in default.values.items())
+
+
+def test_a_preset_that_cannot_be_applied_leaves_the_file_untouched(project):
+    params = project / "params.yaml"
+    original = params.read_text()
+    text = original.replace("  gate: agree", "  gate: agree\n  gate: none", 1)  # an ambiguous key
+    params.write_text(text)
+    with pytest.raises(Exception, match="denoise.gate"):
+        apply_preset(params, "paper")
+    assert params.read_text() == text
+    params.write_text(original.replace("max-span-len: 4", "max-span-len: 0"))  # a bad value elsewhere
+    with pytest.raises(ParamsError, match="model.max-span-len"):
+        apply_preset(params, "paper")
+    assert "max-span-len: 0" in params.read_text() and "init: encoder" in params.read_text()
