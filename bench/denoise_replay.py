@@ -49,7 +49,7 @@ def restore(work: Path, lang: str, variant: str) -> None:
     """Check out the variant's cached outputs up to denoise@r2; refuse to compute anything."""
     _, overrides, rounds = harness.VARIANTS[variant]
     harness.write_params(work, lang, overrides or {})
-    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, PYTHONPATH=str(Path(work).resolve()), DVC_NO_ANALYTICS="1")
     for name in harness.stage_names(rounds):
         if name.startswith("evaluate") or name == f"train_target@{rounds[-1]}":
             continue

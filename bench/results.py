@@ -353,7 +353,7 @@ def _history_steps(model_dir: Path) -> int | None:
 def stepper(label: str, work: Path, log, stages: dict[str, dict]) -> Callable[[str, list[str]], None]:
     """A function that runs, times and records one step of a cell in ``stages`` (with the
     snapshot first on PYTHONPATH); a failure ends the cell."""
-    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, PYTHONPATH=str(Path(work).resolve()), DVC_NO_ANALYTICS="1")
 
     def step(name: str, cmd: list[str]) -> None:
         log.write(f"== {label}: {' '.join(cmd)}\n")
@@ -876,7 +876,7 @@ def cmd_run(args) -> int:
                   "placeholder); nothing measured", file=sys.stderr)
             return 2
     proto.cells.mkdir(parents=True, exist_ok=True)
-    workroot = Path(args.workdir) / proto.work_subdir
+    workroot = (Path(args.workdir) / proto.work_subdir).resolve()  # absolute: it is the stages' PYTHONPATH
     log_path = Path(args.workdir) / "harness.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
