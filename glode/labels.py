@@ -21,10 +21,8 @@ import pandas as pd
 
 from glode.errors import GlodeError, InputError
 from glode.spans import resolve_overlaps, spans_to_tags
-from glode.tables import SENTENCES, read_table
+from glode.tables import LABELS_KIND, SENTENCES, read_table
 
-#: Kind tag of label tables (``glode.selftrain.LABELS_KIND``; not imported to keep torch out).
-LABELS_KIND = "labels"
 TARGET_TABLE = "tables/target_unlabelled.parquet"
 ROUNDS_DIR = "rounds"
 FLIP_KINDS = ("o_to_entity", "entity_to_o", "type_swap")
