@@ -19,10 +19,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import glode
+
+        typer.echo(f"glode {glode.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (for scripts; the same as "
                                         "GLODE_QUIET=1, which also silences the pipeline's stages).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print glode's version and exit.")] = False,
 ) -> None:
     if quiet:
         import os
