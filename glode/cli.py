@@ -101,7 +101,7 @@ def build_encoder(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoder"),
 ) -> None:
     """Materialise an encoder folder outside the pipeline (what the `encoder` stage runs)."""
-    from glode.encoder import materialise_encoder
+    from glode.encoder.build import materialise_encoder
 
     typer.echo(f"written {materialise_encoder(name, out)}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 
-from glode.atomic import atomic_dir, atomic_path, write_json
+from glode.atomic import atomic_dir, write_json
 from glode.conll import read_conll_counts
 from glode.errors import GlodeError, InputError, ParamError
 from glode.params import check_label_sets
