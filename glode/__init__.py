@@ -2,8 +2,6 @@
 
 import os as _os
 
-__version__ = "0.1.0"
-
 # torch's and faiss's OpenMP threads (libgomp) spin for about 300,000 iterations when they run
 # out of work before they sleep. With every core busy that is fine; with another process on
 # one of the cores, the spinning threads take the time the working ones need, and a training
@@ -16,3 +14,15 @@ __version__ = "0.1.0"
 SPIN_COUNT = "3000"
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+
+
+def __getattr__(name: str):
+    """``glode.__version__``: the installed distribution's version; ``pyproject.toml`` holds the only copy."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("glode")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'glode' has no attribute {name!r}")

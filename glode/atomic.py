@@ -13,13 +13,14 @@ processes, and puts back a previous folder that was moved aside but never replac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling", "clean_stale"]
+__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling", "clean_stale", "write_json"]
 
 
 def temp_sibling(path: str | Path, tag: str = "tmp") -> Path:
@@ -121,6 +122,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     return path
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Pretty, key-sorted JSON written atomically (stable bytes for DVC)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 @contextlib.contextmanager

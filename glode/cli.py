@@ -19,10 +19,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import glode
+
+        typer.echo(f"glode {glode.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (for scripts; the same as "
                                         "GLODE_QUIET=1, which also silences the pipeline's stages).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print glode's version and exit.")] = False,
 ) -> None:
     if quiet:
         import os
@@ -91,7 +101,7 @@ def build_encoder(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoder"),
 ) -> None:
     """Materialise an encoder folder outside the pipeline (what the `encoder` stage runs)."""
-    from glode.encoder import materialise_encoder
+    from glode.encoder.build import materialise_encoder
 
     typer.echo(f"written {materialise_encoder(name, out)}")
 
@@ -210,9 +220,11 @@ def labels_diff(
 def labels_export(
     round_name: Annotated[str, typer.Argument(metavar="ROUND", help="Round whose hard labels to export.")],
     format_: Annotated[str, typer.Option("--format", "-f", help="conll: 'token tag' lines, blank line between sentences; "
-                                         "jsonl: one JSON object per sentence (tokens, tags, spans with prob).")] = "conll",
+                                         "jsonl: one JSON object per sentence (sentence_id, line, tokens, tags, spans with prob; "
+                                         "the same schema as `glode predict`).")] = "conll",
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-': standard output).")] = Path("-"),
-    gold: Annotated[bool, typer.Option("--gold", help="conll only: add the gold tag as a middle column (token gold pseudo), as conlleval reads it.")] = False,
+    gold: Annotated[bool, typer.Option("--gold", help="Add the corpus' gold tags: conll, a middle column (token gold pseudo) "
+                                       "as conlleval reads it; jsonl, a 'gold' field.")] = False,
     rev: RevOpt = None,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -223,7 +235,8 @@ def labels_export(
     """
     from glode.atomic import atomic_path
     from glode.errors import GlodeError
-    from glode.labels import ProjectFiles, check_alignment, export_records, read_round_labels, read_target, to_conll, to_jsonl
+    from glode.labels import ProjectFiles, check_alignment, export_records, read_round_labels, read_target
+    from glode.tagged import format_bio, format_jsonl
 
     if format_ not in ("conll", "jsonl"):
         raise GlodeError(f"unknown export format {format_!r}; use conll or jsonl")
@@ -232,16 +245,13 @@ def labels_export(
     target = read_target(files)
     check_alignment(df, target, files.where(f"rounds/{round_name}/labels.parquet"))
     records = list(export_records(df, target))
-    if format_ == "conll":
-        text = to_conll(records, target["tags"] if gold else None)
-    else:
-        text = to_jsonl(records)
+    text = "".join((format_bio if format_ == "conll" else format_jsonl)(records, gold))
     if str(out) == "-":
         typer.echo(text, nl=False)
         return
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
-    n_ent = sum(len(r["spans"]) for r in records)
+    n_ent = sum(len(r.spans) for r in records)
     typer.echo(f"{out}: {len(records)} sentences, {n_ent} entities ({round_name}{'' if rev is None else '@' + rev})", err=True)
 
 
@@ -253,11 +263,14 @@ def predict(
     input_: Annotated[str, typer.Argument(metavar="INPUT", help="Text file (one sentence per line) or CoNLL file; '-' reads standard input.")],
     model: Annotated[Path, typer.Option(help="Model folder (models/rN).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-': standard output).")] = Path("-"),
-    output_format: Annotated[str, typer.Option("--format", "-f", help="bio: 'token tag' lines; jsonl: one JSON object per sentence with spans and scores.")] = "bio",
+    output_format: Annotated[str, typer.Option("--format", "-f", help="bio: 'token tag' lines; jsonl: one JSON object per sentence "
+                                               "(sentence_id, line, tokens, tags, spans with prob; the same schema as "
+                                               "`glode labels export`).")] = "bio",
     input_format: Annotated[str, typer.Option(help="auto (CoNLL when lines are 'token ... tag' or -DOCSTART-), text or conll.")] = "auto",
     tokenizer: Annotated[str, typer.Option(help="How text lines become words: whitespace, or simple (punctuation split off).")] = "whitespace",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (batched by length).")] = 64,
-    gold: Annotated[bool, typer.Option("--gold", help="bio output of a tagged CoNLL input: keep the input tag as a middle column (token gold predicted).")] = False,
+    gold: Annotated[bool, typer.Option("--gold", help="Keep a tagged CoNLL input's tags: bio, a middle column (token gold "
+                                       "predicted); jsonl, a 'gold' field.")] = False,
     encoder: Annotated[Path | None, typer.Option(help="Encoder folder holding the frozen word embeddings (default: the one recorded in the model).")] = None,
     threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default).")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
@@ -267,7 +280,8 @@ def predict(
 
     from glode.atomic import atomic_path
     from glode.errors import GlodeError
-    from glode.inference import TOKENIZERS, format_bio, format_jsonl, load_predictor, predict_items, read_input
+    from glode.inference import TOKENIZERS, load_predictor, predict_items, read_input
+    from glode.tagged import format_bio, format_jsonl
 
     if output_format not in ("bio", "jsonl"):
         raise GlodeError(f"unknown output format {output_format!r}; use bio or jsonl")
@@ -287,7 +301,7 @@ def predict(
     t0 = time.perf_counter()
     predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0
-    chunks = format_bio(items, gold) if output_format == "bio" else format_jsonl(items)
+    chunks = (format_bio if output_format == "bio" else format_jsonl)(items, gold)
     if str(out) == "-":
         for chunk in chunks:
             typer.echo(chunk, nl=False)

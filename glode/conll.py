@@ -1,4 +1,4 @@
-"""CoNLL reader/validator and writer.
+"""CoNLL reader/validator and writer: the only place glode reads or writes CoNLL text.
 
 Input files come from users and other tools, so every problem is reported as an `InputError`
 with the file, the 1-based line and what to do, instead of a traceback from deep inside training.
@@ -8,7 +8,7 @@ Tags are normalised to BIO2 on reading so that the rest of the project sees one 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from glode.atomic import atomic_write_bytes
 from glode.errors import InputError
 from glode.spans import Span, parse_tag, tags_to_spans, to_bio2
 
-__all__ = ["Sentence", "read_conll", "read_conll_counts", "write_conll", "DOCSTART"]
+__all__ = ["Sentence", "read_conll", "read_conll_counts", "parse_conll", "looks_like_conll", "format_conll", "write_conll",
+           "DOCSTART"]
 
 DOCSTART = "-DOCSTART-"
 _BOM = b"\xef\xbb\xbf"
@@ -31,7 +32,7 @@ class Sentence:
     """One sentence: words, their BIO2 tags, and where it starts in its source file."""
 
     tokens: list[str]
-    tags: list[str]
+    tags: list[str] | None  # None: read leniently from lines that did not all carry a tag
     line: int = 0  # 1-based line of the first token; 0 when not read from a file
 
     @property
@@ -95,19 +96,21 @@ def plausibility_warnings(path: str | Path, size: int, sentences: Sequence[Sente
     return out
 
 
-def read_conll(path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> list[Sentence]:
+def read_conll(
+    path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = (), strict: bool = True
+) -> list[Sentence]:
     """Read and validate a CoNLL-style file into BIO2 sentences (see `read_conll_counts`)."""
-    return read_conll_counts(path, labels, ignore)[0]
+    return read_conll_counts(path, labels, ignore, strict)[0]
 
 
 def read_conll_counts(
-    path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = ()
+    path: str | Path, labels: Sequence[str] | None = None, ignore: Sequence[str] = (), strict: bool = True
 ) -> tuple[list[Sentence], dict[str, dict[str, int]]]:
     """Read and validate a CoNLL-style file into BIO2 sentences, with entity counts per type.
 
-    Format: one `token ... tag` line per word (columns separated by spaces or tabs; the first
-    column is the token, the last the tag), a blank line between sentences, `-DOCSTART-` lines
-    skipped (they also end a sentence). IOB1 and BIO2 are accepted; tags are normalised with
+    Format: one `token ... tag` line per word (`parse_conll`; with ``strict=False`` a line may
+    hold the token alone and a sentence without a tag on every line keeps ``tags=None``).
+    IOB1 and BIO2 are accepted; tags are normalised with
     `to_bio2`. `\\r\\n` and `\\r`-only line ends and a leading UTF-8 BOM are accepted; a BOM
     elsewhere, a stray `\\r` in a line and other non-UTF-8 bytes are errors.
     `labels` is the allowed set of entity types (None accepts any); every unknown type is
@@ -126,23 +129,18 @@ def read_conll_counts(
         raw = path.read_bytes()
     except OSError as err:
         raise InputError(path, None, f"cannot be read ({err.strerror or err}); check its permissions") from None
-    text = _line_ends(path, _decode(path, raw))
+    sentences = parse_conll(_line_ends(path, _decode(path, raw)).split("\n"), path, strict)
 
     allowed = None if labels is None else set(labels)
     ignored_types = set(ignore)
     unknown: dict[str, list[int]] = {}  # type -> [entity count, first line]
     counts: dict[str, int] = {}
     ignored: dict[str, int] = {}
-    sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    lines: list[int] = []
-
-    def flush() -> None:
-        if not tokens:
-            return
-        bio2 = to_bio2(tags)
-        for i, (tag, ln) in enumerate(zip(bio2, lines)):
+    for sent in sentences:
+        if sent.tags is None:
+            continue
+        bio2 = to_bio2(sent.tags)
+        for i, tag in enumerate(bio2):
             typ = tag[2:]
             if typ in ignored_types:
                 bio2[i] = "O"
@@ -151,47 +149,10 @@ def read_conll_counts(
             elif tag[0] == "B":
                 counts[typ] = counts.get(typ, 0) + 1
                 if allowed is not None and typ not in allowed:
-                    entry = unknown.setdefault(typ, [0, ln])
+                    entry = unknown.setdefault(typ, [0, sent.line + i])  # a sentence's lines are consecutive
                     entry[0] += 1
-        sentences.append(Sentence(list(tokens), bio2, lines[0]))
-        tokens.clear()
-        tags.clear()
-        lines.clear()
+        sent.tags = bio2
 
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        stripped = line.rstrip("\r").strip(" \t")
-        if not stripped:
-            flush()
-            continue
-        cols = _COLUMN_SEP.split(stripped)
-        if cols[0] == DOCSTART:
-            flush()
-            continue
-        if len(cols) < 2:
-            raise InputError(
-                path,
-                lineno,
-                f"line has one column ({_show(cols[0])}); expected 'TOKEN ... TAG' separated by spaces "
-                "or tabs, with a blank line between sentences (a token containing a space, or a missing tag?)",
-            )
-        tag = cols[-1]
-        try:
-            parse_tag(tag)
-        except ValueError:
-            raise InputError(
-                path,
-                lineno,
-                f"tag {_show(tag)} is not 'O', 'B-TYPE' or 'I-TYPE'; the tag must be the last column "
-                "(convert BIOES/BILOU tags to BIO first)",
-            ) from None
-        tokens.append(cols[0])
-        tags.append(tag)
-        lines.append(lineno)
-    flush()
-
-    if not sentences:
-        raise InputError(path, None, "no sentences found (the file is empty or holds only blank and "
-                         "-DOCSTART- lines); expected one 'token tag' pair per line")
     if unknown:
         ordered = sorted(unknown.items(), key=lambda kv: kv[1][1])
         listing = "; ".join(f"{typ} ({n} entities, first at {path}:{ln})" for typ, (n, ln) in ordered)
@@ -206,9 +167,97 @@ def read_conll_counts(
                        "warnings": plausibility_warnings(path, len(raw), sentences)}
 
 
+def _columns(line: str) -> list[str]:
+    """The columns of a line (none for a blank one); ``\\r`` of a CRLF line end is not part of them."""
+    stripped = line.rstrip("\r").strip(" \t")
+    return _COLUMN_SEP.split(stripped) if stripped else []
+
+
+def _tag_or_none(column: str) -> str | None:
+    try:
+        parse_tag(column)
+    except ValueError:
+        return None
+    return column
+
+
+def parse_conll(lines: Iterable[str], source: str | Path = "<input>", strict: bool = True) -> list[Sentence]:
+    """Sentences of CoNLL text lines, tags as written (`read_conll_counts` normalises and checks them).
+
+    A line per word, columns separated by spaces or tabs: the first column is the token, the
+    last the tag; a blank line between sentences; `-DOCSTART-` lines skipped (they also end a
+    sentence). ``strict`` (what the pipeline reads): every other line must be `TOKEN ... TAG`
+    with a BIO tag, else an `InputError` names the line. Lenient (``strict=False``, what
+    `glode predict` reads): a line may hold the token alone or end in a column that is not a
+    tag; a sentence keeps its tags only when every line has one, else ``tags`` is None.
+    `source` names the input in errors.
+    """
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str | None] = []
+    first = 0
+
+    def flush() -> None:
+        if tokens:
+            sentences.append(Sentence(list(tokens), None if None in tags else list(tags), first))
+        tokens.clear()
+        tags.clear()
+
+    for lineno, line in enumerate(lines, start=1):
+        cols = _columns(line)
+        if not cols or cols[0] == DOCSTART:
+            flush()
+            continue
+        tag = _tag_or_none(cols[-1]) if len(cols) >= 2 else None
+        if strict and len(cols) < 2:
+            raise InputError(
+                source,
+                lineno,
+                f"line has one column ({_show(cols[0])}); expected 'TOKEN ... TAG' separated by spaces "
+                "or tabs, with a blank line between sentences (a token containing a space, or a missing tag?)",
+            )
+        if strict and tag is None:
+            raise InputError(
+                source,
+                lineno,
+                f"tag {_show(cols[-1])} is not 'O', 'B-TYPE' or 'I-TYPE'; the tag must be the last column "
+                "(convert BIOES/BILOU tags to BIO first)",
+            )
+        if not tokens:
+            first = lineno
+        tokens.append(cols[0])
+        tags.append(tag)
+    flush()
+    if not sentences:
+        expected = ("one 'token tag' pair per line" if strict else
+                    "one token per line (optionally 'token ... tag'), a blank line between sentences")
+        raise InputError(source, None, "no sentences found (the input is empty or holds only blank and "
+                         f"-DOCSTART- lines); expected {expected}")
+    return sentences
+
+
+def looks_like_conll(lines: Sequence[str]) -> bool:
+    """Guess whether text is CoNLL from its first 200 lines: yes when one is ``-DOCSTART-`` or every
+    non-blank one is ``token ... tag`` (two or more columns, the last a BIO tag). Token-only
+    CoNLL has to be named as such (``glode predict --input-format conll``)."""
+    body = [cols for cols in map(_columns, lines[:200]) if cols]
+    if any(cols[0] == DOCSTART for cols in body):
+        return True
+    return bool(body) and all(len(cols) >= 2 and _tag_or_none(cols[-1]) is not None for cols in body)
+
+
 def _show(s: str, limit: int = 40) -> str:
     """A short, printable rendering of user data for an error message."""
     return repr(s if len(s) <= limit else s[:limit] + "...")
+
+
+def format_conll(sentences: Iterable[Sequence[Sequence[str]]]) -> Iterator[str]:
+    """CoNLL text, one chunk per sentence; a sentence is its columns, e.g. ``(tokens, tags)`` or
+    ``(tokens, gold, tags)``: a line per word with its columns separated by a space, a blank line
+    between sentences (none after the last). The one CoNLL writer: files (`write_conll`),
+    `glode labels export` and `glode predict`; it does not check what it writes."""
+    for i, columns in enumerate(sentences):
+        yield ("\n" if i else "") + "".join(" ".join(row) + "\n" for row in zip(*columns))
 
 
 def write_conll(sentences: Iterable[Sentence | tuple[Sequence[str], Sequence[str]]], path: str | Path) -> Path:
@@ -217,23 +266,16 @@ def write_conll(sentences: Iterable[Sentence | tuple[Sequence[str], Sequence[str
     Accepts `Sentence` objects or `(tokens, tags)` pairs. Raises ValueError for data that would
     not read back the same: an empty sentence, a token with whitespace, an invalid tag.
     """
-    blocks: list[str] = []
-    for i, item in enumerate(sentences):
-        if isinstance(item, Sentence):
-            toks, tgs = item.tokens, item.tags
-        else:
-            toks, tgs = item
+    pairs = [(item.tokens, item.tags) if isinstance(item, Sentence) else item for item in sentences]
+    for i, (toks, tgs) in enumerate(pairs):
         if len(toks) != len(tgs):
             raise ValueError(f"sentence {i}: {len(toks)} tokens but {len(tgs)} tags")
         if not toks:
             raise ValueError(f"sentence {i} is empty; CoNLL cannot represent an empty sentence")
-        lines = []
         for tok, tag in zip(toks, tgs):
             if not tok or _BAD_TOKEN_CHARS.search(tok) or tok == DOCSTART:
                 raise ValueError(f"sentence {i}: token {tok!r} cannot be written to CoNLL")
             parse_tag(tag)
             if _BAD_TOKEN_CHARS.search(tag):
                 raise ValueError(f"sentence {i}: tag {tag!r} contains whitespace")
-            lines.append(f"{tok} {tag}\n")
-        blocks.append("".join(lines))
-    return atomic_write_bytes(path, "\n".join(blocks).encode("utf-8"))
+    return atomic_write_bytes(path, "".join(format_conll(pairs)).encode("utf-8"))

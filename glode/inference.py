@@ -1,38 +1,31 @@
-"""Use a trained model folder on new text: read sentences, predict entity spans, write BIO or JSON.
+"""Use a trained model folder on new text: read sentences, predict entity spans.
 
 ``glode predict`` (glode/cli.py) is a thin wrapper; the model is loaded exactly as the
 evaluate stage loads it (``glode.model.load_model``), and spans are scored and decoded by
-``glode.predict`` (greedy non-overlapping decoding, as in evaluation).
+``glode.predict`` (greedy non-overlapping decoding, as in evaluation). CoNLL input is read by
+``glode.conll`` (lenient mode), the output written by ``glode.tagged``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from glode.conll import looks_like_conll, parse_conll
 from glode.errors import GlodeError, InputError
 from glode.progress import progress as progress_bar
-from glode.spans import parse_tag, spans_to_tags
+from glode.tagged import TaggedSentence
 
 TOKENIZERS = ("whitespace", "simple")
 #: Words, numbers (with inner . , ' - joined), and every other non-space character on its own.
 _SIMPLE = re.compile(r"\w+(?:[.,'’\-]\w+)*|[^\w\s]", re.UNICODE)
 
-
-@dataclass
-class Item:
-    """One input sentence, and after prediction its entity spans ``(start, end, label, score)``."""
-
-    tokens: list[str]
-    line: int  # 1-based line of the sentence in its input
-    gold: list[str] | None = None
-    spans: list[tuple[int, int, str, float]] = field(default_factory=list)
+#: An input sentence, after prediction with its entity spans (the name bench/predict_bench.py imports).
+Item = TaggedSentence
 
 
 def tokenize(text: str, how: str = "whitespace") -> list[str]:
@@ -44,74 +37,17 @@ def tokenize(text: str, how: str = "whitespace") -> list[str]:
     raise GlodeError(f"unknown tokenizer {how!r}; use one of {', '.join(TOKENIZERS)}")
 
 
-def read_text(lines: Iterable[str], how: str = "whitespace") -> list[Item]:
+def read_text(lines: Iterable[str], how: str = "whitespace") -> list[TaggedSentence]:
     """One sentence per non-blank line."""
     items = []
     for n, line in enumerate(lines, start=1):
         tokens = tokenize(line.rstrip("\r\n"), how)
         if tokens:
-            items.append(Item(tokens, n))
+            items.append(TaggedSentence(tokens, n, sentence_id=len(items)))
     return items
 
 
-def read_conll_lines(lines: Iterable[str], name: str = "<input>") -> list[Item]:
-    """CoNLL: one token per line (first column), blank line between sentences, ``-DOCSTART-``
-    skipped. When a line has two or more columns and the last is a tag, it is kept as gold."""
-    items: list[Item] = []
-    tokens: list[str] = []
-    tags: list[str | None] = []
-    first = 0
-
-    def flush():
-        if tokens:
-            gold = list(tags) if all(t is not None for t in tags) else None
-            items.append(Item(list(tokens), first, gold))
-        tokens.clear()
-        tags.clear()
-
-    for n, raw in enumerate(lines, start=1):
-        cols = raw.strip().split()
-        if not cols or cols[0] == "-DOCSTART-":
-            flush()
-            continue
-        if not tokens:
-            first = n
-        tag = None
-        if len(cols) >= 2:
-            try:
-                parse_tag(cols[-1])
-                tag = cols[-1]
-            except ValueError:
-                pass
-        tokens.append(cols[0])
-        tags.append(tag)
-    flush()
-    if not items:
-        raise InputError(name, None, "no sentences found; expected one token per line (optionally 'token ... tag'), "
-                         "a blank line between sentences")
-    return items
-
-
-def looks_like_conll(lines: Sequence[str]) -> bool:
-    """Guess the input format from its first 200 lines: CoNLL when one is ``-DOCSTART-`` or every
-    non-blank one is ``token ... tag`` (two or more columns, the last a BIO tag). Token-only
-    CoNLL files need ``--input-format conll``."""
-    body = [ln.split() for ln in lines[:200] if ln.strip()]
-    if any(cols[0] == "-DOCSTART-" for cols in body):
-        return True
-    if not body:
-        return False
-    for cols in body:
-        if len(cols) < 2:
-            return False
-        try:
-            parse_tag(cols[-1])
-        except ValueError:
-            return False
-    return True
-
-
-def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[list[Item], str]:
+def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[list[TaggedSentence], str]:
     """Sentences from a file (``-``: stdin) as text or CoNLL; returns them and the format used."""
     if path == "-":
         text = sys.stdin.read()
@@ -129,7 +65,8 @@ def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[l
     if fmt == "auto":
         fmt = "conll" if looks_like_conll(lines) else "text"
     if fmt == "conll":
-        return read_conll_lines(lines, name), fmt
+        return [TaggedSentence(s.tokens, s.line, s.tags, sentence_id=i)
+                for i, s in enumerate(parse_conll(lines, name, strict=False))], fmt
     if fmt == "text":
         items = read_text(lines, how)
         if not items:
@@ -152,11 +89,11 @@ def predict_items(
     model,
     tokenizer,
     encoder,
-    items: Sequence[Item],
+    items: Sequence[TaggedSentence],
     batch_size: int = 64,
     chunk: int = 2048,
     progress: bool = True,
-) -> Sequence[Item]:
+) -> Sequence[TaggedSentence]:
     """Fill ``item.spans`` for every item: greedy non-overlapping entities with the probability
     of their class. Sentences are encoded and scored ``chunk`` at a time (batched by length)."""
     from glode.predict import kept_entity_mask, score_spans
@@ -178,31 +115,3 @@ def predict_items(
         bar.update(len(part))
     bar.close()
     return items
-
-
-def format_bio(items: Iterable[Item], gold: bool = False) -> Iterator[str]:
-    """CoNLL blocks ``token tag`` (``token gold tag`` with ``gold`` when the input had tags)."""
-    for it in items:
-        tags = spans_to_tags([(s, e, lab) for s, e, lab, _ in it.spans], len(it.tokens))
-        if gold and it.gold is not None:
-            yield "".join(f"{t} {g} {p}\n" for t, g, p in zip(it.tokens, it.gold, tags)) + "\n"
-        else:
-            yield "".join(f"{t} {p}\n" for t, p in zip(it.tokens, tags)) + "\n"
-
-
-def format_jsonl(items: Iterable[Item]) -> Iterator[str]:
-    """One JSON object per sentence: line, tokens, BIO tags, spans with label and score."""
-    for it in items:
-        tags = spans_to_tags([(s, e, lab) for s, e, lab, _ in it.spans], len(it.tokens))
-        rec = {
-            "line": it.line,
-            "tokens": it.tokens,
-            "tags": tags,
-            "spans": [
-                {"start": s, "end": e, "label": lab, "score": round(p, 6), "text": " ".join(it.tokens[s:e])}
-                for s, e, lab, p in it.spans
-            ],
-        }
-        if it.gold is not None:
-            rec["gold"] = it.gold
-        yield json.dumps(rec, ensure_ascii=False) + "\n"

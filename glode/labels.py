@@ -20,11 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from glode.errors import GlodeError, InputError
-from glode.spans import resolve_overlaps, spans_to_tags
-from glode.tables import SENTENCES, read_table
+from glode.spans import resolve_overlaps
+from glode.tagged import TaggedSentence
+from glode.tables import LABELS_KIND, SENTENCES, read_table
 
-#: Kind tag of label tables (``glode.selftrain.LABELS_KIND``; not imported to keep torch out).
-LABELS_KIND = "labels"
 TARGET_TABLE = "tables/target_unlabelled.parquet"
 ROUNDS_DIR = "rounds"
 FLIP_KINDS = ("o_to_entity", "entity_to_o", "type_swap")
@@ -341,35 +340,8 @@ def hard_spans(df: pd.DataFrame) -> dict[int, list[tuple[int, int, str, float]]]
     return out
 
 
-def export_records(df: pd.DataFrame, target: pd.DataFrame) -> Iterator[dict]:
-    """One record per target sentence (in order): tokens, BIO tags of the round's hard labels, spans."""
+def export_records(df: pd.DataFrame, target: pd.DataFrame) -> Iterator[TaggedSentence]:
+    """One sentence per target sentence (in order) with the round's hard entity spans and the gold tags."""
     spans = hard_spans(df)
-    for sid, tokens in zip(target.sentence_id, target.tokens):
-        sent = spans.get(int(sid), [])
-        tokens = list(tokens)
-        yield {
-            "sentence_id": int(sid),
-            "tokens": tokens,
-            "tags": spans_to_tags([(s, e, lab) for s, e, lab, _ in sent], len(tokens)),
-            "spans": [
-                {"start": s, "end": e, "label": lab, "prob": round(p, 6), "text": " ".join(tokens[s:e])}
-                for s, e, lab, p in sent
-            ],
-        }
-
-
-def to_conll(records, gold: pd.Series | None = None) -> str:
-    """CoNLL text: ``token tag`` per line (``token gold tag`` when ``gold`` tags are given), blank line between sentences."""
-    blocks = []
-    for rec in records:
-        if gold is not None:
-            gtags = gold[rec["sentence_id"]]
-            lines = [f"{t} {g} {p}" for t, g, p in zip(rec["tokens"], gtags, rec["tags"])]
-        else:
-            lines = [f"{t} {p}" for t, p in zip(rec["tokens"], rec["tags"])]
-        blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
-
-
-def to_jsonl(records) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    for sid, line, tokens, tags in zip(target.sentence_id, target.line, target.tokens, target.tags):
+        yield TaggedSentence(list(tokens), int(line), list(tags), spans.get(int(sid), []), int(sid))

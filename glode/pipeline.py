@@ -13,21 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 
-from glode.atomic import atomic_dir, atomic_path
+from glode.atomic import atomic_dir, write_json
 from glode.conll import read_conll_counts
 from glode.errors import GlodeError, InputError, ParamError
 from glode.params import check_label_sets
-from glode.tables import read_sentences, sentences_frame, write_table
+from glode.tables import SENTENCES, read_sentences, sentences_frame, write_table
 
-#: Table names written by the prepare stage, and the kind tag stored in each parquet file.
+#: Table names written by the prepare stage.
 TABLES = ("source_train", "source_dev", "target_unlabelled", "target_test")
-SENTENCES_KIND = "sentences"
-
-
-def write_json(path: str | Path, obj) -> None:
-    """Pretty, key-sorted JSON written atomically (stable bytes for DVC)."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def span_cap(target: str, max_span_len: int, max_span_len_char: int, char_languages: Sequence[str]) -> int:
@@ -91,7 +84,7 @@ def prepare_tables(
                 for lab in labels if not stats["target_test"]["per_type"][lab]]
     with atomic_dir(out_dir) as tmp:
         for name, frame in frames.items():
-            write_table(frame, tmp / f"{name}.parquet", kind=SENTENCES_KIND, extra_metadata={"source_file": str(files[name])})
+            write_table(frame, tmp / f"{name}.parquet", kind=SENTENCES, extra_metadata={"source_file": str(files[name])})
         write_json(tmp / "stats.json", {"labels": labels, "ignore_labels": list(ignore_labels), "tables": stats,
                                         "warnings": warnings})
     return {**stats, "warnings": warnings}

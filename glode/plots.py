@@ -17,7 +17,7 @@ from pathlib import Path
 from glode.atomic import atomic_dir, atomic_path
 
 # DVC 3's plot templates are vega-lite v5 specs (`$schema` .../vega-lite/v5.json); the newest v5
-# that vl-convert bundles draws them (checked by tests/test_plots_browser.py).
+# that vl-convert bundles draws them (checked in a browser by tests/test_plots.py).
 VEGA_LITE_VERSION = "5.21"
 
 # BSD-3-Clause needs the copyright notice and licence with every copy, the minified bundle has none.

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from glode.atomic import atomic_path
-from glode.pipeline import write_json
+from glode.atomic import atomic_path, write_json
 
 
 def _read(path: Path) -> dict | None:
@@ -92,8 +91,7 @@ def last_round_with_labels(rows: list[dict], rounds_dir: Path) -> str | None:
 def write_confusion(rows: list[dict], rounds_dir: Path, out: Path) -> tuple[str | None, int]:
     """Write the last round's pseudo labels against gold (for DVC's ``confusion`` template):
     a JSON list, one compact row per line. Returns the round and the number of rows."""
-    from glode.labels import LABELS_KIND
-    from glode.tables import read_table
+    from glode.tables import LABELS_KIND, read_table
 
     name = last_round_with_labels(rows, rounds_dir)
     data = confusion_rows(read_table(rounds_dir / name / "labels.parquet", LABELS_KIND)) if name else []

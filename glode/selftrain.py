@@ -36,10 +36,9 @@ from glode.features import EncodedSentence, SentenceEncoder
 from glode.progress import progress as progress_bar
 from glode.predict import kept_entity_mask, score_spans
 from glode.spans import resolve_overlaps, tags_to_spans
-from glode.tables import read_sentences, read_table, write_table
+from glode.tables import LABELS_KIND, read_sentences, read_table, write_table
 
 SPANS_KIND = "target_spans"
-LABELS_KIND = "labels"
 TARGET_REPS = "target_reps.npy"
 SOURCE_REPS = "source_reps.npy"
 SOURCE_LABELS = "source_labels.npy"

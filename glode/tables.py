@@ -24,6 +24,7 @@ from glode.spans import tags_to_spans
 __all__ = [
     "SCHEMA_VERSION",
     "SENTENCES",
+    "LABELS_KIND",
     "SCHEMAS",
     "sentences_frame",
     "write_table",
@@ -41,6 +42,8 @@ SPAN_TYPE = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.
 
 #: Kind name of the sentences table.
 SENTENCES = "sentences"
+#: Kind name of a round's refined label table (rounds/rN/labels.parquet, glode.selftrain writes it).
+LABELS_KIND = "labels"
 
 #: Known schemas by kind; `write_table` uses them when no schema is passed and `read_table`
 #: checks files against them. Other modules may add their kinds here.

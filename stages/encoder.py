@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from glode.encoder import materialise_encoder
+from glode.encoder.build import materialise_encoder
 from glode.params import check_options
 from glode.stagecli import run_app, single_command
 

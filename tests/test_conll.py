@@ -119,6 +119,33 @@ def test_write_conll_round_trip(tmp_path):
     assert not (tmp_path / "bad.txt").exists()
 
 
+def test_lenient_reads_what_strict_refuses_and_keeps_tags_only_where_complete(tmp_path):
+    """One malformed file: a token without a tag (line 4), a last column that is no tag (line 7)."""
+    p = write(tmp_path, "Anna B-PER\nlebt O\n\nBerlin\nist O\n\nNew York\nSiemens I-ORG\n")
+    with pytest.raises(InputError, match=r"in\.txt:4: line has one column \('Berlin'\)"):
+        read_conll(p, LABELS)
+    lenient = read_conll(p, LABELS, strict=False)
+    assert [(s.tokens, s.tags, s.line) for s in lenient] == [
+        (["Anna", "lebt"], ["B-PER", "O"], 1),
+        (["Berlin", "ist"], None, 4),  # not every line has a tag: none kept
+        (["New", "Siemens"], None, 7),  # the first column is the token; 'York' is not a tag
+    ]
+    p.write_text("Anna B-PER\nlebt O\n\nNew York\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r":4: tag 'York' is not"):
+        read_conll(p, LABELS)
+    p.write_text("Ajax I-ORG\n\nBerlin\n", encoding="utf-8")  # lenient still normalises and checks complete tags
+    assert [s.tags for s in read_conll(p, ["ORG"], strict=False)] == [["B-ORG"], None]
+    with pytest.raises(InputError, match="entity types not in the label set.*PER"):
+        read_conll(write(tmp_path, "Anna B-PER\n\nBerlin\n", "per.txt"), ["ORG"], strict=False)
+
+
+def test_format_conll_puts_a_blank_line_between_sentences_only():
+    from glode.conll import format_conll
+
+    chunks = list(format_conll([(["Anna", "lebt"], ["B-PER", "O"]), (["in", "Ulm"], ["O", "O"], ["O", "B-LOC"])]))
+    assert chunks == ["Anna B-PER\nlebt O\n", "\nin O O\nUlm O B-LOC\n"]
+
+
 def test_reads_embedded_sample():
     p = Path(__file__).resolve().parents[1] / "data" / "en" / "dev.txt"
     sents = read_conll(p, LABELS)

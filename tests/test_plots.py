@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from glode.pipeline import write_json
+from glode.atomic import write_json
 from glode.plots import figure_specs, plots_page_template, write_figures
 from glode.report import flip_rows, write_round_report
 from glode.rounds import rewrite_rounds

@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from glode.cli import app
-from glode.conll import read_conll
+from glode.conll import looks_like_conll, parse_conll, read_conll
 from glode.errors import GlodeError
 from glode.features import SentenceEncoder
-from glode.inference import looks_like_conll, read_conll_lines, tokenize
+from glode.inference import tokenize
 from glode.model import SpanModelConfig, build_model, load_model, save_model
 from glode.pipeline import predict_corpus
 from glode.spans import spans_to_tags
@@ -64,10 +64,10 @@ def test_conll_detection_and_reading():
     assert looks_like_conll(["-DOCSTART- -X- O O", "", "Anna"])
     assert not looks_like_conll(["Anna lives in Berlin", "Ajax won"])
     assert not looks_like_conll(["Anna O", "lives in Berlin"])
-    items = read_conll_lines(["Anna B-PER", "lives O", "", "", "Ajax x B-ORG", "won O", ""])
-    assert [(it.tokens, it.gold, it.line) for it in items] == [
+    sents = parse_conll(["Anna B-PER", "lives O", "", "", "Ajax x B-ORG", "won O", ""], strict=False)
+    assert [(s.tokens, s.tags, s.line) for s in sents] == [
         (["Anna", "lives"], ["B-PER", "O"], 1), (["Ajax", "won"], ["B-ORG", "O"], 5)]
-    assert read_conll_lines(["Anna", "lives"])[0].gold is None
+    assert parse_conll(["Anna", "lives"], strict=False)[0].tags is None
 
 
 def test_predict_text_matches_the_evaluate_stage(model_dir, tmp_path):
@@ -87,10 +87,13 @@ def test_predict_text_matches_the_evaluate_stage(model_dir, tmp_path):
     recs = [json.loads(x) for x in cli("predict", str(src), "--model", str(model_dir), "-f", "jsonl", "--no-progress").splitlines()
             if x.startswith("{")]
     assert [r["line"] for r in recs] == [1, 3, 4]
+    assert [r["sentence_id"] for r in recs] == [0, 1, 2]
     assert [r["tags"] for r in recs] == expected
     for r in recs:
+        assert list(r) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/tagged.py
         for sp in r["spans"]:
-            assert sp["label"] in CLASSES[1:] and 0 < sp["score"] <= 1
+            assert list(sp) == ["start", "end", "label", "prob", "text"]
+            assert sp["label"] in CLASSES[1:] and 0 < sp["prob"] <= 1
             assert sp["text"] == " ".join(r["tokens"][sp["start"]:sp["end"]])
 
 
@@ -103,6 +106,12 @@ def test_predict_conll_keeps_gold_column(model_dir, tmp_path):
     rows = [r for r in rows if len(r) == 3]
     assert [r[1] for r in rows] == [t for s in gold for t in s.tags]
     assert [r[2] for r in rows] == [t for tags in expected for t in tags]
+    assert text.count("\n\n") == len(gold) - 1 and not text.endswith("\n\n")  # a blank line between sentences
+    recs = [json.loads(x) for x in cli("predict", str(src), "--model", str(model_dir), "-f", "jsonl", "--gold",
+                                       "--no-progress", "--threads", "1").splitlines() if x.startswith("{")]
+    assert [r["gold"] for r in recs] == [s.tags for s in gold] and [r["tags"] for r in recs] == expected
+    plain = cli("predict", str(src), "--model", str(model_dir), "-f", "jsonl", "--no-progress", "--threads", "1")
+    assert '"gold"' not in plain  # gold only when asked for, as in `glode labels export`
 
 
 def test_predict_errors_and_help(model_dir, tmp_path):

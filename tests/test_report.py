@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from glode.pipeline import write_json
+from glode.atomic import write_json
 from glode.report import confusion_rows, write_confusion, write_round_report
 from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
 

@@ -40,3 +40,12 @@ def test_every_entry_point_reports_a_usage_error_in_one_line_with_status_2(tmp_p
         assert err.startswith("error: ") and err.count("\n") == 1 and text in err, (name, err)
         assert "--help" in err and "Traceback" not in err and out == "", (name, err)
     assert not any(tmp_path.iterdir()), "a usage error wrote something"
+
+
+def test_glode_version_prints_the_projects_version_and_exits_0(tmp_path):
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    proc = subprocess.run([sys.executable, "-m", "glode.cli", "--version"], cwd=tmp_path, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"glode {version}\n", "")

@@ -1,6 +1,6 @@
 """A tiny random BERT encoder with an XLM-R-style tokenizer, for fast tests.
 
-Built with the same :func:`glode.encoder.build_xlmr_tokenizer` as the real embedded
+Built with the same :func:`glode.encoder.tokenizer.build_xlmr_tokenizer` as the real embedded
 encoder, so tests exercise the same tokenizer pipeline (Precompiled normaliser,
 Metaspace, template, ``<mask>`` with lstrip) at a fraction of the size.
 """
@@ -12,7 +12,8 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from glode.encoder import MARKER_FILE, METASPACE, build_xlmr_tokenizer
+from glode.encoder.build import MARKER_FILE
+from glode.encoder.tokenizer import METASPACE, build_xlmr_tokenizer
 
 # Characters every tiny vocabulary knows, so most multilingual test text tokenises
 # without <unk>; anything else becomes <unk>.
