@@ -172,6 +172,7 @@ class Protocol:
     begin: str  # render markers in docs/RESULTS.md
     end: str
     seeded: bool = False  # cells carry a training seed (v3)
+    explore: bool = False  # x3: exploration at v3's sizes, the checkout's code, no pinned commit, no planned table
 
     def cell_path(self, lang: str, variant: str, seed: int | None = None) -> Path:
         return self.cells / (f"{lang}-{variant}.json" if seed is None else f"{lang}-{variant}-s{seed}.json")
@@ -181,6 +182,8 @@ class Protocol:
 
     @property
     def variants(self) -> dict:
+        if self.explore:
+            return {**V3_VARIANTS, **X3_VARIANTS}
         return V3_VARIANTS if self.seeded else VARIANTS
 
 
@@ -440,18 +443,30 @@ V3_VARIANTS = {  # name -> (description, params overrides; None: not defined yet
     "local": ("the default with the local view only (one seed)", {"denoise.use-global": False}),
     "nomlm": ("the default without the MLM loss, r0 included (one seed)", {"train.mlm-weight": 0.0}),
 }
+# Exploration (protocol x3: v3's sizes and settings, one seed, the checkout's code; never part of
+# the v3 table): candidate denoising settings picked from `bench/denoise_explore.py`'s replays.
+X3_VARIANTS = {
+    "select-0.9": ("per-class confidence selection alone: keep the top 90% of each entity class",
+                   {**NO_DENOISING, "denoise.select": 0.9}),
+    "local-only": ("the default's gate with the local view only", {"denoise.use-global": False}),
+    "proto-source": ("the default with prototypes from source gold only", {"denoise.prototype-from": "source"}),
+}
 V3_MAIN = ("zeroshot", "plain", "default", "paper")
 V3_ABLATIONS = ("global", "local", "nomlm")
 R0_SECTIONS = ("train", "model", "data", "encoder", "target")  # params r0's stages read
 
 
+def _variant(variant: str) -> tuple:
+    return V3_VARIANTS[variant] if variant in V3_VARIANTS else X3_VARIANTS[variant]
+
+
 def v3_defined(variant: str) -> bool:
-    return V3_VARIANTS[variant][1] is not None
+    return _variant(variant)[1] is not None
 
 
 def v3_overrides(variant: str, seed: int) -> dict:
     """The protocol's settings, then the variant's own overrides."""
-    own = V3_VARIANTS[variant][1]
+    own = _variant(variant)[1]
     if own is None:
         raise KeyError(f"variant {variant} is not defined yet (bench/results.py: PAPER_MODE is a placeholder)")
     return {"train.epochs": V3_EPOCHS, "train.seed": seed, "rounds": V3_ROUNDS, **own}
@@ -459,14 +474,14 @@ def v3_overrides(variant: str, seed: int) -> dict:
 
 def round_epochs(variant: str) -> float:
     """Passes over the source sentences per self-training round of a v3 variant."""
-    return float((V3_VARIANTS[variant][1] or {}).get("retrain.epochs") or V3_EPOCHS)
+    return float((_variant(variant)[1] or {}).get("retrain.epochs") or V3_EPOCHS)
 
 
 def v3_rounds(variant: str) -> list[str]:
     """The models a v3 cell trains: r0, then its rounds (a zero-shot cell: r0 only)."""
     if variant == "zeroshot":
         return ["r0"]
-    n = int((V3_VARIANTS[variant][1] or {}).get("rounds", V3_ROUNDS))
+    n = int((_variant(variant)[1] or {}).get("rounds", V3_ROUNDS))
     return ["r0", *(f"r{i}" for i in range(1, n + 1))]
 
 
@@ -474,7 +489,7 @@ def v3_workdir(lang: str, variant: str, seed: int) -> str:
     """Work folder name: one per (language, seed), so each seed trains its own r0 and shares it
     with every variant of that seed; a variant that changes what r0 reads, compared with the
     default (nomlm), gets its own."""
-    own, base = V3_VARIANTS[variant][1] or {}, V3_VARIANTS["default"][1] or {}
+    own, base = _variant(variant)[1] or {}, V3_VARIANTS["default"][1] or {}
     changes_r0 = any(key.split(".", 1)[0] in R0_SECTIONS and own.get(key) != base.get(key) for key in {*own, *base})
     return f"{lang}-s{seed}" + (f"-{variant}" if changes_r0 else "")
 
@@ -511,18 +526,42 @@ def bench_module(name: str):
     return sys.modules[key]
 
 
-def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path, commit: str, log) -> dict:
+def refresh_code(work: Path, commit: str) -> None:
+    """Exploration: bring a work folder's code (not its data, params or outputs) to ``commit``,
+    and keep the snapshot's defaults in step; SNAPSHOT.json keeps the commit r0 came from."""
+    marker = work / "SNAPSHOT.json"
+    snap = json.loads(marker.read_text())
+    if snap["commit"] == commit:
+        return
+    archive = subprocess.run(["git", "archive", "--format=tar", commit, "glode", "stages", "bench", "dvc.yaml", "params.yaml",
+                              "pyproject.toml"], cwd=ROOT, check=True, capture_output=True).stdout
+    for name in ("glode", "stages", "bench"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(work, filter="data")
+    shutil.copy(work / "params.yaml", work / "params.default.yaml")
+    snap = {**snap, "r0_commit": snap.get("r0_commit", snap["commit"]), "commit": commit}
+    marker.write_text(json.dumps(snap, indent=2) + "\n")
+
+
+def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path, commit: str, log,
+                explore: bool = False) -> dict:
     """One v3 cell: the stages, then per test sentence entity counts of its last model, which
     must reproduce the evaluate stage's metrics exactly (bench/sentence_counts.py)."""
-    desc = V3_VARIANTS[variant][0]
+    desc = _variant(variant)[0]
     overrides = v3_overrides(variant, seed)
     rounds = v3_rounds(variant)
     work = setup_workdir(lang, workroot, shared, commit, sizes=V3_SIZES, name=v3_workdir(lang, variant, seed))
+    if explore:
+        refresh_code(work, commit)
     snapshot = json.loads((work / "SNAPSHOT.json").read_text())
     params = write_params(work, lang, overrides)
     stages: dict[str, dict] = {}
     step = stepper(f"{lang}:{variant}:s{seed}", work, log, stages)
+    r0_done = all((work / p).exists() for p in ("models/r0", "metrics/r0.json", "rounds/r0/labels.parquet"))
     for name in v3_stage_names(rounds):
+        if explore and r0_done and name in R0_STAGES and name not in ("check", "pseudo_label@r1"):
+            continue  # exploration keeps the folder's r0 (trained by the code in SNAPSHOT.json's r0_commit)
         step(name, ["dvc", "repro", "--single-item", name])
     last = rounds[-1]
     counts_json = work / "counts" / f"{variant}-{last}.json"
@@ -542,7 +581,8 @@ def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path
     if counts["f1"] != per_round[last]["f1"]:
         raise RuntimeError(f"{lang}:{variant}:s{seed}: per-sentence counts give F1 {counts['f1']!r}, "
                            f"metrics/{last}.json {per_round[last]['f1']!r}")
-    return {"language": lang, "variant": variant, "seed": seed, "description": desc, "commit": snapshot["commit"],
+    extra = {"r0_commit": snapshot.get("r0_commit", snapshot["commit"])} if explore else {}
+    return {**extra, "language": lang, "variant": variant, "seed": seed, "description": desc, "commit": snapshot["commit"],
             "workdir": work.name, "sentences": snapshot["sentences"], "overrides": overrides, "params": params,
             "span_cap": params["model"]["max-span-len"], "epochs": params["train"]["epochs"], "rounds": per_round,
             "sentence_counts": {last: {k: counts[k] for k in ("sentences", "tp", "pred", "gold")}},
@@ -827,6 +867,9 @@ PROTOCOLS = {
                    "<!-- results-v2:begin (bench/results.py render) -->", "<!-- results-v2:end -->"),
     "v3": Protocol("v3", ROOT / "bench" / "results" / "cells-v3", "v3", plan_v3,
                    "<!-- results-v3:begin (bench/results.py --protocol v3 render) -->", "<!-- results-v3:end -->", seeded=True),
+    "x3": Protocol("x3", ROOT / "bench" / "results" / "explore-v3", "v3", lambda: [],
+                   "<!-- results-x3:begin (bench/results.py --protocol x3 render) -->", "<!-- results-x3:end -->",
+                   seeded=True, explore=True),
 }
 
 
@@ -865,7 +908,10 @@ def parse_only(proto: Protocol, only: list[str]) -> list[tuple]:
 
 def cmd_run(args) -> int:
     proto = PROTOCOLS[args.protocol]
-    commit = pinned_commit(proto, args.commit)
+    commit = _head_commit() if proto.explore else pinned_commit(proto, args.commit)
+    if proto.explore and not args.only:
+        print("protocol x3 has no plan: name the cells with --only LANG:VARIANT:SEED", file=sys.stderr)
+        return 2
     cells = parse_only(proto, args.only) if args.only else proto.plan()
     for key in cells:  # check them all before anything runs
         if len(key) != (3 if proto.seeded else 2) or key[0] not in LANGUAGES or key[1] not in proto.variants:
@@ -889,7 +935,7 @@ def cmd_run(args) -> int:
             print(f"{dt.datetime.now():%H:%M:%S} {proto.name} {label} at {commit[:8]} ...", flush=True)
             try:
                 if proto.seeded:
-                    cell = run_cell_v3(*key, workroot, Path(args.shared), commit, log)
+                    cell = run_cell_v3(*key, workroot, Path(args.shared), commit, log, explore=proto.explore)
                 else:
                     cell = run_cell(*key, workroot, Path(args.shared), commit, log)
             except Exception as exc:  # one failed cell must not stop an unattended run
@@ -1062,6 +1108,24 @@ def render_tables(cells: dict, proto: Protocol) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_x3(cells: dict) -> str:
+    """Exploration cells, one row each: what was run, at which commit, and what it scored."""
+    lines = ["| target | variant | seed | r0 test F1 | last round test F1 | pseudo-label F1 before -> after denoising, per round "
+             "| optimiser steps per round | commit (r0's) |", "|---|---|---|---|---|---|---|---|"]
+    for (lang, variant, seed), c in sorted(cells.items()):
+        rounds = c["rounds"]
+        last = v3_rounds(variant)[-1] if variant in {**V3_VARIANTS, **X3_VARIANTS} else list(rounds)[-1]
+        pl = []
+        for r, x in rounds.items():
+            p = x.get("pseudo_label") or {}
+            if p.get("before") and p.get("after"):
+                pl.append(f"{r}: {100 * p['before']['f1']:.1f} -> {100 * p['after']['f1']:.1f}")
+        steps = sorted({x.get("optimizer_steps") for r, x in rounds.items() if r != "r0"} - {None})
+        lines.append(f"| {lang} | {variant} | {seed} | {_fmt(rounds['r0'].get('f1'))} | {_fmt((rounds.get(last) or {}).get('f1'))} "
+                     f"| {'; '.join(pl) or '-'} | {', '.join(map(str, steps)) or '-'} | {c['commit'][:8]} ({c.get('r0_commit', c['commit'])[:8]}) |")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_render(args) -> int:
     """Rewrite the generated block of each protocol that has cells (or markers) in docs/RESULTS.md."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Results\n"
@@ -1075,7 +1139,7 @@ def cmd_render(args) -> int:
             return 1
         head, rest = text.split(proto.begin, 1)
         _, tail = rest.split(proto.end, 1)
-        body = render_v3(cells, proto) if proto.seeded else render_tables(cells, proto)
+        body = render_x3(cells) if proto.explore else render_v3(cells, proto) if proto.seeded else render_tables(cells, proto)
         text = head + proto.begin + "\n" + body + proto.end + tail
     RESULTS_MD.write_text(text)
     print(f"wrote {RESULTS_MD}")
