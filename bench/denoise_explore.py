@@ -65,8 +65,45 @@ def load_round(work: Path, round_name: str = "r1"):
     return classes, Y0, Q, S, s_labels, gold
 
 
+def error_kinds(spans, pred: np.ndarray, gold: np.ndarray) -> dict:
+    """What kind of mistake each wrong pseudo entity is, and why each missed gold entity was
+    missed: only type errors on the right span can be fixed by a view that re-types spans."""
+    from collections import defaultdict
+
+    sid, a, b = (spans[c].to_numpy() for c in ("sentence_id", "start", "end"))
+    by_sentence = {"gold": defaultdict(list), "pred": defaultdict(list)}
+    for i in np.flatnonzero(gold > 0):
+        by_sentence["gold"][sid[i]].append(i)
+    for i in np.flatnonzero(pred > 0):
+        by_sentence["pred"][sid[i]].append(i)
+    kinds, missed = defaultdict(int), defaultdict(int)
+    for i in np.flatnonzero(pred > 0):
+        if gold[i] == pred[i]:
+            kinds["correct"] += 1
+        elif gold[i] > 0:
+            kinds["right span, wrong type"] += 1
+        else:
+            ov = [j for j in by_sentence["gold"][sid[i]] if a[j] < b[i] and a[i] < b[j]]
+            kinds["no gold entity overlaps" if not ov else "wrong boundary" + (
+                ", right type" if any(gold[j] == pred[i] for j in ov) else ", wrong type")] += 1
+    for j in np.flatnonzero(gold > 0):
+        if pred[j] == gold[j]:
+            continue
+        if pred[j] > 0:
+            missed["predicted with a wrong type"] += 1
+        else:
+            ov = [i for i in by_sentence["pred"][sid[j]] if a[j] < b[i] and a[i] < b[j]]
+            missed["overlapped by a predicted entity" if ov else "nothing predicted there"] += 1
+    return {"predicted": dict(kinds), "gold_missed": dict(missed),
+            "predicted_per_class": np.bincount(pred, minlength=gold.max() + 1).tolist(),
+            "gold_per_class": np.bincount(gold[gold >= 0], minlength=gold.max() + 1).tolist()}
+
+
 def replay(work: Path, settings: dict[str, dict]) -> dict:
     classes, Y0, Q, S, s_labels, gold = load_round(work)
+    spans = read_table(work / "rounds" / "r1" / "pseudo" / st.SPANS_FILE, st.SPANS_KIND)
+    errors = error_kinds(spans, Y0.argmax(1), gold)
+    print(f"  {work.name}: r0's pseudo labels: {errors}", flush=True)
     rows = {}
     for name, own in settings.items():
         kw = {**BASE, **own}
@@ -82,15 +119,34 @@ def replay(work: Path, settings: dict[str, dict]) -> dict:
                       "changed": s["changed"]["total"], "demoted": s.get("select", {}).get("demoted", 0)}
         print(f"  {work.name:10s} {name:22s} P {after['precision']:.4f} R {after['recall']:.4f} F1 {after['f1']:.4f} "
               f"soft F1 {soft['f1']:.4f} Brier {soft['brier']:.5f}", flush=True)
-    return {"spans": int(len(Y0)), "classes": classes, "rows": rows}
+    return {"spans": int(len(Y0)), "classes": classes, "rows": rows, "r0_errors": errors}
+
+
+def markdown(out: dict) -> str:
+    """The replays as a Markdown table: every setting's pseudo-label quality per folder, with the
+    difference to plain self-training's labels in hard F1 points."""
+    lines = ["| target | setting | P | R | F1 | ΔF1 vs plain | soft F1 | Brier | entity mass on gold O |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for folder, r in out["folders"].items():
+        plain = r["rows"].get("plain", {}).get("f1")
+        for name in [n for n in SETTINGS if n in r["rows"]] + [n for n in r["rows"] if n not in SETTINGS]:
+            x = r["rows"][name]
+            delta = f"{100 * (x['f1'] - plain):+.1f}" if plain is not None and name != "plain" else ""
+            lines.append(f"| {folder} | {name} | {100 * x['precision']:.1f} | {100 * x['recall']:.1f} | {100 * x['f1']:.1f} "
+                         f"| {delta} | {100 * x['soft_f1']:.1f} | {x['brier']:.4f} | {x['entity_mass_on_gold_o']:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("work", nargs="+", type=Path, help="v3 work folders with rounds/r1/pseudo")
+    ap.add_argument("work", nargs="*", type=Path, help="v3 work folders with rounds/r1/pseudo")
     ap.add_argument("--only", nargs="*", help="setting names (default: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "denoise_explore.json")
+    ap.add_argument("--markdown", action="store_true", help="print the stored replays as a Markdown table and stop")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())), end="")
+        return 0
     settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out["command"] = "python bench/denoise_explore.py " + " ".join(str(w) for w in args.work)
