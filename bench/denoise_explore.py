@@ -142,10 +142,19 @@ def main() -> int:
     ap.add_argument("work", nargs="*", type=Path, help="v3 work folders with rounds/r1/pseudo")
     ap.add_argument("--only", nargs="*", help="setting names (default: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "denoise_explore.json")
-    ap.add_argument("--markdown", action="store_true", help="print the stored replays as a Markdown table and stop")
+    ap.add_argument("--markdown", action="store_true", help="print the stored replays as a Markdown table (also "
+                    "into docs/RESULTS.md between its denoise-explore markers) and stop")
     args = ap.parse_args()
     if args.markdown:
-        print(markdown(json.loads(args.out.read_text())), end="")
+        table = markdown(json.loads(args.out.read_text()))
+        page = ROOT / "docs" / "RESULTS.md"
+        begin, end = "<!-- denoise-explore:begin (python bench/denoise_explore.py --markdown) -->", "<!-- denoise-explore:end -->"
+        text = page.read_text()
+        if begin in text and end in text:  # the table's place in RESULTS.md
+            head, rest = text.split(begin, 1)
+            page.write_text(head + begin + "\n" + table + end + rest.split(end, 1)[1])
+            print(f"wrote the table into {page}")
+        print(table, end="")
         return 0
     settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
