@@ -99,6 +99,17 @@ def error_kinds(spans, pred: np.ndarray, gold: np.ndarray) -> dict:
             "gold_per_class": np.bincount(gold[gold >= 0], minlength=gold.max() + 1).tolist()}
 
 
+def views_vs_label(G: np.ndarray, L: np.ndarray, Y0: np.ndarray, gold: np.ndarray) -> dict:
+    """Where both views admit exactly one and the same class and it is not the label's top
+    class: how often is the view right, how often the label? (G, L: the admitted sets.)"""
+    both = G & L
+    single = both.sum(1) == 1
+    proposal, label = both.argmax(1), Y0.argmax(1)
+    differs = single & (proposal != label) & (gold >= 0)
+    return {"spans": int(len(gold)), "views_agree_on_one_class": int(single.sum()), "that_class_differs_from_label": int(differs.sum()),
+            "view_right": int((differs & (proposal == gold)).sum()), "label_right": int((differs & (label == gold)).sum())}
+
+
 def replay(work: Path, settings: dict[str, dict]) -> dict:
     classes, Y0, Q, S, s_labels, gold = load_round(work)
     spans = read_table(work / "rounds" / "r1" / "pseudo" / st.SPANS_FILE, st.SPANS_KIND)
@@ -112,6 +123,9 @@ def replay(work: Path, settings: dict[str, dict]) -> dict:
         s = res.summary(gold=gold, class_names=classes)
         pl = s["gold"]
         after, soft = pl["after"], pl["soft_after"]
+        if name == "default":
+            agreement = views_vs_label(res.G, res.L, Y0, gold)
+            print(f"  {work.name}: where both views agree on one class that is not the label's: {agreement}", flush=True)
         rows[name] = {"settings": own, "seconds": round(time.perf_counter() - t0, 2),
                       "precision": after["precision"], "recall": after["recall"], "f1": after["f1"],
                       "soft_f1": soft["f1"], "brier": soft["brier"],
@@ -119,7 +133,10 @@ def replay(work: Path, settings: dict[str, dict]) -> dict:
                       "changed": s["changed"]["total"], "demoted": s.get("select", {}).get("demoted", 0)}
         print(f"  {work.name:10s} {name:22s} P {after['precision']:.4f} R {after['recall']:.4f} F1 {after['f1']:.4f} "
               f"soft F1 {soft['f1']:.4f} Brier {soft['brier']:.5f}", flush=True)
-    return {"spans": int(len(Y0)), "classes": classes, "rows": rows, "r0_errors": errors}
+    out = {"spans": int(len(Y0)), "classes": classes, "rows": rows, "r0_errors": errors}
+    if "default" in rows:
+        out["views_vs_label"] = agreement
+    return out
 
 
 def markdown(out: dict) -> str:
@@ -141,6 +158,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("work", nargs="*", type=Path, help="v3 work folders with rounds/r1/pseudo")
     ap.add_argument("--only", nargs="*", help="setting names (default: all)")
+    ap.add_argument("--name", help="the row label of a single WORK folder (default: the folder's name)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "denoise_explore.json")
     ap.add_argument("--markdown", action="store_true", help="print the stored replays as a Markdown table (also "
                     "into docs/RESULTS.md between its denoise-explore markers) and stop")
@@ -160,12 +178,14 @@ def main() -> int:
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out["command"] = "python bench/denoise_explore.py " + " ".join(str(w) for w in args.work)
     for work in args.work:
-        snapshot = json.loads((work / "SNAPSHOT.json").read_text())
+        snapshot = json.loads((work / "SNAPSHOT.json").read_text()) if (work / "SNAPSHOT.json").exists() else {"commit": None}
         result = replay(work, settings)
-        prev = out.get("folders", {}).get(work.name, {}).get("rows", {})
+        prev = out.get("folders", {}).get(args.name if args.name and len(args.work) == 1 else work.name, {}).get("rows", {})
         result["rows"] = {**prev, **result["rows"]}
         result["commit"] = snapshot["commit"]
-        out.setdefault("folders", {})[work.name] = result
+        label = args.name if args.name and len(args.work) == 1 else work.name
+        result["folder"] = str(work)
+        out.setdefault("folders", {})[label] = result
     args.out.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return 0
 
