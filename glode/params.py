@@ -297,15 +297,3 @@ def check_file(path: str | Path = "params.yaml") -> dict:
     if problems:
         raise ParamsError(str(path), problems)
     return params
-
-
-CHECK_STAMP = "params.yaml passed the glode parameter check\n"
-
-
-def write_check_stamp(params: str | Path, out: str | Path) -> None:
-    """The ``check`` stage: check the whole file, then write a stamp whose bytes never depend on
-    the values, so a valid change (``dvc exp run -S k=500``) reruns only the stages that read it."""
-    from glode.atomic import atomic_write_bytes
-
-    check_file(params)
-    atomic_write_bytes(out, CHECK_STAMP.encode("utf-8"))

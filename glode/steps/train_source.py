@@ -1,0 +1,45 @@
+"""The ``train_source`` stage: round 0's model, trained on source gold spans (+ λ·MLM on target text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glode.corpus import dev_scorer, encode_table, encoding_stats, table_labels
+from glode.settings import ModelSettings, TrainSettings
+
+
+def train_source_model(
+    tables_dir: Path,
+    encoder_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    target: str,
+    model_settings: ModelSettings,
+    train_settings: TrainSettings,
+    progress: bool = True,
+) -> list[dict]:
+    """Round 0: train on source gold spans (+ λ·MLM on target text) and save the model folder.
+
+    The label set comes from the prepared tables (``stats.json``), so it always matches the
+    data; the span cap from the target language (``model_settings.span_cap``).
+    """
+    from glode.features import SentenceEncoder
+    from glode.model import SpanModelConfig, build_model, save_model
+    from glode.training import train
+
+    cap = model_settings.span_cap(target)
+    config = SpanModelConfig(classes=["O", *table_labels(tables_dir)], max_span_len=cap,
+                             max_seq_len=model_settings.max_seq_len)
+    model, tokenizer = build_model(encoder_dir, config, seed=train_settings.seed)
+    encoder = SentenceEncoder(tokenizer, cap, model_settings.max_seq_len)
+    label_index = {c: i for i, c in enumerate(config.classes)}
+    _, source = encode_table(encoder, tables_dir / "source_train.parquet", label_index)
+    dev_sents, dev = encode_table(encoder, tables_dir / "source_dev.parquet", None)
+    _, mlm = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
+
+    history = train(model, tokenizer, source, train_settings, mlm_corpus=mlm, log_dir=log_dir, progress=progress,
+                    evaluate=dev_scorer(tokenizer, dev_sents, dev, train_settings.eval_batch_size, progress))
+    save_model(model, tokenizer, out_dir, encoder_dir, train_params=train_settings.recorded(),
+               extra={"round": "r0", "history": history, "encoding": {"source_train": encoding_stats(source),
+                                                                       "target_unlabelled": encoding_stats(mlm)}})
+    return history
