@@ -8,6 +8,7 @@ code and seqeval are imported inside the functions, so that importing this modul
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -86,6 +87,29 @@ def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progr
     )
     scores.update(encoding_stats(encoded))
     return scores
+
+
+@dataclass
+class TrainingTables:
+    """The prepared tables a training run reads, encoded for its model."""
+
+    source: list[EncodedSentence]  #: source training sentences, with gold span labels
+    dev_sentences: list  #: source dev sentences (their gold tags score each epoch)
+    dev: list[EncodedSentence]
+    target: list[EncodedSentence]  #: the unlabelled target corpus: MLM text, and the target labels' spans in rN
+
+    def encoding_stats(self) -> dict[str, dict[str, int]]:
+        """What the sequence length cost the two training corpora (recorded in the model folder)."""
+        return {"source_train": encoding_stats(self.source), "target_unlabelled": encoding_stats(self.target)}
+
+
+def encode_training_tables(encoder: SentenceEncoder, tables_dir: Path, classes: Sequence[str]) -> TrainingTables:
+    """The source training (with gold labels for ``classes``), source dev and target tables, encoded."""
+    label_index = {c: i for i, c in enumerate(classes)}
+    _, source = encode_table(encoder, tables_dir / "source_train.parquet", label_index)
+    dev_sentences, dev = encode_table(encoder, tables_dir / "source_dev.parquet", None)
+    _, target = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
+    return TrainingTables(source, dev_sentences, dev, target)
 
 
 def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress: bool = True):

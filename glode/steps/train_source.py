@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glode.corpus import dev_scorer, encode_table, encoding_stats, table_labels
+from glode.corpus import dev_scorer, encode_training_tables, table_labels
 from glode.settings import ModelSettings, TrainSettings
 
 
@@ -31,15 +31,10 @@ def train_source_model(
     config = SpanModelConfig(classes=["O", *table_labels(tables_dir)], max_span_len=cap,
                              max_seq_len=model_settings.max_seq_len)
     model, tokenizer = build_model(encoder_dir, config, seed=train_settings.seed)
-    encoder = SentenceEncoder(tokenizer, cap, model_settings.max_seq_len)
-    label_index = {c: i for i, c in enumerate(config.classes)}
-    _, source = encode_table(encoder, tables_dir / "source_train.parquet", label_index)
-    dev_sents, dev = encode_table(encoder, tables_dir / "source_dev.parquet", None)
-    _, mlm = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
-
-    history = train(model, tokenizer, source, train_settings, mlm_corpus=mlm, log_dir=log_dir, progress=progress,
-                    evaluate=dev_scorer(tokenizer, dev_sents, dev, train_settings.eval_batch_size, progress))
+    data = encode_training_tables(SentenceEncoder(tokenizer, cap, model_settings.max_seq_len), tables_dir, config.classes)
+    history = train(model, tokenizer, data.source, train_settings, mlm_corpus=data.target, log_dir=log_dir,
+                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, train_settings.eval_batch_size, progress),
+                    progress=progress)
     save_model(model, tokenizer, out_dir, encoder_dir, train_params=train_settings.recorded(),
-               extra={"round": "r0", "history": history, "encoding": {"source_train": encoding_stats(source),
-                                                                       "target_unlabelled": encoding_stats(mlm)}})
+               extra={"round": "r0", "history": history, "encoding": data.encoding_stats()})
     return history

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from glode.corpus import check_labels_match, dev_scorer, encode_table, encoding_stats, table_labels
+from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels
 from glode.errors import GlodeError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.label_table import read_labels_dense
@@ -46,19 +46,16 @@ def train_target_round(
     chosen = round_start(retrain.init, prev_model_dir)
     model, tokenizer = _starting_model(chosen, prev_model_dir, tables_dir, encoder_dir, cfg.seed)
     config = model.config
-    enc = SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len)
-    index = {c: i for i, c in enumerate(config.classes)}
-    _, source = encode_table(enc, tables_dir / "source_train.parquet", index)
-    dev_sents, dev = encode_table(enc, tables_dir / "source_dev.parquet", None)
-    _, target = encode_table(enc, tables_dir / "target_unlabelled.parquet", None)
-    attach_target_labels(target, pseudo_dir, labels_path, config.classes)
+    data = encode_training_tables(SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len), tables_dir,
+                                  config.classes)
+    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes)
 
-    history = train(model, tokenizer, source, cfg, mlm_corpus=target, target=target, log_dir=log_dir,
-                    evaluate=dev_scorer(tokenizer, dev_sents, dev, cfg.eval_batch_size, progress), progress=progress)
+    history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
+                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress),
+                    progress=progress)
     started = {"started_from": chosen} if retrain.init == "chain" else {}
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), "init": retrain.init, **started},
-               extra={"round": round_name, "history": history,
-                      "encoding": {"source_train": encoding_stats(source), "target_unlabelled": encoding_stats(target)}})
+               extra={"round": round_name, "history": history, "encoding": data.encoding_stats()})
     return history
 
 
