@@ -61,8 +61,7 @@ import numpy as np
 
 from glode.errors import ParamError
 from glode.metrics import prf
-from glode.params import DEFAULTS as _DEFAULT
-from glode.params import SCHEMA
+from glode.params import DEFAULTS as _DEFAULT, SCHEMA
 from glode.progress import progress as progress_bar
 
 # the choices of params.yaml's keys, which the library's arguments of the same names share

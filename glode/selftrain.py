@@ -3,11 +3,14 @@
 view_geometry.py). Nothing in glode/ or stages/ imports it: new code imports from the modules
 named here."""
 
-from glode.label_table import class_ids, initial_soft_labels, read_labels_dense  # noqa: F401
+from glode.label_table import class_ids, initial_soft_labels, read_labels_dense
 from glode.params import SCHEMA
-from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS,  # noqa: F401
+from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS,
                                  load_array)
-from glode.steps.denoise import ema_weight  # noqa: F401
-from glode.steps.pseudo_label import reduce_dim  # noqa: F401
+from glode.steps.denoise import ema_weight
+from glode.steps.pseudo_label import reduce_dim
 
 PROJECTIONS = SCHEMA["denoise.projection"].choices
+
+__all__ = ["PROJECTIONS", "SOURCE_LABELS", "SOURCE_REPS", "SPANS_FILE", "SPANS_KIND", "TARGET_REPS", "class_ids",
+           "ema_weight", "initial_soft_labels", "load_array", "read_labels_dense", "reduce_dim"]

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glode.errors import ParamError
-from glode.params import DEFAULTS, SCHEMA, ParamsError, check_file, check_label_sets, check_params
+from glode.params import DEFAULTS, SCHEMA, ParamsError, check_file, check_params
 from glode.steps.check import CHECK_STAMP, write_check_stamp
 from glode.rounds import MAX_ROUNDS, check_prev, rewrite_rounds
 from glode.stagecli import single_command
