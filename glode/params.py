@@ -2,9 +2,11 @@
 
 One definition per key (type, allowed values, default equal to the committed params.yaml),
 so that a bad value is found in a second by the pipeline's first stage (``check``) or by
-``glode check``, instead of minutes later inside the stage that reads it. The stages check
-the options they receive against the same definitions (:func:`check_options`), so the file
-check and the stages cannot drift apart (``tests/test_params.py`` checks that property).
+``glode check``, instead of minutes later inside the stage that reads it. The stages read
+their options into the settings of ``glode/settings.py``, whose defaults are these and which
+check their values against the same definitions (:func:`check_options`), so the file check and
+the stages cannot drift apart (``tests/test_params.py`` checks that property). The default of
+every key, and the check of its value, are written here and nowhere else.
 """
 
 from __future__ import annotations
