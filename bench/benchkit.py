@@ -12,7 +12,7 @@ def step_setup(encoder: str | Path, tables: str | Path, max_span_len: int = 4):
     tables encoded for it, as `train_source` sees them."""
     from glode.features import SentenceEncoder
     from glode.model import SpanModelConfig, build_model
-    from glode.pipeline import encode_table, table_labels
+    from glode.corpus import encode_table, table_labels
 
     tables = Path(tables)
     classes = ["O", *table_labels(tables)]

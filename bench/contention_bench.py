@@ -37,7 +37,8 @@ def worker(args) -> dict:
 
     from glode.features import collate
     from glode.model import mask_tokens
-    from glode.training import TrainConfig, _optimizer, length_grouped_batches
+    from glode.settings import TrainSettings as TrainConfig
+    from glode.training import _optimizer, length_grouped_batches
 
     model, tok, _, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)

@@ -81,7 +81,7 @@ def model_counts(model_dir: Path, test_table: Path, encoder_dir: Path | None, ba
     """Predict the test table with the saved model exactly as the evaluate stage does; count."""
     from glode.features import SentenceEncoder
     from glode.model import load_model
-    from glode.pipeline import encode_table, predict_corpus
+    from glode.corpus import encode_table, predict_corpus
 
     model, tokenizer, _ = load_model(model_dir, encoder_dir)
     cfg = model.config

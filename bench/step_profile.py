@@ -44,7 +44,8 @@ def main() -> None:
 
     from glode.features import collate
     from glode.model import mask_tokens
-    from glode.training import TrainConfig, _optimizer, length_grouped_batches, soft_cross_entropy
+    from glode.settings import TrainSettings as TrainConfig
+    from glode.training import _optimizer, length_grouped_batches, soft_cross_entropy
 
     model, tok, classes, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)

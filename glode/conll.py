@@ -120,20 +120,32 @@ def read_conll_counts(
     (`plausibility_warnings`).
     """
     path = Path(path)
+    raw = _read_bytes(path)
+    sentences = parse_conll(_line_ends(path, _decode(path, raw)).split("\n"), path, strict)
+    counts, ignored, unknown = _normalise_tags(sentences, None if labels is None else set(labels), set(ignore))
+    if unknown:
+        raise _unknown_types_error(path, labels, unknown)
+    return sentences, {"entities": dict(sorted(counts.items())), "ignored": dict(sorted(ignored.items())),
+                       "warnings": plausibility_warnings(path, len(raw), sentences)}
+
+
+def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise InputError(path, None, "file not found; check the path (relative paths are resolved "
                          f"from {Path.cwd()}) or run the stage that creates it")
     if path.is_dir():
         raise InputError(path, None, "is a directory; expected a CoNLL text file with one 'token tag' per line")
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise InputError(path, None, f"cannot be read ({err.strerror or err}); check its permissions") from None
-    sentences = parse_conll(_line_ends(path, _decode(path, raw)).split("\n"), path, strict)
 
-    allowed = None if labels is None else set(labels)
-    ignored_types = set(ignore)
-    unknown: dict[str, list[int]] = {}  # type -> [entity count, first line]
+
+def _normalise_tags(sentences: list[Sentence], allowed: set[str] | None, ignored_types: set[str],
+                    ) -> tuple[dict[str, int], dict[str, int], dict[str, list[int]]]:
+    """Tags to BIO2 in place, ignored types to O; returns entity counts per type, ignored
+    entities per type, and the types not ``allowed`` as ``{type: [entity count, first line]}``."""
+    unknown: dict[str, list[int]] = {}
     counts: dict[str, int] = {}
     ignored: dict[str, int] = {}
     for sent in sentences:
@@ -152,19 +164,20 @@ def read_conll_counts(
                     entry = unknown.setdefault(typ, [0, sent.line + i])  # a sentence's lines are consecutive
                     entry[0] += 1
         sent.tags = bio2
+    return counts, ignored, unknown
 
-    if unknown:
-        ordered = sorted(unknown.items(), key=lambda kv: kv[1][1])
-        listing = "; ".join(f"{typ} ({n} entities, first at {path}:{ln})" for typ, (n, ln) in ordered)
-        raise InputError(
-            path,
-            ordered[0][1][1],
-            f"entity types not in the label set [{', '.join(labels or [])}]: {listing}. "
-            "Add them to the `data.labels` parameter, list them under `data.ignore-labels` to read "
-            "them as O (e.g. CoNLL MISC for a WikiAnn target), or relabel them in the data",
-        )
-    return sentences, {"entities": dict(sorted(counts.items())), "ignored": dict(sorted(ignored.items())),
-                       "warnings": plausibility_warnings(path, len(raw), sentences)}
+
+def _unknown_types_error(path: Path, labels: Sequence[str] | None, unknown: dict[str, list[int]]) -> InputError:
+    """One error for every entity type outside the label set, with its count and first location."""
+    ordered = sorted(unknown.items(), key=lambda kv: kv[1][1])
+    listing = "; ".join(f"{typ} ({n} entities, first at {path}:{ln})" for typ, (n, ln) in ordered)
+    return InputError(
+        path,
+        ordered[0][1][1],
+        f"entity types not in the label set [{', '.join(labels or [])}]: {listing}. "
+        "Add them to the `data.labels` parameter, list them under `data.ignore-labels` to read "
+        "them as O (e.g. CoNLL MISC for a WikiAnn target), or relabel them in the data",
+    )
 
 
 def _columns(line: str) -> list[str]:

@@ -60,12 +60,15 @@ import faiss
 import numpy as np
 
 from glode.errors import ParamError
+from glode.metrics import prf
+from glode.params import DEFAULTS as _DEFAULT, SCHEMA
 from glode.progress import progress as progress_bar
 
-PROTOTYPES = ("mean", "ema")
-PROTOTYPE_SOURCES = ("all", "source")
-INDEXES = ("exact", "ivf", "auto")
-GATES = ("none", "agree")
+# the choices of params.yaml's keys, which the library's arguments of the same names share
+PROTOTYPES = SCHEMA["denoise.prototype"].choices
+PROTOTYPE_SOURCES = SCHEMA["denoise.prototype-from"].choices
+INDEXES = SCHEMA["denoise.index"].choices
+GATES = SCHEMA["denoise.gate"].choices
 
 
 # --------------------------------------------------------------------------- results
@@ -439,7 +442,7 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 def _check_params(
     *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
     nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none", local_cap=1.0,
-    select=1.0, select_rest=0.0, prototype_from="all",
+    select=1.0, select_rest=0.0, prototype_from="all", **unchecked,
 ) -> None:
     if not 0.0 <= m <= 1.0:
         raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
@@ -506,25 +509,25 @@ def denoise(
     *,
     m: float,
     target_sentence: np.ndarray | None = None,
-    k: int = 300,
-    o_keep_rate: float = 0.03,
-    local_scale: float = 0.9,
-    local_cap: float = 1.0,
-    select: float = 1.0,
-    select_rest: float = 0.0,
-    prototype: str = "mean",
-    prototype_from: str = "all",
-    momentum: float = 0.99,
+    k: int = _DEFAULT["k"],
+    o_keep_rate: float = _DEFAULT["denoise.o-keep-rate"],
+    local_scale: float = _DEFAULT["denoise.local-scale"],
+    local_cap: float = _DEFAULT["denoise.local-cap"],
+    select: float = _DEFAULT["denoise.select"],
+    select_rest: float = _DEFAULT["denoise.select-rest"],
+    prototype: str = _DEFAULT["denoise.prototype"],
+    prototype_from: str = _DEFAULT["denoise.prototype-from"],
+    momentum: float = _DEFAULT["denoise.momentum"],
     prototype_init: np.ndarray | None = None,
-    use_global: bool = True,
-    use_local: bool = True,
-    gate: str = "none",
-    seed: int = 0,
-    index: str = "auto",
-    auto_threshold: int = 25_000,
+    use_global: bool = _DEFAULT["denoise.use-global"],
+    use_local: bool = _DEFAULT["denoise.use-local"],
+    gate: str = "none",  # the plain step; the pipeline's default is denoise.gate's
+    seed: int = _DEFAULT["denoise.seed"],
+    index: str = _DEFAULT["denoise.index"],
+    auto_threshold: int = _DEFAULT["denoise.auto-threshold"],
     nlist: int | None = None,
     ivf_list_size: int = 64,
-    nprobe: int = 32,
+    nprobe: int = _DEFAULT["denoise.nprobe"],
     ivf_niter: int = 10,
     chunk_size: int = 8192,
     threads: int | None = None,
@@ -549,30 +552,77 @@ def denoise(
     spans alone, so the global view does not echo the target labels it checks.
     Raises ParamError for unusable parameters, including a ``k`` the memory bank cannot serve.
     """
-    _check_params(k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
-                  select_rest=select_rest, prototype_from=prototype_from, m=m, prototype=prototype,
-                  momentum=momentum, index=index, auto_threshold=auto_threshold, nlist=nlist,
-                  ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
-                  threads=threads, gate=gate)
+    params = {name: value for name, value in locals().items() if name not in _ARRAYS}
+    _check_params(**params)
     Q, Y, S, s_labels = _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init)
-    N, C = Y.shape
-    k = int(k)
+    params["k"] = k = int(k)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     y_hat = Y.argmax(axis=1).astype(np.int64)
 
-    from_target = prototype_from == "all"
-    protos, has_proto = compute_prototypes(S, s_labels, Q if from_target else Q[:0],
-                                           y_hat if from_target else y_hat[:0], C, method=prototype,
-                                           momentum=momentum, init=prototype_init)
+    protos, has_proto = compute_prototypes(S, s_labels, *((Q, y_hat) if prototype_from == "all" else (Q[:0], y_hat[:0])),
+                                           Y.shape[1], method=prototype, momentum=momentum, init=prototype_init)
     g, tau_g, G = global_view(Q, y_hat, protos, has_proto)
     if not use_global:
         G = np.zeros_like(G)
     timings["global"] = time.perf_counter() - t0
 
+    bank, kind, n, missing = _local_counts(Q, y_hat, S, s_labels, k, Y.shape[1], timings, use_local=use_local,
+                                           o_keep_rate=o_keep_rate, seed=seed, index=index, auto_threshold=auto_threshold,
+                                           threads=threads, chunk_size=chunk_size, nlist=nlist,
+                                           ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter)
+    tau_l, L = local_view(n, y_hat, local_scale, cap=local_cap * k if local_cap < 1.0 else None)
+    if not use_local:
+        L = np.zeros_like(L)
+
+    t3 = time.perf_counter()
+    u = combine(G, L, Y)
+    views = [view for used, view in ((use_global, G), (use_local, L)) if used]
+    Y_new, refused, demoted_from = _update(Y, u, m, gate, views, select, select_rest)
+    timings["combine"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    return DenoiseResult(
+        Y_new=Y_new, Y_prev=Y, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
+        u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
+        bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=Y.shape[1]),
+        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=demoted_from,
+        params=params, timings=timings,
+    )
+
+
+_ARRAYS = ("Q", "Y", "S", "s_labels", "target_sentence", "prototype_init")  # denoise()'s arguments that are data
+
+
+def _local_counts(Q: np.ndarray, y_hat: np.ndarray, S: np.ndarray, s_labels: np.ndarray, k: int, n_classes: int,
+                  timings: dict[str, float], *, use_local: bool, o_keep_rate: float, seed: int, index: str,
+                  auto_threshold: int, threads: int | None, chunk_size: int,
+                  **index_options) -> tuple[MemoryBank, str, np.ndarray, int]:
+    """(bank, index kind, n, missing): the memory bank and, with the local view in use, each
+    span's class counts among its k neighbours there (zeros without it)."""
     t1 = time.perf_counter()
     bank = build_bank(S, s_labels, Q, y_hat, o_keep_rate=o_keep_rate, seed=seed)
-    if use_local and (k < 1 or k > bank.size - 1):
+    kind = index if index != "auto" else ("exact" if bank.size <= auto_threshold else "ivf")
+    if not use_local:
+        return bank, kind, np.zeros((Q.shape[0], n_classes), dtype=np.int32), 0
+    _check_k(k, bank, o_keep_rate)
+    previous_threads = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    try:
+        faiss_index = build_index(bank.vectors, kind, seed=seed, **index_options)
+        timings["index"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        n, missing = neighbour_counts(Q, bank, faiss_index, k, n_classes, chunk_size=chunk_size)
+        timings["search"] = time.perf_counter() - t2
+        del faiss_index
+    finally:
+        if threads is not None:
+            faiss.omp_set_num_threads(previous_threads)
+    return bank, kind, n, missing
+
+
+def _check_k(k: int, bank: MemoryBank, o_keep_rate: float) -> None:
+    if k < 1 or k > bank.size - 1:
         raise ParamError(
             "k",
             f"k={k} neighbours needs a memory bank of at least k+1 entries (a span never counts "
@@ -580,54 +630,21 @@ def denoise(
             f"{len(bank.target_rows)} target spans: all entities plus o_keep_rate={o_keep_rate} "
             f"of O); use 1 <= k <= {max(bank.size - 1, 0)}, or raise o_keep_rate",
         )
-    kind = index if index != "auto" else ("exact" if bank.size <= auto_threshold else "ivf")
-    previous_threads = faiss.omp_get_max_threads()
-    if threads is not None:
-        faiss.omp_set_num_threads(int(threads))
-    try:
-        if use_local:
-            faiss_index = build_index(bank.vectors, kind, nlist=nlist, ivf_list_size=ivf_list_size,
-                                      nprobe=nprobe, ivf_niter=ivf_niter, seed=seed)
-            timings["index"] = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            n, missing = neighbour_counts(Q, bank, faiss_index, k, C, chunk_size=chunk_size)
-            timings["search"] = time.perf_counter() - t2
-            del faiss_index
-        else:
-            n, missing = np.zeros((N, C), dtype=np.int32), 0
-    finally:
-        if threads is not None:
-            faiss.omp_set_num_threads(previous_threads)
-    tau_l, L = local_view(n, y_hat, local_scale, cap=local_cap * k if local_cap < 1.0 else None)
-    if not use_local:
-        L = np.zeros_like(L)
 
-    t3 = time.perf_counter()
-    u = combine(G, L, Y)
+
+def _update(Y: np.ndarray, u: np.ndarray, m: float, gate: str, views: list[np.ndarray], select: float,
+            select_rest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y_new, refused, demoted_from): the progressive update towards ``u``, the agreement gate
+    over the ``views`` in use, then ``select``."""
     Y_new = progressive_update(Y, u, m)
     if gate == "agree":
-        views = [view for used, view in ((use_global, G), (use_local, L)) if used]
-        admitted = np.logical_and.reduce(views) if views else np.zeros_like(G)
+        admitted = np.logical_and.reduce(views) if views else np.zeros_like(Y, dtype=bool)
         Y_new, refused = agreement_gate(Y, Y_new, admitted)
     else:
-        refused = np.zeros(N, dtype=bool)
+        refused = np.zeros(Y.shape[0], dtype=bool)
     y_top = Y_new.argmax(axis=1)
-    Y_new, demoted = select_confident(Y_new, Y[np.arange(N), y_top], select, select_rest)
-    timings["combine"] = time.perf_counter() - t3
-    timings["total"] = time.perf_counter() - t0
-    params = dict(m=m, k=k, o_keep_rate=o_keep_rate, local_scale=local_scale, local_cap=local_cap, select=select,
-                  select_rest=select_rest, prototype=prototype, prototype_from=prototype_from,
-                  momentum=momentum, use_global=use_global, use_local=use_local, gate=gate, seed=seed,
-                  index=index, auto_threshold=auto_threshold, nlist=nlist,
-                  ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter, chunk_size=chunk_size,
-                  threads=threads)
-    return DenoiseResult(
-        Y_new=Y_new, Y_prev=Y, y_prev=y_hat, y_new=Y_new.argmax(axis=1).astype(np.int64), g=g, G=G, n=n, L=L,
-        u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
-        bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=C),
-        index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=np.where(demoted, y_top, -1),
-        params=params, timings=timings,
-    )
+    Y_new, demoted = select_confident(Y_new, Y[np.arange(Y.shape[0]), y_top], select, select_rest)
+    return Y_new, refused, np.where(demoted, y_top, -1)
 
 
 # --------------------------------------------------------------------------- summary
@@ -640,10 +657,7 @@ def span_prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
     n_pred = int((pred != 0).sum())
     n_gold = int((gold != 0).sum())
     correct = int(((pred == gold) & (pred != 0)).sum())
-    p = correct / n_pred if n_pred else 0.0
-    r = correct / n_gold if n_gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f, "predicted": n_pred, "gold": n_gold, "correct": correct}
+    return {**prf(correct, n_pred, n_gold), "predicted": n_pred, "gold": n_gold, "correct": correct}
 
 
 def soft_scores(Y: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
@@ -668,16 +682,12 @@ def soft_scores(Y: np.ndarray, gold: np.ndarray) -> dict[str, float | int]:
     correct = float(gold_mass[entity].sum())
     predicted = float(entity_mass.sum())
     n_gold = int(entity.sum())
-    p = correct / predicted if predicted > 0 else 0.0
-    r = correct / n_gold if n_gold else 0.0
 
     def mean(x: np.ndarray) -> float | None:
         return float(x.mean()) if x.size else None
 
     return {
-        "precision": p,
-        "recall": r,
-        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        **prf(correct, max(predicted, 0.0), n_gold),  # (rounding can leave a hair below 0)
         "entity_mass": predicted,
         "correct_mass": correct,
         "gold": n_gold,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
 
 from glode.spans import Span, spans_to_tags, tags_to_spans, to_bio2
 
@@ -32,6 +30,9 @@ def _seqeval(gold: list[list[str]], pred: list[list[str]]) -> tuple[dict, dict]:
     """Micro scores and per-type scores from seqeval (strict, IOB2), as plain Python numbers."""
     if not gold:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}, {}
+    from seqeval.metrics import classification_report  # here: denoising imports prf without seqeval
+    from seqeval.scheme import IOB2
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)

@@ -2,9 +2,11 @@
 
 One definition per key (type, allowed values, default equal to the committed params.yaml),
 so that a bad value is found in a second by the pipeline's first stage (``check``) or by
-``glode check``, instead of minutes later inside the stage that reads it. The stages check
-the options they receive against the same definitions (:func:`check_options`), so the file
-check and the stages cannot drift apart (``tests/test_params.py`` checks that property).
+``glode check``, instead of minutes later inside the stage that reads it. The stages read
+their options into the settings of ``glode/settings.py``, whose defaults are these and which
+check their values against the same definitions (:func:`check_options`), so the file check and
+the stages cannot drift apart (``tests/test_params.py`` checks that property). The default of
+every key, and the check of its value, are written here and nowhere else.
 """
 
 from __future__ import annotations
@@ -297,15 +299,3 @@ def check_file(path: str | Path = "params.yaml") -> dict:
     if problems:
         raise ParamsError(str(path), problems)
     return params
-
-
-CHECK_STAMP = "params.yaml passed the glode parameter check\n"
-
-
-def write_check_stamp(params: str | Path, out: str | Path) -> None:
-    """The ``check`` stage: check the whole file, then write a stamp whose bytes never depend on
-    the values, so a valid change (``dvc exp run -S k=500``) reruns only the stages that read it."""
-    from glode.atomic import atomic_write_bytes
-
-    check_file(params)
-    atomic_write_bytes(out, CHECK_STAMP.encode("utf-8"))

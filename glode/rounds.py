@@ -49,6 +49,14 @@ def _check_number(name: str) -> None:
         raise ParamError(f"rounds.{name}", f"at most {MAX_ROUNDS} rounds (r1 ... r{MAX_ROUNDS}); each round trains a model")
 
 
+def round_number(name: str) -> int:
+    """N of a round name rN (0 for r0, the source model)."""
+    m = re.fullmatch(r"r(0|[1-9][0-9]*)", str(name))
+    if not m:
+        raise ParamError("rounds", f"round name {name!r} must look like r1, r2, ...")
+    return int(m.group(1))
+
+
 def check_prev(round_name: str, prev: str) -> None:
     """A round may only build on r0 or a round with a smaller number (no cycles, no forward
     references); checked by every per-round stage, since a stage sees only its own entry."""

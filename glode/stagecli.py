@@ -9,14 +9,18 @@ exits with status 143.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import signal
+from dataclasses import fields
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import typer
 
 from glode.errors import GlodeError
+from glode.settings import TrainSettings
 
 
 def run_app(app: typer.Typer) -> None:
@@ -72,3 +76,46 @@ def single_command(fn: Callable) -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(fn)
     return app
+
+
+class TrainOptions:
+    """The Typer options of the ``train`` section, which the train_source and train_target stages
+    share (:func:`with_train_options`); their defaults are those of :class:`TrainSettings`."""
+
+    epochs = Annotated[int, typer.Option(help="Passes over the source sentences.")]
+    lr = Annotated[float, typer.Option(help="Encoder learning rate (AdamW).")]
+    head_lr = Annotated[float, typer.Option(help="Learning rate of the span head.")]
+    batch_size = Annotated[int, typer.Option(help="Sentences per batch.")]
+    seed = Annotated[int, typer.Option(help="Random seed.")]
+    weight_decay = Annotated[float, typer.Option(help="AdamW weight decay.")]
+    warmup_ratio = Annotated[float, typer.Option(help="Share of steps with linear warm-up.")]
+    grad_clip = Annotated[float, typer.Option(help="Gradient norm clip (0: off).")]
+    mlm_weight = Annotated[float, typer.Option(help="λ, weight of the masked-LM loss on target text (0: off).")]
+    mlm_rate = Annotated[float, typer.Option(help="Share of sub-tokens masked for the MLM loss.")]
+    mlm_batch_size = Annotated[int, typer.Option(help="Target sentences per masked-LM batch (the MLM pass dominates "
+                                                 "step time).")]
+    freeze_word_embeddings = Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step "
+                                                          "time).")]
+    eval_batch_size = Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")]
+
+
+def with_train_options(main: Callable) -> Callable:
+    """``main`` with the options of :class:`TrainOptions` added to the signature Typer reads;
+    their values arrive in ``main``'s ``**train`` (for ``TrainSettings.from_options(train)``)."""
+    signature = inspect.signature(main)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    defaults = TrainSettings()
+    train = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, f.name),
+                               annotation=getattr(TrainOptions, f.name)) for f in fields(TrainSettings)]
+
+    @functools.wraps(main)
+    def with_options(**options):
+        return main(**options)
+
+    with_options.__signature__ = signature.replace(parameters=[*own, *train])
+    return with_options
+
+
+def format_record(record: dict) -> str:
+    """One training record (an epoch's losses and dev scores) as a line of ``key=value``."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())

@@ -42,7 +42,7 @@ SPAN_TYPE = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.
 
 #: Kind name of the sentences table.
 SENTENCES = "sentences"
-#: Kind name of a round's refined label table (rounds/rN/labels.parquet, glode.selftrain writes it).
+#: Kind name of a round's refined label table (rounds/rN/labels.parquet, glode/label_table.py).
 LABELS_KIND = "labels"
 
 #: Known schemas by kind; `write_table` uses them when no schema is passed and `read_table`

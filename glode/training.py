@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -20,44 +19,10 @@ import torch
 from torch import nn
 
 from glode.atomic import atomic_dir
-from glode.features import EncodedSentence, collate, expand_units
+from glode.features import EncodedSentence, SpanBatch, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 from glode.progress import progress as progress_bar
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; every field is a stage parameter."""
-
-    epochs: float = 2  # passes over the source sentences; a fraction trains the first part of a pass
-    lr: float = 5e-5
-    head_lr: float = 1e-3
-    batch_size: int = 16
-    seed: int = 0
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    mlm_weight: float = 0.001
-    mlm_rate: float = 0.25
-    mlm_batch_size: int = 8
-    freeze_word_embeddings: bool = True
-
-    def __post_init__(self):
-        checks = {
-            "epochs": self.epochs > 0,
-            "lr": self.lr > 0,
-            "head-lr": self.head_lr > 0,
-            "batch-size": self.batch_size >= 1,
-            "mlm-weight": self.mlm_weight >= 0,
-            "mlm-rate": 0 <= self.mlm_rate < 1,
-            "mlm-batch-size": self.mlm_batch_size >= 1,
-            "warmup-ratio": 0 <= self.warmup_ratio < 1,
-        }
-        from glode.errors import ParamError
-
-        for name, ok in checks.items():
-            if not ok:
-                raise ParamError(name, f"invalid value {getattr(self, name.replace('-', '_'))!r}")
+from glode.settings import TrainSettings
 
 
 def seed_everything(seed: int) -> None:
@@ -99,7 +64,7 @@ def _lengths(sentences: Sequence[EncodedSentence]) -> list[int]:
     return [len(s.input_ids) for s in sentences]
 
 
-def _optimizer(model: SpanNERModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: SpanNERModel, cfg: TrainSettings) -> torch.optim.Optimizer:
     """AdamW; the randomly initialised head learns faster than the pretrained encoder."""
     enc, head, no_decay = [], [], []
     for name, p in model.named_parameters():
@@ -118,11 +83,81 @@ def _optimizer(model: SpanNERModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+class _Batches:
+    """The corpora of a run as batches: the source's, shuffled afresh each epoch; the target's and
+    the masked-LM text's drawn one after the other, cycling, as the steps need them."""
+
+    def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator):
+        self.pad_id = tokenizer.pad_token_id
+        self.mask_id = tokenizer.mask_token_id
+        self.special_ids = set(int(i) for i in tokenizer.all_special_ids)
+        self.cfg = cfg
+        self.rng = rng
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.source, self.target, self.mlm_corpus = source, target, mlm_corpus
+        self.source_lengths = _lengths(source)
+        self.target_iter = _cycle(_lengths(target), cfg.batch_size, rng) if target else None
+        use_mlm = cfg.mlm_weight > 0 and bool(mlm_corpus)
+        self.mlm_iter = _cycle(_lengths(mlm_corpus), cfg.mlm_batch_size, rng) if use_mlm else None
+
+    def epoch(self, steps: int) -> Iterator[SpanBatch]:
+        """The first ``steps`` source batches of a fresh shuffle (the last pass may be partial)."""
+        for idx in length_grouped_batches(self.source_lengths, self.cfg.batch_size, self.rng)[:steps]:
+            yield collate([self.source[i] for i in idx], self.pad_id)
+
+    def next_target(self) -> SpanBatch | None:
+        if self.target_iter is None:
+            return None
+        return collate([self.target[i] for i in next(self.target_iter)], self.pad_id)
+
+    def next_masked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(input ids with masks, attention mask, MLM labels) of the next target-text batch."""
+        if self.mlm_iter is None:
+            return None
+        mb = collate([self.mlm_corpus[i] for i in next(self.mlm_iter)], self.pad_id)
+        ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, self.special_ids, self.mask_id, self.cfg.mlm_rate,
+                                  self.gen)
+        return ids, mb.attention_mask, labels
+
+
+def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+
+
+def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float]) -> torch.Tensor:
+    """``L_src + L_tgt + λ·L_mlm`` of one step (the parts that apply); adds each part to ``sums``."""
+    loss = nn.functional.cross_entropy(model(batch), batch.labels)
+    sums["loss_source"] += loss.item()
+    target = batches.next_target()
+    if target is not None:
+        lt = soft_cross_entropy(model(target), target.soft)
+        sums["loss_target"] += lt.item()
+        loss = loss + lt
+    masked = batches.next_masked()
+    if masked is not None:
+        lm = model.mlm_loss(*masked)
+        sums["loss_mlm"] += lm.item()
+        loss = loss + batches.cfg.mlm_weight * lm
+    return loss
+
+
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, grad_clip: float) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    opt.step()
+    sched.step()
+
+
 def train(
     model: SpanNERModel,
     tokenizer,
     source: Sequence[EncodedSentence],
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     mlm_corpus: Sequence[EncodedSentence] | None = None,
     target: Sequence[EncodedSentence] | None = None,
     log_dir: str | Path | None = None,
@@ -137,58 +172,27 @@ def train(
     """
     if not source:
         raise ValueError("no source sentences to train on")
-    source = expand_units(source)
-    target = expand_units(target) if target else target
-    mlm_corpus = expand_units(mlm_corpus) if mlm_corpus else mlm_corpus
-    seed_everything(cfg.seed)
-    model.freeze_word_embeddings(cfg.freeze_word_embeddings)
-    pad_id = tokenizer.pad_token_id
-    mask_id = tokenizer.mask_token_id
-    use_mlm = cfg.mlm_weight > 0 and bool(mlm_corpus)
-    if use_mlm and mask_id is None:
+    if cfg.mlm_weight > 0 and mlm_corpus and tokenizer.mask_token_id is None:
         from glode.errors import GlodeError
 
         raise GlodeError("the tokenizer has no mask token; set mlm-weight to 0 to train without masked LM")
-    special_ids = set(int(i) for i in tokenizer.all_special_ids)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
+    seed_everything(cfg.seed)
+    model.freeze_word_embeddings(cfg.freeze_word_embeddings)
+    batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
+                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed))
+    steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # whole epochs: exactly epochs x steps
-    warmup = int(total * cfg.warmup_ratio)
     opt = _optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    target_iter = _cycle(_lengths(target), cfg.batch_size, rng) if target else None
-    mlm_iter = _cycle(_lengths(mlm_corpus), cfg.mlm_batch_size, rng) if use_mlm else None
-    source_lengths = _lengths(source)
+    sched = _linear_schedule(opt, total, int(total * cfg.warmup_ratio))
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
     for epoch in range(math.ceil(total / steps_per_epoch)):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
-        steps = min(steps_per_epoch, total - epoch * steps_per_epoch)  # the last pass may be partial
-        for idx in length_grouped_batches(source_lengths, cfg.batch_size, rng)[:steps]:
-            batch = collate([source[i] for i in idx], pad_id)
-            loss = nn.functional.cross_entropy(model(batch), batch.labels)
-            sums["loss_source"] += loss.item()
-            if target_iter is not None:
-                tb = collate([target[i] for i in next(target_iter)], pad_id)
-                lt = soft_cross_entropy(model(tb), tb.soft)
-                sums["loss_target"] += lt.item()
-                loss = loss + lt
-            if mlm_iter is not None:
-                mb = collate([mlm_corpus[i] for i in next(mlm_iter)], pad_id)
-                ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, special_ids, mask_id, cfg.mlm_rate, gen)
-                lm = model.mlm_loss(ids, mb.attention_mask, labels)
-                sums["loss_mlm"] += lm.item()
-                loss = loss + cfg.mlm_weight * lm
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-            opt.step()
-            sched.step()
+        steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
+        for batch in batches.epoch(steps):
+            loss = _step_loss(model, batch, batches, sums)
+            _optimise(model, opt, sched, loss, cfg.grad_clip)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         record = {k: v / steps for k, v in sums.items()}
@@ -231,7 +235,3 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
             live.next_step()
         live.end()
     return Path(log_dir)
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from glode.params import write_check_stamp
+from glode.steps.check import write_check_stamp
 from glode.stagecli import run_app, single_command
 
 

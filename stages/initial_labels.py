@@ -5,12 +5,12 @@ from typing import Annotated
 
 import typer
 
-from glode.selftrain import initial_labels
-from glode.params import check_options
+from glode.settings import EvaluateSettings
 from glode.stagecli import run_app, single_command
+from glode.steps.initial_labels import initial_labels
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = {"batch_size": "evaluate.batch-size"}
+PARAMS = EvaluateSettings.option_keys()
 
 
 def main(
@@ -18,11 +18,10 @@ def main(
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     out: Annotated[Path, typer.Option(help="Label table to write.")] = Path("rounds/r0/labels.parquet"),
     metrics: Annotated[Path, typer.Option(help="Pseudo-label statistics JSON.")] = Path("metrics/denoise/r0.json"),
-    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = EvaluateSettings().batch_size,
 ) -> None:
     """Kept non-O predictions keep their distribution; every other span is one-hot O."""
-    check_options(locals(), PARAMS)
-    s = initial_labels(model, tables, out, metrics, batch_size=batch_size)
+    s = initial_labels(model, tables, out, metrics, EvaluateSettings.from_options(locals()))
     f1 = s.get("pseudo_label_f1")
     typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))
 

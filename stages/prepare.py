@@ -5,12 +5,13 @@ from typing import Annotated
 
 import typer
 
-from glode.params import check_options, section_keys
-from glode.pipeline import prepare_tables
+from glode.settings import DataSettings
 from glode.stagecli import run_app, single_command
+from glode.steps.prepare import prepare_tables
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = section_keys("data", "labels", "max_source_sentences", "max_target_sentences", "ignore_labels")
+PARAMS = DataSettings.option_keys()
+_DATA = DataSettings()
 
 
 def main(
@@ -18,22 +19,22 @@ def main(
     source_dev: Annotated[Path, typer.Option(help="Labelled source-language dev file (CoNLL).")],
     target_unlabelled: Annotated[Path, typer.Option(help="Target-language corpus; its tags are used only for diagnostics.")],
     target_test: Annotated[Path, typer.Option(help="Labelled target-language test file (CoNLL).")],
+    # none by default: DVC passes no option for `data.labels: []`, which must fail as a bad data.labels
     labels: Annotated[list[str], typer.Option(help="Entity types (repeat the option); O is implicit.")] = [],
     out: Annotated[Path, typer.Option(help="Output folder for the parquet tables.")] = Path("tables"),
-    max_source_sentences: Annotated[int, typer.Option(help="Use at most this many source training sentences (0: all).")] = 0,
-    max_target_sentences: Annotated[int, typer.Option(help="Use at most this many unlabelled target sentences (0: all).")] = 0,
-    ignore_labels: Annotated[list[str], typer.Option(help="Entity types read as O in every file (repeat), e.g. MISC when the target data has none.")] = [],
+    max_source_sentences: Annotated[int, typer.Option(help="Use at most this many source training sentences (0: all).")] = _DATA.max_source_sentences,
+    max_target_sentences: Annotated[int, typer.Option(help="Use at most this many unlabelled target sentences (0: all).")] = _DATA.max_target_sentences,
+    ignore_labels: Annotated[list[str], typer.Option(help="Entity types read as O in every file (repeat), e.g. MISC when the target data has none.")] = _DATA.ignore_labels,
 ) -> None:
     """Read, validate and normalise (IOB1/BIO2 to BIO2) the four corpora into parquet tables."""
-    check_options(locals(), PARAMS)
+    data = DataSettings.from_options(locals())
     files = {
         "source_train": source_train,
         "source_dev": source_dev,
         "target_unlabelled": target_unlabelled,
         "target_test": target_test,
     }
-    limits = {"source_train": max_source_sentences, "target_unlabelled": max_target_sentences}
-    stats = prepare_tables(files, labels, out, limits, ignore_labels=ignore_labels)
+    stats = prepare_tables(files, data, out)
     for name in files:
         s = stats[name]
         ignored = f", ignored {s['ignored_entities']}" if s["ignored_entities"] else ""

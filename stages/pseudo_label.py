@@ -6,13 +6,13 @@ from typing import Annotated
 import typer
 
 from glode.rounds import check_prev
-from glode.selftrain import pseudo_label_round
-from glode.params import check_options
+from glode.settings import DenoiseSettings, EvaluateSettings, Features, Projection
 from glode.stagecli import run_app, single_command
+from glode.steps.pseudo_label import pseudo_label_round
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = {"dim": "denoise.dim", "seed": "denoise.seed", "batch_size": "evaluate.batch-size",
-          "projection": "denoise.projection", "features": "denoise.features"}
+PARAMS = {**DenoiseSettings.option_keys("dim", "seed", "projection", "features"), **EvaluateSettings.option_keys()}
+_VECTORS = DenoiseSettings()
 
 
 def main(
@@ -21,24 +21,25 @@ def main(
     out: Annotated[Path, typer.Option(help="Output folder (rounds/rN/pseudo).")],
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     models: Annotated[Path, typer.Option(help="Folder holding the round models (models/rN).")] = Path("models"),
-    dim: Annotated[int, typer.Option(help="Dimension of the span vectors (0: keep the full feature).")] = 128,
-    projection: Annotated[str, typer.Option(help="'svd' (uncentred top singular axes), 'random' (seeded Gaussian, "
-                                            "as the reference), or 'pca' (centred; the old behaviour).")] = "svd",
-    features: Annotated[str, typer.Option(help="Span vectors from the round's 'model', or from the pretrained "
-                                          "'encoder' (which no pseudo label trained; one more encoder pass).")] = "model",
+    dim: Annotated[int, typer.Option(help="Dimension of the span vectors (0: keep the full feature).")] = _VECTORS.dim,
+    projection: Annotated[Projection, typer.Option(help="'svd' (uncentred top singular axes), 'random' (seeded "
+                                                   "Gaussian, as the reference), or 'pca' (centred; the old "
+                                                   "behaviour).")] = Projection(_VECTORS.projection),
+    features: Annotated[Features, typer.Option(help="Span vectors from the round's 'model', or from the pretrained "
+                                               "'encoder' (which no pseudo label trained; one more encoder pass).")
+                        ] = Features(_VECTORS.features),
     encoder: Annotated[Path, typer.Option(help="The pretrained encoder folder (for --features encoder).")] = Path("encoder"),
-    seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = _VECTORS.seed,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = EvaluateSettings().batch_size,
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
-    check_options(locals(), PARAMS)
+    vectors = DenoiseSettings.from_options(locals())
+    scoring = EvaluateSettings.from_options(locals())
     check_prev(round, prev)
-    model = models / prev
-    info = pseudo_label_round(model, tables, out, dim=dim, seed=seed, batch_size=batch_size, projection=projection,
-                              features=features, encoder_dir=encoder)
+    info = pseudo_label_round(models / prev, tables, out, vectors, scoring, encoder_dir=encoder)
     typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
-               f"dim {info['dim']} ({features} features, {projection})")
+               f"dim {info['dim']} ({vectors.features} features, {vectors.projection})")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 
 from glode.atomic import write_json
 from glode.plots import write_figures, write_plots_template
-from glode.report import flip_rows, write_confusion, write_round_report
+from glode.steps.report import flip_rows, write_confusion, write_round_report
 from glode.stagecli import run_app, single_command
 
 

@@ -8,19 +8,11 @@ import pandas as pd
 import pytest
 
 from glode.errors import ParamError
-from glode.selftrain import (
-    SOURCE_LABELS,
-    SOURCE_REPS,
-    SPANS_FILE,
-    SPANS_KIND,
-    TARGET_REPS,
-    denoise_round,
-    labels_frame,
-    read_labels_dense,
-    save_array,
-    write_labels,
-    write_pseudo_manifest,
-)
+from glode.label_table import labels_frame, read_labels_dense, write_labels
+from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS, save_array,
+                                 write_pseudo_manifest)
+from glode.settings import DenoiseSettings
+from glode.steps.denoise import denoise_round
 from glode.tables import write_table
 
 CLASSES = ["O", "PER", "LOC"]
@@ -52,10 +44,10 @@ def _pseudo_dir(tmp_path):
 
 def _run(tmp_path, pseudo, start, **views):
     out = tmp_path / f"{start}.parquet"
-    summary = denoise_round("r1", pseudo, tmp_path / "prev.parquet", out, tmp_path / f"{start}.json", k=2,
-                            o_keep_rate=1.0, local_scale=0.9, m_start=0.8, m_step=0.1, m_min=0.5,
-                            prototype="mean", momentum=0.99, index="exact", auto_threshold=10, nprobe=1,
-                            seed=0, start=start, **views)
+    settings = DenoiseSettings(k=2, o_keep_rate=1.0, local_scale=0.9, m_start=0.8, m_step=0.1, m_min=0.5,
+                               prototype="mean", momentum=0.99, index="exact", auto_threshold=10, nprobe=1, seed=0,
+                               start=start, **{"gate": "none", **views})
+    summary = denoise_round("r1", pseudo, tmp_path / "prev.parquet", out, tmp_path / f"{start}.json", settings)
     return out, summary
 
 
@@ -111,10 +103,7 @@ def test_library_parameter_errors_name_the_params_yaml_key(tmp_path):
     with pytest.raises(ParamError, match=r"parameter 'denoise.local-cap'"):
         _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, local_cap=1.5)
     with pytest.raises(ParamError, match=r"parameter 'denoise.o-keep-rate'"):
-        denoise_round("r1", pseudo, tmp_path / "prev.parquet", tmp_path / "x.parquet", tmp_path / "x.json", k=2,
-                      o_keep_rate=2.0, local_scale=0.9, m_start=0.8, m_step=0.1, m_min=0.5, prototype="mean",
-                      momentum=0.99, use_global=True, use_local=True, index="exact", auto_threshold=10, nprobe=1,
-                      seed=0)
+        DenoiseSettings(k=2, o_keep_rate=2.0)
     assert not (tmp_path / "x.json").exists()
 
 

@@ -16,7 +16,7 @@ from glode.conll import Sentence, read_conll
 from glode.errors import GlodeError
 from glode.labels import (ProjectFiles, diff_labels, diff_summary, export_records, filter_labels, highlight,
                           read_round_labels, read_target)
-from glode.selftrain import write_labels
+from glode.label_table import write_labels
 from glode.tables import write_sentences
 
 CLASSES = ["O", "PER", "ORG", "LOC"]

@@ -13,7 +13,8 @@ from glode.features import SentenceEncoder, attach_gold, collate, window_bounds
 from glode.model import SpanModelConfig, SpanNERModel, build_model, load_model, mask_tokens, save_model
 from glode.predict import decode_spans, kept_entity_mask, score_spans
 from glode.spans import candidate_spans
-from glode.training import TrainConfig, soft_cross_entropy, train
+from glode.settings import RetrainSettings, TrainSettings
+from glode.training import soft_cross_entropy, train
 from tests.synthetic import all_words
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -147,7 +148,7 @@ def test_training_uses_windows_with_their_labels(encoder_dir):
     batch = collate([e], tok.pad_token_id)
     assert batch.input_ids.shape[0] == len(units) and batch.input_ids.shape[1] <= 16
     assert int((batch.labels > 0).sum()) == len(gold)
-    history = train(model, tok, [e], TrainConfig(epochs=1, batch_size=1, seed=0), mlm_corpus=[e], progress=False)
+    history = train(model, tok, [e], TrainSettings(epochs=1, batch_size=1, seed=0), mlm_corpus=[e], progress=False)
     assert history[0]["steps"] == len(units) and "seconds" not in history[0]
 
 
@@ -159,7 +160,7 @@ def test_gold_labels_attached_to_matching_spans(encoder_dir):
 
 
 def _trained(encoder_dir, freeze: bool, seed: int = 0, epochs: int = 2, target_class: int | None = None,
-             mlm_weight: float = TrainConfig.mlm_weight):
+             mlm_weight: float = TrainSettings.mlm_weight):
     """A model trained on the gold sentences; with ``target_class``, also on those sentences as a
     target corpus whose soft labels put every candidate span in that class."""
     model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=seed)
@@ -170,7 +171,7 @@ def _trained(encoder_dir, freeze: bool, seed: int = 0, epochs: int = 2, target_c
         for e in target:
             e.span_soft = np.zeros((len(e.span_word_start), len(CLASSES)), np.float32)
             e.span_soft[:, target_class] = 1.0
-    cfg = TrainConfig(epochs=epochs, batch_size=2, seed=seed, lr=1e-3, freeze_word_embeddings=freeze, mlm_weight=mlm_weight)
+    cfg = TrainSettings(epochs=epochs, batch_size=2, seed=seed, lr=1e-3, freeze_word_embeddings=freeze, mlm_weight=mlm_weight)
     train(model, tok, data, cfg, mlm_corpus=data, target=target, progress=False)
     return model, tok, data
 
@@ -334,16 +335,19 @@ def test_fractional_epochs_train_the_first_part_of_a_pass(encoder_dir):
     with its own step count; whole epochs keep exactly epochs x steps-per-epoch."""
     model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
     data = encoded(tok) * 2  # 6 sentences: 3 steps of 2 per pass
-    history = train(model, tok, data, TrainConfig(epochs=1.5, batch_size=2, seed=0, mlm_weight=0), progress=False)
+    one_and_a_half = RetrainSettings(epochs=1.5).train_settings(TrainSettings(batch_size=2, seed=0, mlm_weight=0))
+    history = train(model, tok, data, one_and_a_half, progress=False)
     assert [h["steps"] for h in history] == [3, 2] and [h["epoch"] for h in history] == [1, 2]
-    history = train(model, tok, data, TrainConfig(epochs=2, batch_size=2, seed=0, mlm_weight=0), progress=False)
+    history = train(model, tok, data, TrainSettings(epochs=2, batch_size=2, seed=0, mlm_weight=0), progress=False)
     assert [h["steps"] for h in history] == [3, 3]
-    with pytest.raises(ParamError, match="epochs"):
-        TrainConfig(epochs=0)
+    with pytest.raises(ParamError, match="train.epochs"):
+        TrainSettings(epochs=0)
+    with pytest.raises(ParamError, match="train.epochs"):  # a fraction only as retrain.epochs
+        TrainSettings(epochs=1.5)
 
 
 def test_chain_init_starts_r1_from_the_encoder_and_later_rounds_from_the_previous_model(encoder_dir, tmp_path):
-    from glode.selftrain import round_start
+    from glode.steps.train_target import round_start
 
     model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
     r0 = save_model(model, tok, tmp_path / "r0", encoder_dir, train_params={}, extra={"round": "r0"})
@@ -351,4 +355,4 @@ def test_chain_init_starts_r1_from_the_encoder_and_later_rounds_from_the_previou
     assert round_start("chain", r0) == "encoder" and round_start("chain", r1) == "previous"
     assert round_start("encoder", r1) == "encoder" and round_start("previous", r0) == "previous"
     with pytest.raises(ParamError, match="retrain.init"):
-        round_start("restart", r1)
+        RetrainSettings(init="restart")

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glode.errors import ParamError
-from glode.params import CHECK_STAMP, DEFAULTS, SCHEMA, ParamsError, check_file, check_label_sets, check_params, write_check_stamp
+from glode.params import DEFAULTS, SCHEMA, ParamsError, check_file, check_params
+from glode.steps.check import CHECK_STAMP, write_check_stamp
 from glode.rounds import MAX_ROUNDS, check_prev, rewrite_rounds
 from glode.stagecli import single_command
 from tests.synthetic import write_corpus
@@ -247,28 +248,30 @@ def _render(cmd: str, ctx: dict, used: set[str]) -> str:
 
 def _stage_own_checks(script: str, o: dict, params: dict, root: Path) -> None:
     """What each stage checks beyond its options' schema, before reading its inputs."""
-    from glode.pipeline import span_cap
-    from glode.selftrain import ema_weight
-    from glode.training import TrainConfig
+    from glode.settings import DataSettings, DenoiseSettings, EvaluateSettings, ModelSettings, RetrainSettings, TrainSettings
+    from glode.steps.denoise import ema_weight
 
     rounds = params["rounds"] if isinstance(params["rounds"], dict) else {}
     if script == "stages/prepare.py":
-        check_label_sets(o["labels"], o["ignore_labels"])
+        DataSettings.from_options(o)
         for name in ("source_train", "source_dev", "target_unlabelled", "target_test"):
             if not (root / o[name]).is_file():
                 raise Refused(f"{o[name]} not found")
-    elif script == "stages/train.py":
-        TrainConfig(epochs=o["epochs"], lr=o["lr"], head_lr=o["head_lr"], batch_size=o["batch_size"], seed=o["seed"],
-                    weight_decay=o["weight_decay"], warmup_ratio=o["warmup_ratio"], grad_clip=o["grad_clip"],
-                    mlm_weight=o["mlm_weight"], mlm_rate=o["mlm_rate"], mlm_batch_size=o["mlm_batch_size"])
-        if o["round"] == "r0":
-            span_cap(o["target"], o["max_span_len"], o["max_span_len_char"], o["char_languages"])
+    elif script == "stages/train_source.py":
+        ModelSettings.from_options(o)
+        TrainSettings.from_options(o)
+    elif script == "stages/train_target.py":
+        TrainSettings.from_options(o)
+        RetrainSettings.from_options(o)
     elif script == "stages/pseudo_label.py":
+        DenoiseSettings.from_options(o)
+        EvaluateSettings.from_options(o)
         check_prev(o["round"], o["prev"])
         if o["prev"] != "r0" and o["prev"] not in rounds:
             raise Refused(f"models/{o['prev']} is made by no stage")
     elif script == "stages/denoise.py":
-        ema_weight(o["round"], o["m_start"], o["m_step"], o["m_min"])
+        settings = DenoiseSettings.from_options(o)
+        ema_weight(o["round"], settings.m_start, settings.m_step, settings.m_min)
 
 
 def stages_accept(params: dict, root: Path) -> bool:
@@ -303,6 +306,7 @@ def stages_accept(params: dict, root: Path) -> bool:
                 flat_params = flat(params)
                 for opt, key in keys.items():
                     got, want = o[opt], flat_params[key]
+                    got = getattr(got, "value", got)  # a choice arrives as a member of its enum
                     if isinstance(got, (list, tuple)):
                         got = list(got)
                     if type(got) is not type(want) and not (isinstance(want, (int, float)) and not isinstance(want, bool)

@@ -16,7 +16,7 @@ import pytest
 
 from glode.atomic import write_json
 from glode.plots import figure_specs, plots_page_template, write_figures
-from glode.report import flip_rows, write_round_report
+from glode.steps.report import flip_rows, write_round_report
 from glode.rounds import rewrite_rounds
 from glode.training import write_logs
 from tests.test_report import metrics_dir

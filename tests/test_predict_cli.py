@@ -15,7 +15,7 @@ from glode.errors import GlodeError
 from glode.features import SentenceEncoder
 from glode.inference import tokenize
 from glode.model import SpanModelConfig, build_model, load_model, save_model
-from glode.pipeline import predict_corpus
+from glode.corpus import predict_corpus
 from glode.spans import spans_to_tags
 from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder

@@ -11,8 +11,10 @@ import torch
 from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder
 from glode.model import SpanModelConfig, build_model, save_model
-from glode.pipeline import prepare_tables
-from glode.selftrain import SOURCE_REPS, TARGET_REPS, load_array, pseudo_label_round, read_pseudo_manifest
+from glode.pseudo_folder import SOURCE_REPS, TARGET_REPS, load_array, read_pseudo_manifest
+from glode.settings import DataSettings, DenoiseSettings, EvaluateSettings
+from glode.steps.pseudo_label import pseudo_label_round
+from glode.steps.prepare import prepare_tables
 from glode.tables import read_sentences
 from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder
@@ -27,7 +29,7 @@ def workspace(tmp_path_factory) -> Path:
     files = {name: write_corpus(root / f"{name}.txt", n, seed)
              for name, n, seed in (("source_train", 12, 1), ("source_dev", 4, 2), ("target_unlabelled", 10, 3),
                                    ("target_test", 4, 4))}
-    prepare_tables(files, CLASSES[1:], root / "tables")
+    prepare_tables(files, DataSettings(labels=CLASSES[1:]), root / "tables")
     encoder = build_tiny_encoder(root / "encoder", words=all_words())
     model, tok = build_model(encoder, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=24), seed=0)
     with torch.no_grad():  # what training would do: the model's encoder is no longer the pretrained one
@@ -40,9 +42,10 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def _run(root: Path, name: str, **kw) -> Path:
+def _run(root: Path, name: str, features: str = "model", encoder_dir: Path | None = None) -> Path:
     out = root / "rounds" / name
-    pseudo_label_round(root / "models/r0", root / "tables", out, dim=0, seed=0, progress=False, **kw)
+    pseudo_label_round(root / "models/r0", root / "tables", out, DenoiseSettings(dim=0, seed=0, features=features),
+                       EvaluateSettings(), encoder_dir=encoder_dir, progress=False)
     return out
 
 
@@ -85,12 +88,14 @@ def test_initial_labels_report_the_soft_quality_of_y0(workspace):
     import json
 
     from glode.denoise import soft_scores
-    from glode.selftrain import SPANS_FILE, SPANS_KIND, class_ids, initial_labels, initial_soft_labels
+    from glode.label_table import class_ids, initial_soft_labels
+    from glode.pseudo_folder import SPANS_FILE, SPANS_KIND
+    from glode.steps.initial_labels import initial_labels
     from glode.tables import read_table
 
     out = workspace / "r0"
     summary = initial_labels(workspace / "models/r0", workspace / "tables", out / "labels.parquet",
-                             out / "r0.json", progress=False)
+                             out / "r0.json", EvaluateSettings(), progress=False)
     spans = read_table(_run(workspace, "for-r0") / SPANS_FILE, SPANS_KIND)
     want = soft_scores(initial_soft_labels(spans, CLASSES), class_ids(spans.gold, CLASSES))
     assert summary["pseudo_label"]["soft_after"] == pytest.approx(want)

@@ -20,7 +20,8 @@ import pytest
 
 from glode.atomic import atomic_path, clean_stale, temp_sibling
 from glode.errors import GlodeError, ParamError
-from glode.pipeline import prepare_tables
+from glode.settings import DataSettings, EvaluateSettings
+from glode.steps.prepare import prepare_tables
 from glode.rounds import validate_rounds
 from glode.tables import read_sentences, write_sentences
 from tests.hang import hang_env, wait_for_hang
@@ -90,7 +91,7 @@ def test_bad_input_clear_error_exit_1_no_partial_output(tmp_path, monkeypatch, c
     name, content, line, text = BAD_INPUTS[case]
     files = corpora(tmp_path / "data")
     out = tmp_path / "tables"
-    prepare_tables(files, LABELS, out)  # a previous good run
+    prepare_tables(files, DataSettings(labels=LABELS), out)  # a previous good run
     before = snapshot(out)
     if content is None:
         files[name].unlink()
@@ -111,11 +112,11 @@ def test_messages_say_what_to_do(tmp_path):
     files = corpora(tmp_path)
     _set(files, "source_train", "Euro B-MISC\nzone O\n\nAnna B-PER\n")
     with pytest.raises(GlodeError) as err:
-        prepare_tables(files, LABELS, tmp_path / "t")
+        prepare_tables(files, DataSettings(labels=LABELS), tmp_path / "t")
     assert "data.labels" in str(err.value) and "data.ignore-labels" in str(err.value)
     _set(files, "source_train", b"\xff\xfeA\x00")
     with pytest.raises(GlodeError, match="re-encode the file as UTF-8"):
-        prepare_tables(files, LABELS, tmp_path / "t")
+        prepare_tables(files, DataSettings(labels=LABELS), tmp_path / "t")
 
 
 def test_windows_line_endings_are_accepted(tmp_path):
@@ -123,8 +124,8 @@ def test_windows_line_endings_are_accepted(tmp_path):
     crlf = corpora(tmp_path / "crlf")
     for p in crlf.values():
         p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
-    prepare_tables(lf, LABELS, tmp_path / "t_lf")
-    prepare_tables(crlf, LABELS, tmp_path / "t_crlf")
+    prepare_tables(lf, DataSettings(labels=LABELS), tmp_path / "t_lf")
+    prepare_tables(crlf, DataSettings(labels=LABELS), tmp_path / "t_crlf")
     for name in NAMES:
         a = read_sentences(tmp_path / "t_lf" / f"{name}.parquet")
         b = read_sentences(tmp_path / "t_crlf" / f"{name}.parquet")
@@ -179,7 +180,7 @@ def test_label_missing_from_source_is_an_error_and_from_target_a_warning(tmp_pat
     code, err = run_stage("prepare.py", prepare_args(files, tmp_path / "u", labels=[*LABELS, "DATE"], ignore=["MISC"]), monkeypatch, capsys)
     assert code == 1 and "['DATE']" in err and "never occur in the source" in err and not (tmp_path / "u").exists()
     with pytest.raises(ParamError, match="data.ignore-labels"):
-        prepare_tables(files, LABELS, tmp_path / "v", ignore_labels=["PER"])
+        prepare_tables(files, DataSettings(labels=LABELS, ignore_labels=["PER"]), tmp_path / "v")
 
 
 # ------------------------------------------------------------------ model-level checks
@@ -193,7 +194,7 @@ def world(tmp_path_factory):
     from tests.tiny_encoder import build_tiny_encoder
 
     root = tmp_path_factory.mktemp("world")
-    prepare_tables(corpora(root / "data"), LABELS, root / "tables")
+    prepare_tables(corpora(root / "data"), DataSettings(labels=LABELS), root / "tables")
     enc = build_tiny_encoder(root / "encoder", words=all_words())
     for folder, classes in (("models", ["O", *LABELS]), ("other", ["O", "PER", "LOC", "MISC"])):
         model, tok = build_model(enc, SpanModelConfig(classes=classes, max_span_len=3, max_seq_len=16), seed=0)
@@ -239,9 +240,10 @@ def test_empty_target_table_and_k_out_of_range(world, tmp_path, monkeypatch, cap
     coding = manifest["encoding"]["target_unlabelled"]
     assert coding["windowed_sentences"] > 0 and coding["lost_spans"] >= 0
     assert manifest["target_spans"] == len(pd.read_parquet(pseudo / "spans.parquet"))
-    from glode.selftrain import initial_labels
+    from glode.steps.initial_labels import initial_labels
 
-    initial_labels(world / "models/r0", world / "tables", tmp_path / "r0.parquet", tmp_path / "r0.json", progress=False)
+    initial_labels(world / "models/r0", world / "tables", tmp_path / "r0.parquet", tmp_path / "r0.json",
+                       EvaluateSettings(), progress=False)
     for k, text in ((0, "expected an integer >= 1"), (10**6, "memory bank")):  # k < 1 is refused before reading
         out = tmp_path / f"labels-{k}.parquet"
         code, err = run_stage("denoise.py", ["--round", "r1", "--pseudo", pseudo, "--prev-labels", tmp_path / "r0.parquet",
@@ -284,7 +286,7 @@ def test_killed_prepare_keeps_the_previous_tables(tmp_path, sig):
     old = corpora(tmp_path / "old", seed=0)
     new = corpora(tmp_path / "new", seed=100)
     out = tmp_path / "tables"
-    prepare_tables(old, LABELS, out)
+    prepare_tables(old, DataSettings(labels=LABELS), out)
     before = snapshot(out)
     marker = tmp_path / "hang.pid"
     env = hang_env(dict(os.environ), "prepare.py:target_unlabelled.parquet", marker)
@@ -305,7 +307,7 @@ def test_killed_prepare_keeps_the_previous_tables(tmp_path, sig):
         assert leftovers(tmp_path) == [] and "partial outputs removed" in err
     else:
         assert len(leftovers(tmp_path)) == 1  # the dead writer's hidden temporary folder
-    prepare_tables(new, LABELS, out)  # the next run completes and removes the dead writer's leftovers
+    prepare_tables(new, DataSettings(labels=LABELS), out)  # the next run completes and removes the dead writer's leftovers
     assert leftovers(tmp_path) == []
     assert snapshot(out) != before
     assert read_sentences(out / "target_test.parquet") == read_sentences_from(new["target_test"])

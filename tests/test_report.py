@@ -7,7 +7,7 @@ import json
 import pytest
 
 from glode.atomic import write_json
-from glode.report import confusion_rows, write_confusion, write_round_report
+from glode.steps.report import confusion_rows, write_confusion, write_round_report
 from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
 
 

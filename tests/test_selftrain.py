@@ -11,15 +11,11 @@ from glode.denoise import compute_prototypes, global_view, span_prf
 from glode.errors import ParamError
 from glode.features import EncodedSentence
 from glode.rounds import check_prev, rewrite_rounds, validate_rounds
-from glode.selftrain import (
-    ema_weight,
-    initial_soft_labels,
-    labels_frame,
-    read_labels_dense,
-    reduce_dim,
-    target_soft_labels,
-    write_labels,
-)
+from glode.label_table import initial_soft_labels, labels_frame, read_labels_dense, write_labels
+from glode.settings import DenoiseSettings
+from glode.steps.denoise import ema_weight
+from glode.steps.pseudo_label import reduce_dim
+from glode.steps.train_target import target_soft_labels
 from tests.synthetic import mostly_o_features
 
 CLASSES = ["O", "PER", "LOC"]
@@ -61,8 +57,8 @@ def test_ema_schedule_depends_only_on_the_round():
     assert ema_weight("r1", 0.8, 0.1, 0.5) == pytest.approx(0.8)
     assert ema_weight("r2", 0.8, 0.1, 0.5) == pytest.approx(0.7)
     assert ema_weight("r9", 0.8, 0.1, 0.5) == pytest.approx(0.5)
-    with pytest.raises(ParamError, match="m-start"):
-        ema_weight("r1", 1.5, 0.1, 0.5)
+    with pytest.raises(ParamError, match="denoise.m-start"):
+        DenoiseSettings(m_start=1.5)
 
 
 def _sentence(spans):
@@ -158,6 +154,8 @@ def test_reduce_dim_normalises_and_is_deterministic(projection):
 
 def test_unknown_projection_names_the_params_key():
     with pytest.raises(ParamError, match="denoise.projection"):
+        DenoiseSettings(projection="umap")
+    with pytest.raises(ValueError, match="umap"):
         reduce_dim([np.ones((3, 4))], 2, seed=0, projection="umap")
 
 

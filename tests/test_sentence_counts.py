@@ -11,7 +11,9 @@ import torch
 
 from glode.metrics import ner_scores
 from glode.model import SpanModelConfig, build_model, save_model
-from glode.pipeline import evaluate_model, prepare_tables
+from glode.settings import DataSettings, EvaluateSettings
+from glode.steps.evaluate import evaluate_model
+from glode.steps.prepare import prepare_tables
 from glode.spans import tags_to_spans, to_bio2
 from tests.bench_modules import load
 from tests.synthetic import all_words, write_corpus
@@ -80,7 +82,7 @@ def test_script_reproduces_the_evaluate_stage(tmp_path):
         write_corpus(tmp_path / f"data/{name}.txt", n, seed=seed)
     files = {"source_train": tmp_path / "data/en/train.txt", "source_dev": tmp_path / "data/en/dev.txt",
              "target_unlabelled": tmp_path / "data/de/train.txt", "target_test": tmp_path / "data/de/test.txt"}
-    prepare_tables(files, TYPES, tmp_path / "tables")
+    prepare_tables(files, DataSettings(labels=TYPES), tmp_path / "tables")
     encoder = build_tiny_encoder(tmp_path / "encoder", words=all_words())
     model, tok = build_model(encoder, SpanModelConfig(classes=["O", *TYPES], max_span_len=3, max_seq_len=24), seed=0)
     with torch.no_grad():
@@ -88,7 +90,8 @@ def test_script_reproduces_the_evaluate_stage(tmp_path):
     model.freeze_word_embeddings(True)
     model_dir = save_model(model, tok, tmp_path / "models/r1", encoder)
     test = tmp_path / "tables/target_test.parquet"
-    metrics = evaluate_model(model_dir, test, tmp_path / "metrics/r1.json", batch_size=4, progress=False)
+    metrics = evaluate_model(model_dir, test, tmp_path / "metrics/r1.json", EvaluateSettings(batch_size=4),
+                             progress=False)
     assert metrics["pred_entities"] > 0
     out = tmp_path / "counts.json"
     args = ["--model", str(model_dir), "--test", str(test), "--encoder", str(encoder), "--batch-size", "8",

@@ -15,7 +15,8 @@ CASES = {
     "stages/check.py": (["--bogus"], "No such option: --bogus"),
     "stages/prepare.py": (["--bogus"], "No such option: --bogus"),
     "stages/encoder.py": (["--name"], "Option '--name' requires an argument"),
-    "stages/train.py": (["--round", "r0"], "r0 needs --target"),  # the stage's own typer.BadParameter
+    "stages/train_source.py": (["--tables", "t"], "Missing option '--target'"),
+    "stages/train_target.py": (["--round", "r1", "--init", "fresh"], "Invalid value for '--init'"),
     "stages/initial_labels.py": (["--batch-size", "many"], "Invalid value for '--batch-size'"),
     "stages/pseudo_label.py": (["--round", "r1"], "Missing option '--prev'"),
     "stages/denoise.py": (["--k", "abc", "--round", "r1", "--pseudo", "p", "--prev-labels", "l", "--out", "o",

@@ -1,4 +1,5 @@
-"""Per-round summary across the pipeline's metrics, for `dvc plots` and quick reading."""
+"""The ``report`` stage: a row per round across the pipeline's metrics, flips and the last round's
+confusion rows, for `dvc plots` and quick reading."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""A prepared corpus as the span model sees it: encoded tables, the label set they were prepared
+for, and predictions and entity scores over a whole corpus.
+
+The training, labelling and evaluation steps (``glode/steps/``) share these; torch, the model
+code and seqeval are imported inside the functions, so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from glode.errors import GlodeError
+from glode.tables import read_sentences
+
+if TYPE_CHECKING:
+    from glode.features import EncodedSentence, SentenceEncoder
+
+
+def table_labels(tables_dir: Path) -> list[str]:
+    """The entity label set the prepare stage validated the data against."""
+    path = Path(tables_dir) / "stats.json"
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["labels"])
+    except FileNotFoundError:
+        raise GlodeError(f"{path}: missing; run the prepare stage first (dvc repro prepare)") from None
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise GlodeError(f"{path}: unreadable ({exc}); rerun the prepare stage") from exc
+
+
+def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], where: str) -> None:
+    """A model folder is usable on prepared tables only with the very label set (and order) they use."""
+    if list(model_classes[1:]) != list(labels):
+        raise GlodeError(
+            f"{where}: the model was trained for labels {list(model_classes[1:])} but the prepared tables use "
+            f"{list(labels)} (data.labels); retrain the model on these tables (dvc repro), or pass the model "
+            "folder that was trained on them"
+        )
+
+
+def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, int] | None) -> tuple[list, list[EncodedSentence]]:
+    """Read a sentence table and encode it; attach gold span labels when ``label_index`` is given."""
+    sentences = read_sentences(path)
+    encoded = encoder.encode([s.tokens for s in sentences], progress=True, desc=f"encoding {Path(path).name}")
+    if label_index is not None:
+        from glode.features import attach_gold
+        from glode.spans import tags_to_spans
+
+        for sent, enc in zip(sentences, encoded):
+            attach_gold(enc, tags_to_spans(sent.tags), label_index)
+    return sentences, encoded
+
+
+def encoding_stats(encoded: Sequence[EncodedSentence]) -> dict[str, int]:
+    """What the sequence length cost a corpus: sentences scored in several windows (nothing
+    lost), candidate spans no window held whole (never scored), words whose sub-tokens were
+    cut because one word exceeds a whole window."""
+    return {
+        "windowed_sentences": int(sum(bool(e.windows) for e in encoded)),
+        "lost_spans": int(sum(len(e.lost_spans) for e in encoded)),
+        "cut_words": int(sum(e.cut_words for e in encoded)),
+    }
+
+
+def predict_corpus(model, tokenizer, encoded, batch_size: int, progress: bool = True):
+    """Decoded entity spans per sentence (word level, end exclusive)."""
+    from glode.predict import decode_spans, score_spans
+
+    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting")
+    classes = model.config.classes
+    return [decode_spans(enc, sc.probs, classes) for enc, sc in zip(encoded, scores)]
+
+
+def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True) -> dict:
+    """seqeval strict-IOB2 entity scores plus the paper's span F1 on a labelled corpus."""
+    from glode.metrics import ner_scores
+
+    predictions = predict_corpus(model, tokenizer, encoded, batch_size, progress)
+    scores = ner_scores(
+        [s.tags for s in sentences],
+        predictions,
+        max_span_len=model.config.max_span_len,
+        visible_words=[e.n_visible for e in encoded],
+        lost_spans=[e.lost_spans for e in encoded],
+    )
+    scores.update(encoding_stats(encoded))
+    return scores
+
+
+@dataclass
+class TrainingTables:
+    """The prepared tables a training run reads, encoded for its model."""
+
+    source: list[EncodedSentence]  #: source training sentences, with gold span labels
+    dev_sentences: list  #: source dev sentences (their gold tags score each epoch)
+    dev: list[EncodedSentence]
+    target: list[EncodedSentence]  #: the unlabelled target corpus: MLM text, and the target labels' spans in rN
+
+    def encoding_stats(self) -> dict[str, dict[str, int]]:
+        """What the sequence length cost the two training corpora (recorded in the model folder)."""
+        return {"source_train": encoding_stats(self.source), "target_unlabelled": encoding_stats(self.target)}
+
+
+def encode_training_tables(encoder: SentenceEncoder, tables_dir: Path, classes: Sequence[str]) -> TrainingTables:
+    """The source training (with gold labels for ``classes``), source dev and target tables, encoded."""
+    label_index = {c: i for i, c in enumerate(classes)}
+    _, source = encode_table(encoder, tables_dir / "source_train.parquet", label_index)
+    dev_sentences, dev = encode_table(encoder, tables_dir / "source_dev.parquet", None)
+    _, target = encode_table(encoder, tables_dir / "target_unlabelled.parquet", None)
+    return TrainingTables(source, dev_sentences, dev, target)
+
+
+def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress: bool = True):
+    """The per-epoch dev check of a training run: entity P/R/F1 on the source dev set, or None
+    without dev sentences."""
+    if not dev_encoded:
+        return None
+
+    def evaluate(model) -> dict:
+        s = evaluate_corpus(model, tokenizer, dev_sentences, dev_encoded, batch_size, progress=progress)
+        return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
+
+    return evaluate

@@ -1,0 +1,115 @@
+"""The ``train_target@rN`` stage: round rN's model, trained on source gold + the round's refined
+target labels (+ λ·MLM), saved like r0's (docs/METHOD.md §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels
+from glode.errors import GlodeError
+from glode.features import EncodedSentence, SentenceEncoder
+from glode.label_table import read_labels_dense
+from glode.pseudo_folder import read_spans
+from glode.settings import RetrainSettings, TrainSettings
+from glode.spans import resolve_overlaps
+
+
+def train_target_round(
+    round_name: str,
+    prev_model_dir: Path,
+    tables_dir: Path,
+    pseudo_dir: Path,
+    labels_path: Path,
+    encoder_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    train_settings: TrainSettings,
+    retrain: RetrainSettings,
+    progress: bool = True,
+) -> list[dict]:
+    """Train round ``rN``'s model on source gold + the round's refined target labels (+ λ·MLM).
+
+    ``retrain.init="encoder"`` starts from the pretrained encoder (the paper's default rounds);
+    ``"previous"`` from the previous round's model; ``"chain"`` (the paper's progressive mode,
+    docs/METHOD.md §7) from the pretrained encoder when the previous model is the source model
+    r0 and from the previous round's model otherwise, so that r1, r2, ... are one target training
+    run cut into rounds. The span cap and sequence length are the previous model's; the number
+    of epochs is ``retrain.epochs`` where set.
+    """
+    from glode.model import save_model
+    from glode.training import train
+
+    cfg = retrain.train_settings(train_settings)
+    chosen = round_start(retrain.init, prev_model_dir)
+    model, tokenizer = _starting_model(chosen, prev_model_dir, tables_dir, encoder_dir, cfg.seed)
+    config = model.config
+    data = encode_training_tables(SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len), tables_dir,
+                                  config.classes)
+    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes)
+
+    history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
+                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress),
+                    progress=progress)
+    started = {"started_from": chosen} if retrain.init == "chain" else {}
+    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), "init": retrain.init, **started},
+               extra={"round": round_name, "history": history, "encoding": data.encoding_stats()})
+    return history
+
+
+def round_start(init: str, prev_model_dir: Path) -> str:
+    """Where a round's model starts: ``"encoder"`` (fresh from the pretrained encoder) or
+    ``"previous"``. ``init="chain"`` resolves to the encoder after the source model r0 and to
+    the previous model after any later round (read from the previous folder's metadata)."""
+    from glode.model import read_model_meta
+
+    if init != "chain":
+        return init
+    return "encoder" if read_model_meta(prev_model_dir).get("round") == "r0" else "previous"
+
+
+def _starting_model(chosen: str, prev_model_dir: Path, tables_dir: Path, encoder_dir: Path, seed: int):
+    """(model, tokenizer): a fresh model on the encoder with the previous model's architecture
+    (no weights loaded), or the previous model itself; either for the tables' label set."""
+    from glode.model import SpanModelConfig, build_model, load_model, read_model_meta
+
+    if chosen == "encoder":
+        config = SpanModelConfig(**read_model_meta(prev_model_dir)["config"])
+        check_labels_match(config.classes, table_labels(tables_dir), str(prev_model_dir))
+        return build_model(encoder_dir, config, seed=seed)
+    model, tokenizer, _ = load_model(prev_model_dir, encoder_dir)
+    check_labels_match(model.config.classes, table_labels(tables_dir), str(prev_model_dir))
+    return model, tokenizer
+
+
+def attach_target_labels(target: Sequence[EncodedSentence], pseudo_dir: Path, labels_path: Path,
+                         classes: Sequence[str]) -> None:
+    """Set each target sentence's soft span targets (``span_soft``) from the round's label table."""
+    spans, scored_for = read_spans(pseudo_dir)
+    if scored_for != list(classes):
+        raise GlodeError(f"{pseudo_dir}: spans scored for classes {scored_for}, model has {list(classes)}")
+    Y = read_labels_dense(labels_path, spans, scored_for)
+    bounds = np.cumsum([0] + [len(e.span_word_start) for e in target])
+    if bounds[-1] != len(spans):
+        raise GlodeError(f"{pseudo_dir}: {len(spans)} spans, but the target corpus has {bounds[-1]} candidate spans "
+                         "with this model's span cap; rerun the pseudo_label stage")
+    for i, e in enumerate(target):
+        e.span_soft = target_soft_labels(e, Y[bounds[i] : bounds[i + 1]])
+
+
+def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray) -> np.ndarray:
+    """Soft targets for one sentence: entity labels that lose overlap resolution (by the
+    probability of their argmax) become hard O, as in docs/METHOD.md §3."""
+    Y = Y.copy()
+    best = Y.argmax(axis=1)
+    ent = np.flatnonzero(best != 0)
+    if len(ent) > 1:
+        cands = [(int(encoded.span_word_start[i]), int(encoded.span_word_end[i]), str(i), float(Y[i, best[i]])) for i in ent]
+        kept = {int(s.label) for s in resolve_overlaps(cands)}
+        for i in ent:
+            if int(i) not in kept:
+                Y[i] = 0.0
+                Y[i, 0] = 1.0
+    return Y
