@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from glode import selftrain as st  # noqa: E402
+from glode.align import aligned_labels, class_weights  # noqa: E402
 from glode.denoise import denoise  # noqa: E402
 from glode.tables import read_table  # noqa: E402
 
@@ -48,6 +49,9 @@ SETTINGS = {
     "select-0.7": {**OFF, "select": 0.7},
     "select-0.8-rest-0.5": {**OFF, "select": 0.8, "select_rest": 0.5},
     "select-0.8+views": {"select": 0.8},
+    "align-0.5": {**OFF, "align": 0.5},
+    "align-1.0": {**OFF, "align": 1.0},
+    "align-1.0+views": {"align": 1.0},
 }
 BASE = {"m": 0.8, "k": 300, "o_keep_rate": 0.03, "local_scale": 0.9, "local_cap": 1.0, "prototype": "mean",
         "prototype_from": "all", "momentum": 0.99, "use_global": True, "use_local": True, "gate": "agree",
@@ -119,7 +123,11 @@ def replay(work: Path, settings: dict[str, dict]) -> dict:
     for name, own in settings.items():
         kw = {**BASE, **own}
         t0 = time.perf_counter()
-        res = denoise(Q, Y0, S, s_labels, threads=None, **kw)
+        start = Y0
+        if kw.pop("align", 0) > 0:  # denoise.align: the model's predictions reweighted and decoded again first
+            probs = spans[classes].to_numpy(np.float32)
+            start = aligned_labels(spans, probs, class_weights(probs, s_labels, own["align"]))
+        res = denoise(Q, start, S, s_labels, threads=None, **kw)
         s = res.summary(gold=gold, class_names=classes)
         pl = s["gold"]
         after, soft = pl["after"], pl["soft_after"]

@@ -140,6 +140,7 @@ _PARAMS = [
     Param("denoise.gate", str, "agree", choices=("agree", "none")),
     Param("denoise.select", float, 1.0, lo=0, lo_open=True, hi=1),
     Param("denoise.select-rest", float, 0.0, lo=0, hi=1),
+    Param("denoise.align", float, 0.0, lo=0),
     Param("denoise.index", str, "auto", choices=("exact", "ivf", "auto")),
     Param("denoise.auto-threshold", int, 25000, lo=1),
     Param("denoise.nprobe", int, 32, lo=1),

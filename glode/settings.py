@@ -184,6 +184,7 @@ class DenoiseSettings(Settings):
     gate: str = _setting("denoise.gate")
     select: float = _setting("denoise.select")
     select_rest: float = _setting("denoise.select-rest")
+    align: float = _setting("denoise.align")
     index: str = _setting("denoise.index")
     auto_threshold: int = _setting("denoise.auto-threshold")
     nprobe: int = _setting("denoise.nprobe")

@@ -48,6 +48,8 @@ def main(
                                        "entity (1: all, off).")] = _D.select,
     select_rest: Annotated[float, typer.Option(help="What the other entity labels keep: rest x label + (1-rest) x O "
                                             "(0: plain O).")] = _D.select_rest,
+    align: Annotated[float, typer.Option(help="With start 'model': reweight the entity classes towards the source's "
+                                      "class shares, (source share / predicted share)^align, and decode again (0: off).")] = _D.align,
     dim: Annotated[int, typer.Option(help="(read by pseudo_label) dimension of the span vectors.")] = _D.dim,
     projection: Annotated[Projection, typer.Option(help="(read by pseudo_label) how span vectors are reduced to dim.")] = Projection(_D.projection),
     features: Annotated[Features, typer.Option(help="(read by pseudo_label) where span vectors come from.")] = Features(_D.features),
@@ -57,6 +59,9 @@ def main(
     ch = s["changed"]
     msg = (f"{out}: m={s['m']:.3f}, {ch['total']} changed (O->entity {ch['o_to_entity']}, entity->O {ch['entity_to_o']}, "
            f"swaps {ch['type_swap']}; {ch['refused_by_gate']} refused by the gate)")
+    if "align" in s:
+        a = s["align"]
+        msg += f"; aligned to the source's class shares: entities {a['entities_before']} -> {a['entities_after']}"
     if s["select"]["demoted"]:
         msg += f"; {s['select']['demoted']} entity labels demoted by select"
     msg += f"; soft mass moved {s['soft_change']['mass_moved']:.1f} over {s['soft_change']['spans_moved']} spans"

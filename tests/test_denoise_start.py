@@ -137,3 +137,18 @@ def test_visits_are_repeated_update_steps_towards_the_same_views(tmp_path):
     assert s3["soft_change"]["mass_moved"] > s1["soft_change"]["mass_moved"]
     with pytest.raises(ParamError, match=r"parameter 'denoise.visits'"):
         _run(tmp_path, pseudo, "labels", use_global=True, use_local=True, visits=0)
+
+
+def test_align_reweights_the_models_predictions_and_records_it(tmp_path):
+    """The source (labels 0,1,2,0,1,2) has as many LOC as PER entities, the model predicts PER
+    far more: aligning lifts LOC, so span 2 (PER 0.7, LOC 0.1) stays PER only if the weight
+    is small; its statistics name the weights and the entity counts before and after."""
+    spans, pseudo, _, probs = _pseudo_dir(tmp_path)
+    out, summary = _run(tmp_path, pseudo, "model", use_global=False, use_local=False, align=1.0)
+    a = summary["align"]
+    assert a["weights"]["LOC"] > 1 > a["weights"]["PER"] and a["power"] == 1.0
+    assert a["entities_before"] == {"PER": 2, "LOC": 0}
+    _, plain = _run(tmp_path, pseudo, "model", use_global=False, use_local=False)
+    assert "align" not in plain
+    with pytest.raises(ParamError, match=r"parameter 'denoise.align'"):
+        _run(tmp_path, pseudo, "labels", use_global=False, use_local=False, align=1.0)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from glode.align import aligned_labels, class_weights
 from glode.atomic import write_json
 from glode.denoise import DenoiseResult, denoise
-from glode.errors import GlodeError
+from glode.errors import GlodeError, ParamError
 from glode.label_table import (add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, read_labels_dense,
                                rows_to_store, write_labels)
 from glode.pseudo_folder import SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, load_array, read_spans
@@ -41,8 +42,8 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     (docs/METHOD.md §7).
     """
     spans, classes = read_spans(pseudo_dir)
-    Y = read_labels_dense(prev_labels, spans, classes) if settings.start == "labels" else initial_soft_labels(spans, classes)
     Q, S, s_labels = _span_vectors(pseudo_dir, len(spans))
+    Y, alignment = _starting_labels(spans, classes, prev_labels, s_labels, settings)
     m_round = ema_weight(round_name, settings.m_start, settings.m_step, settings.m_min)
     m = m_round**settings.visits
     res = denoise(Q, Y, S, s_labels, m=m, threads=None, **settings.step_arguments())
@@ -51,9 +52,33 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
     write_labels(frame, out_labels, classes, round_name)
     summary = _round_summary(res, spans, classes, round_name, settings, m_round, m)
+    if alignment:
+        summary["align"] = alignment
     summary["label_rows"] = int(len(frame))
     write_json(metrics_path, summary)
     return summary
+
+
+def _starting_labels(spans: pd.DataFrame, classes: list[str], prev_labels: Path, source_labels: np.ndarray,
+                     settings: DenoiseSettings) -> tuple[np.ndarray, dict | None]:
+    """The labels the round refines, and what class-share alignment did to them (None: off).
+
+    ``start="labels"``: the previous round's label table; ``"model"``: the previous model's
+    predictions (Y0), decoded again after ``denoise.align`` reweighted the entity classes."""
+    if settings.start == "labels":
+        if settings.align > 0:
+            raise ParamError("denoise.align", "reweights the previous model's fresh predictions; it needs "
+                             "denoise.start: model (with start: labels there are no fresh predictions to decode)")
+        return read_labels_dense(prev_labels, spans, classes), None
+    Y0 = initial_soft_labels(spans, classes)
+    if not settings.align > 0:
+        return Y0, None
+    probs = spans[list(classes)].to_numpy(dtype=np.float32)
+    weights = class_weights(probs, source_labels, settings.align)
+    Y = aligned_labels(spans, probs, weights)
+    count = lambda labels: {c: int(n) for c, n in zip(classes[1:], np.bincount(labels.argmax(1), minlength=len(classes))[1:])}  # noqa: E731
+    return Y, {"power": settings.align, "weights": {c: float(w) for c, w in zip(classes[1:], weights[1:])},
+               "entities_before": count(Y0), "entities_after": count(Y)}
 
 
 def _span_vectors(pseudo_dir: Path, n_spans: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
