@@ -18,7 +18,7 @@ its first pieces and its last one (``cut_words``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -288,6 +288,13 @@ class SpanBatch:
     case_counts: torch.Tensor  # (S, N_CASES)
     labels: torch.Tensor | None  # (S,)
     soft: torch.Tensor | None  # (S, C)
+
+    def to(self, device: torch.device) -> "SpanBatch":
+        """The batch on ``device`` (itself where it is there already: the CPU run copies nothing)."""
+        if self.input_ids.device == torch.device(device):
+            return self
+        return SpanBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                            for f in fields(self)})
 
 
 def collate(sentences: Sequence[EncodedSentence], pad_id: int) -> SpanBatch:

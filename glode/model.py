@@ -169,7 +169,7 @@ def save_model(
 ) -> Path:
     """Write a model folder atomically (see module docstring for the layout)."""
     out_dir = Path(out_dir)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # .cpu(): no copy on the CPU
     word_emb = None
     if model.word_embeddings_frozen:
         word_emb = {

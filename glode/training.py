@@ -4,7 +4,9 @@ Per step (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entrop
 candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
 candidate spans of a target batch (when target labels are given), and masked-LM loss on a
 batch of target-language text. AdamW with linear warm-up and decay; deterministic for a
-fixed seed on the CPU.
+fixed seed on the CPU. The model runs where ``train.device`` says, in ``train.precision``
+(glode/device.py); batches are built on the CPU (masking included, so its random draws do not
+depend on the device) and moved there.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 from torch import nn
 
 from glode.atomic import atomic_dir
+from glode.device import autocast, grad_scaler, place_model
 from glode.features import EncodedSentence, SpanBatch, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 from glode.progress import progress as progress_bar
-from glode.settings import TrainSettings
+from glode.settings import DeviceSettings, TrainSettings
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +90,9 @@ class _Batches:
     """The corpora of a run as batches: the source's, shuffled afresh each epoch; the target's and
     the masked-LM text's drawn one after the other, cycling, as the steps need them."""
 
-    def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator):
+    def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator,
+                 device: torch.device = torch.device("cpu")):
+        self.device = device
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         self.special_ids = set(int(i) for i in tokenizer.all_special_ids)
@@ -103,12 +108,12 @@ class _Batches:
     def epoch(self, steps: int) -> Iterator[SpanBatch]:
         """The first ``steps`` source batches of a fresh shuffle (the last pass may be partial)."""
         for idx in length_grouped_batches(self.source_lengths, self.cfg.batch_size, self.rng)[:steps]:
-            yield collate([self.source[i] for i in idx], self.pad_id)
+            yield collate([self.source[i] for i in idx], self.pad_id).to(self.device)
 
     def next_target(self) -> SpanBatch | None:
         if self.target_iter is None:
             return None
-        return collate([self.target[i] for i in next(self.target_iter)], self.pad_id)
+        return collate([self.target[i] for i in next(self.target_iter)], self.pad_id).to(self.device)
 
     def next_masked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """(input ids with masks, attention mask, MLM labels) of the next target-text batch."""
@@ -117,7 +122,9 @@ class _Batches:
         mb = collate([self.mlm_corpus[i] for i in next(self.mlm_iter)], self.pad_id)
         ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, self.special_ids, self.mask_id, self.cfg.mlm_rate,
                                   self.gen)
-        return ids, mb.attention_mask, labels
+        if self.device.type == "cpu":
+            return ids, mb.attention_mask, labels
+        return ids.to(self.device), mb.attention_mask.to(self.device), labels.to(self.device)
 
 
 def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -144,12 +151,21 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     return loss
 
 
-def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, grad_clip: float) -> None:
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, grad_clip: float,
+              scaler=None) -> None:
+    """One optimiser step; with an fp16 loss scaler, the gradients are unscaled before clipping
+    and a step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is not None and grad_clip > 0:
+        scaler.unscale_(opt)
     if grad_clip > 0:
         nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     sched.step()
 
 
@@ -163,8 +179,12 @@ def train(
     log_dir: str | Path | None = None,
     evaluate: Callable[[SpanNERModel], dict] | None = None,
     progress: bool = True,
+    device: DeviceSettings | None = None,
 ) -> list[dict]:
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
+
+    The model moves to ``device.device`` (default settings: ``auto``) and stays there; its
+    forward passes run in ``device.precision``.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
     Records hold losses and dev scores only, no timings, so that the same seed gives the same
@@ -176,10 +196,13 @@ def train(
         from glode.errors import GlodeError
 
         raise GlodeError("the tokenizer has no mask token; set mlm-weight to 0 to train without masked LM")
+    device = device or DeviceSettings()
+    where = place_model(model, device.device, device.precision)
+    scaler = grad_scaler(where, device.precision)
     seed_everything(cfg.seed)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
     batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
-                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed))
+                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where)
     steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # whole epochs: exactly epochs x steps
     opt = _optimizer(model, cfg)
@@ -191,8 +214,9 @@ def train(
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
         steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
         for batch in batches.epoch(steps):
-            loss = _step_loss(model, batch, batches, sums)
-            _optimise(model, opt, sched, loss, cfg.grad_clip)
+            with autocast(where, device.precision):
+                loss = _step_loss(model, batch, batches, sums)
+            _optimise(model, opt, sched, loss, cfg.grad_clip, scaler)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         record = {k: v / steps for k, v in sums.items()}
