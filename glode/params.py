@@ -126,6 +126,7 @@ _PARAMS = [
     Param("train.mlm-batch-size", int, 8, lo=1),
     Param("train.freeze-word-embeddings", bool, True),
     Param("train.eval-batch-size", int, 64, lo=1),
+    Param("train.grad-accum", int, 1, lo=1),
     Param("train.device", str, "auto", pattern=r"auto|cpu|cuda|cuda:\d+|mps",
           pattern_text="auto, cpu, cuda, cuda:N or mps"),
     Param("train.precision", str, "fp32", choices=("fp32", "bf16", "fp16")),

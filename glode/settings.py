@@ -147,11 +147,14 @@ class TrainSettings(Settings):
     mlm_batch_size: int = _setting("train.mlm-batch-size")
     freeze_word_embeddings: bool = _setting("train.freeze-word-embeddings")
     eval_batch_size: int = _setting("train.eval-batch-size")
+    grad_accum: int = _setting("train.grad-accum")
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records as its ``train_params``: everything that shapes the
-        weights (the dev scoring batch size does not)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "eval_batch_size"}
+        weights (the dev scoring batch size does not); ``grad_accum`` only where it is not 1, so
+        that folders trained before the key existed keep their bytes."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "eval_batch_size" and not (f.name == "grad_accum" and self.grad_accum == 1)}
 
 
 @dataclass

@@ -97,6 +97,8 @@ class TrainOptions:
     freeze_word_embeddings = Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step "
                                                           "time).")]
     eval_batch_size = Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")]
+    grad_accum = Annotated[int, typer.Option(help="Micro-batches of --batch-size per optimiser step (the effective "
+                                             "batch is their product).")]
     device = Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, "
                                          "cuda, cuda:N or mps.")]
     precision = Annotated[Precision, typer.Option(help="fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast and a "

@@ -1,9 +1,12 @@
 """Training loops: source gold spans, optional target soft labels, auxiliary masked LM.
 
-Per step (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
+Per micro-batch (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
 candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
 candidate spans of a target batch (when target labels are given), and masked-LM loss on a
-batch of target-language text. AdamW with linear warm-up and decay; deterministic for a
+batch of target-language text. The optimiser steps once every ``train.grad-accum`` micro-batches
+on the mean of their losses (the last group of an epoch may be smaller, and its mean is over
+the micro-batches it has); the learning-rate schedule counts optimiser steps. AdamW with linear
+warm-up and decay; deterministic for a
 fixed seed on the CPU. The model runs where ``train.device`` says, in ``train.precision``
 (glode/device.py); batches are built on the CPU (masking included, so its random draws do not
 depend on the device) and moved there.
@@ -151,12 +154,18 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     return loss
 
 
-def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, grad_clip: float,
-              scaler=None) -> None:
-    """One optimiser step; with an fp16 loss scaler, the gradients are unscaled before clipping
-    and a step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
-    opt.zero_grad(set_to_none=True)
+def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
+    """Add a micro-batch's share of its group's mean loss to the gradients (the loss itself
+    when the group is one micro-batch: no division, so grad-accum 1 computes what it always did)."""
+    if group > 1:
+        loss = loss / group
     (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None) -> None:
+    """One optimiser step on the accumulated gradients, which it then clears; with an fp16 loss
+    scaler, the gradients are unscaled before clipping and a step whose gradients overflowed is
+    skipped (the scaler then lowers its scale)."""
     if scaler is not None and grad_clip > 0:
         scaler.unscale_(opt)
     if grad_clip > 0:
@@ -167,6 +176,13 @@ def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torc
         scaler.step(opt)
         scaler.update()
     sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def optimiser_steps(micro_steps: Sequence[int], grad_accum: int) -> int:
+    """Optimiser steps of a run whose epochs have ``micro_steps`` micro-batches each: every epoch
+    ends with a step, so a partial group does not carry over into the next epoch."""
+    return sum(math.ceil(n / grad_accum) for n in micro_steps)
 
 
 def train(
@@ -204,23 +220,31 @@ def train(
     batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
                        expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where)
     steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
-    total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # whole epochs: exactly epochs x steps
+    total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # micro-batches; whole epochs: exactly epochs x steps
+    epoch_steps = [min(steps_per_epoch, total - e * steps_per_epoch) for e in range(math.ceil(total / steps_per_epoch))]
+    accum = cfg.grad_accum
     opt = _optimizer(model, cfg)
-    sched = _linear_schedule(opt, total, int(total * cfg.warmup_ratio))
+    opt_total = optimiser_steps(epoch_steps, accum)
+    sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
-    for epoch in range(math.ceil(total / steps_per_epoch)):
+    opt.zero_grad(set_to_none=True)
+    for epoch, steps in enumerate(epoch_steps):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
-        steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
-        for batch in batches.epoch(steps):
+        for i, batch in enumerate(batches.epoch(steps)):
+            group = min(accum, steps - (i - i % accum))  # micro-batches in the group of this one
             with autocast(where, device.precision):
                 loss = _step_loss(model, batch, batches, sums)
-            _optimise(model, opt, sched, loss, cfg.grad_clip, scaler)
+            _backward(loss, group, scaler)
+            if (i + 1) % accum == 0 or i + 1 == steps:
+                _optimise(model, opt, sched, cfg.grad_clip, scaler)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         record = {k: v / steps for k, v in sums.items()}
         record.update(epoch=epoch + 1, steps=steps)
+        if accum > 1:  # (absent at 1, so the logs of a run without accumulation read as before)
+            record["optimiser_steps"] = math.ceil(steps / accum)
         if evaluate is not None:
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)
@@ -237,14 +261,15 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
     same history gives the same bytes.
 
     The dvclive ``step`` is the epoch number (1, 2, ...), so the curves' x axis counts epochs.
-    Only series worth a curve are logged: ``steps`` (optimiser steps per epoch, the same every
-    epoch) goes to ``metrics.json`` alone, and a loss that is zero in every epoch was never
-    computed (``loss_target`` without a target corpus, as in r0; ``loss_mlm`` with λ = 0)."""
+    Only series worth a curve are logged: ``steps`` (micro-batches per epoch, the same every
+    epoch) and ``optimiser_steps`` (with gradient accumulation) go to ``metrics.json`` alone,
+    and a loss that is zero in every epoch was never computed (``loss_target`` without a target
+    corpus, as in r0; ``loss_mlm`` with λ = 0)."""
     from dvclive import Live
 
     def plotted(key: str) -> bool:
         values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
-        return key not in ("epoch", "steps") and bool(values) and not (key.startswith("loss_") and not any(values))
+        return key not in ("epoch", "steps", "optimiser_steps") and bool(values) and not (key.startswith("loss_") and not any(values))
 
     series = {k for record in history for k in record if plotted(k)}
     with atomic_dir(log_dir) as tmp:
@@ -254,8 +279,9 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
             for k, v in record.items():
                 if k in series and isinstance(v, (int, float)):
                     live.log_metric(k, v)
-            if "steps" in record:
-                live.summary["steps"] = record["steps"]
+            for key in ("steps", "optimiser_steps"):
+                if key in record:
+                    live.summary[key] = record[key]
             live.next_step()
         live.end()
     return Path(log_dir)
