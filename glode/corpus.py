@@ -30,6 +30,17 @@ def table_labels(tables_dir: Path) -> list[str]:
         raise GlodeError(f"{path}: unreadable ({exc}); rerun the prepare stage") from exc
 
 
+def training_data(tables_dir: Path) -> dict[str, dict]:
+    """The source file and sentence count of each table a training run reads (from ``stats.json``),
+    for the model card; empty where the tables carry no statistics."""
+    path = Path(tables_dir) / "stats.json"
+    if not path.is_file():
+        return {}
+    tables = json.loads(path.read_text(encoding="utf-8")).get("tables", {})
+    return {name: {"file": t.get("file"), "sentences": t.get("sentences")} for name, t in tables.items()
+            if name in ("source_train", "source_dev", "target_unlabelled")}
+
+
 def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], where: str) -> None:
     """A model folder is usable on prepared tables only with the very label set (and order) they use."""
     if list(model_classes[1:]) != list(labels):

@@ -134,6 +134,13 @@ def with_train_options(main: Callable) -> Callable:
     return with_options
 
 
+def command_line() -> str:
+    """This process's command line as a shell would take it (``python stages/...``), for model cards."""
+    import shlex
+
+    return shlex.join(["python", *sys.argv])
+
+
 def format_record(record: dict) -> str:
     """One training record (an epoch's losses and dev scores) as a line of ``key=value``."""
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())

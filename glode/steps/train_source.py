@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glode.corpus import dev_scorer, encode_training_tables, table_labels
+from glode.corpus import dev_scorer, encode_training_tables, table_labels, training_data
 from glode.settings import DeviceSettings, ModelSettings, TrainSettings
 
 
@@ -18,12 +18,14 @@ def train_source_model(
     train_settings: TrainSettings,
     progress: bool = True,
     device: DeviceSettings | None = None,
+    command: str | None = None,
 ) -> list[dict]:
     """Round 0: train on source gold spans (+ λ·MLM on target text) and save the model folder.
 
     The label set comes from the prepared tables (``stats.json``), so it always matches the
     data; the span cap from the target language (``model_settings.span_cap``). The model
-    trains on ``device`` (default settings: ``auto``).
+    trains on ``device`` (default settings: ``auto``); ``command`` (the stage's command line) goes
+    into the folder's model card.
     """
     device = device or DeviceSettings()
     from glode.features import SentenceEncoder
@@ -40,5 +42,6 @@ def train_source_model(
                                         device.precision),
                     progress=progress, device=device)
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**train_settings.recorded(), **device.recorded()},
-               extra={"round": "r0", "history": history, "encoding": data.encoding_stats()})
+               extra={"round": "r0", "history": history, "encoding": data.encoding_stats(),
+                      "training_data": training_data(tables_dir)}, command=command)
     return history

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels
+from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels, training_data
 from glode.errors import GlodeError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.label_table import read_labels_dense
@@ -30,6 +30,7 @@ def train_target_round(
     retrain: RetrainSettings,
     progress: bool = True,
     device: DeviceSettings | None = None,
+    command: str | None = None,
 ) -> list[dict]:
     """Train round ``rN``'s model on source gold + the round's refined target labels (+ λ·MLM).
 
@@ -39,7 +40,7 @@ def train_target_round(
     r0 and from the previous round's model otherwise, so that r1, r2, ... are one target training
     run cut into rounds. The span cap and sequence length are the previous model's; the number
     of epochs is ``retrain.epochs`` where set. The model trains on ``device`` (default
-    settings: ``auto``).
+    settings: ``auto``); ``command`` (the stage's command line) goes into the model card.
     """
     device = device or DeviceSettings()
     from glode.model import save_model
@@ -60,7 +61,8 @@ def train_target_round(
     started = {"started_from": chosen} if retrain.init == "chain" else {}
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
                                                                        **started},
-               extra={"round": round_name, "history": history, "encoding": data.encoding_stats()})
+               extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
+                      "training_data": training_data(tables_dir)}, command=command)
     return history
 
 
