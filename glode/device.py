@@ -9,6 +9,7 @@ tensor (no copy, no autocast), so the default run's outputs stay byte-identical.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from typing import ContextManager
 
@@ -34,6 +35,10 @@ def resolve_device(name: str) -> torch.device:
     back silently would turn a GPU run into a days-long CPU run)."""
     if not re.fullmatch(DEVICE_PATTERN, name):
         raise ParamError("train.device", f"{name!r} is not allowed; expected {SCHEMA['train.device'].allowed()}")
+    local = os.environ.get("LOCAL_RANK")  # one GPU per process under torchrun
+    if name in ("auto", "cuda") and local is not None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 \
+            and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -289,6 +289,19 @@ class SpanBatch:
     labels: torch.Tensor | None  # (S,)
     soft: torch.Tensor | None  # (S, C)
 
+    def shard(self, rank: int, size: int) -> "SpanBatch | None":
+        """Every ``size``-th sentence from ``rank`` on, with its spans, or None when the batch has
+        too few sentences to give this process one (data-parallel training, glode/distributed.py)."""
+        rows = torch.arange(rank, len(self.input_ids), size)
+        if len(rows) == 0:
+            return None
+        keep = self.span_sentence % size == rank
+        per_span = [f.name for f in fields(self) if f.name not in ("input_ids", "attention_mask", "span_sentence")]
+        picked = {name: None if getattr(self, name) is None else getattr(self, name)[keep] for name in per_span}
+        picked.update(input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
+                      span_sentence=self.span_sentence[keep] // size)
+        return SpanBatch(**picked)
+
     def to(self, device: torch.device) -> "SpanBatch":
         """The batch on ``device`` (itself where it is there already: the CPU run copies nothing)."""
         if self.input_ids.device == torch.device(device):

@@ -25,6 +25,7 @@ from torch import nn
 
 from glode.atomic import atomic_dir
 from glode.device import autocast, grad_scaler, place_model
+from glode.distributed import World, init_from_env, sum_floats, sum_gradients
 from glode.features import EncodedSentence, SpanBatch, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 from glode.progress import progress as progress_bar
@@ -154,6 +155,35 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     return loss
 
 
+def _shard_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float],
+                world: World) -> torch.Tensor | None:
+    """This process's part of ``L_src + L_tgt + λ·L_mlm`` on the global batch: sums over its
+    sentences' spans (masked tokens) divided by the global batch's count, so that the parts add
+    up, over the processes, to the one-process loss; None when its shards are all empty."""
+    parts = []
+
+    def add(name: str, loss: torch.Tensor, weight: float = 1.0) -> None:
+        sums[name] += loss.item()
+        parts.append(weight * loss)
+
+    source = batch.shard(world.rank, world.size)
+    if source is not None:
+        add("loss_source", nn.functional.cross_entropy(model(source), source.labels, reduction="sum")
+            / len(batch.span_sentence))
+    target = batches.next_target()
+    if target is not None:
+        mine = target.shard(world.rank, world.size)
+        if mine is not None:
+            add("loss_target", -(mine.soft * torch.log_softmax(model(mine), dim=-1)).sum() / len(target.span_sentence))
+    masked = batches.next_masked()
+    if masked is not None:
+        ids, mask, labels = (t[world.rank :: world.size] for t in masked)
+        total, mine = int((masked[2] != -100).sum()), int((labels != -100).sum())
+        if mine:
+            add("loss_mlm", model.mlm_loss(ids, mask, labels) * (mine / total), batches.cfg.mlm_weight)
+    return sum(parts[1:], parts[0]) if parts else None
+
+
 def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
     """Add a micro-batch's share of its group's mean loss to the gradients (the loss itself
     when the group is one micro-batch: no division, so grad-accum 1 computes what it always did)."""
@@ -162,10 +192,12 @@ def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
     (loss if scaler is None else scaler.scale(loss)).backward()
 
 
-def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None) -> None:
-    """One optimiser step on the accumulated gradients, which it then clears; with an fp16 loss
-    scaler, the gradients are unscaled before clipping and a step whose gradients overflowed is
-    skipped (the scaler then lowers its scale)."""
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None,
+              world: World = World()) -> None:
+    """One optimiser step on the accumulated gradients (summed over the processes first), which
+    it then clears; with an fp16 loss scaler, the gradients are unscaled before clipping and a
+    step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
+    sum_gradients([p for p in model.parameters() if p.requires_grad], world)
     if scaler is not None and grad_clip > 0:
         scaler.unscale_(opt)
     if grad_clip > 0:
@@ -200,7 +232,9 @@ def train(
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
 
     The model moves to ``device.device`` (default settings: ``auto``) and stays there; its
-    forward passes run in ``device.precision``.
+    forward passes run in ``device.precision``. Launched as several processes (``torchrun``),
+    each takes its share of every global batch and the gradients are summed before each step
+    (glode/distributed.py); only rank 0 scores dev and writes ``log_dir``.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
     Records hold losses and dev scores only, no timings, so that the same seed gives the same
@@ -214,6 +248,7 @@ def train(
         raise GlodeError("the tokenizer has no mask token; set mlm-weight to 0 to train without masked LM")
     device = device or DeviceSettings()
     where = place_model(model, device.device, device.precision)
+    world = init_from_env(where)
     scaler = grad_scaler(where, device.precision)
     seed_everything(cfg.seed)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
@@ -235,21 +270,28 @@ def train(
         for i, batch in enumerate(batches.epoch(steps)):
             group = min(accum, steps - (i - i % accum))  # micro-batches in the group of this one
             with autocast(where, device.precision):
-                loss = _step_loss(model, batch, batches, sums)
-            _backward(loss, group, scaler)
+                if world.size == 1:
+                    loss = _step_loss(model, batch, batches, sums)
+                else:
+                    loss = _shard_loss(model, batch, batches, sums, world)
+            if loss is not None:
+                _backward(loss, group, scaler)
             if (i + 1) % accum == 0 or i + 1 == steps:
-                _optimise(model, opt, sched, cfg.grad_clip, scaler)
+                _optimise(model, opt, sched, cfg.grad_clip, scaler, world)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if world.size > 1:  # the processes' parts of each loss add up to the one-process loss
+            sums = dict(zip(sums, sum_floats(list(sums.values()), world, where)))
         record = {k: v / steps for k, v in sums.items()}
         record.update(epoch=epoch + 1, steps=steps)
         if accum > 1:  # (absent at 1, so the logs of a run without accumulation read as before)
             record["optimiser_steps"] = math.ceil(steps / accum)
-        if evaluate is not None:
+        if evaluate is not None and world.main:
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)
     bar.close()
-    if log_dir is not None:
+    if log_dir is not None and world.main:
         write_logs(log_dir, history)
     model.eval()
     return history

@@ -29,6 +29,7 @@ def train_source_model(
     """
     device = device or DeviceSettings()
     from glode.features import SentenceEncoder
+    from glode.distributed import current_world
     from glode.model import SpanModelConfig, build_model, save_model
     from glode.training import train
 
@@ -41,6 +42,8 @@ def train_source_model(
                     evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, train_settings.eval_batch_size, progress,
                                         device.precision),
                     progress=progress, device=device)
+    if not current_world().main:  # data-parallel: rank 0 writes the folder
+        return history
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**train_settings.recorded(), **device.recorded()},
                extra={"round": "r0", "history": history, "encoding": data.encoding_stats(),
                       "training_data": training_data(tables_dir)}, command=command)

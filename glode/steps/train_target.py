@@ -43,6 +43,7 @@ def train_target_round(
     settings: ``auto``); ``command`` (the stage's command line) goes into the model card.
     """
     device = device or DeviceSettings()
+    from glode.distributed import current_world
     from glode.model import save_model
     from glode.training import train
 
@@ -58,6 +59,8 @@ def train_target_round(
                     evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
                                         device.precision),
                     progress=progress, device=device)
+    if not current_world().main:  # data-parallel: rank 0 writes the folder
+        return history
     started = {"started_from": chosen} if retrain.init == "chain" else {}
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
                                                                        **started},
