@@ -273,6 +273,9 @@ def predict(
                                        "predicted); jsonl, a 'gold' field.")] = False,
     encoder: Annotated[Path | None, typer.Option(help="Encoder folder holding the frozen word embeddings (default: the one recorded in the model).")] = None,
     threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, "
+                                        "cuda:N or mps (train.device of params.yaml).")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CUDA or CPU) or fp16 (CUDA) (train.precision).")] = "fp32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
 ) -> None:
     """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
@@ -289,6 +292,9 @@ def predict(
         raise GlodeError(f"unknown tokenizer {tokenizer!r}; use {' or '.join(TOKENIZERS)}")
     if batch_size < 1:
         raise GlodeError(f"--batch-size must be >= 1, got {batch_size}")
+    from glode.settings import DeviceSettings
+
+    where = DeviceSettings(device=device, precision=precision)  # a bad value is named before the input is read
     items, used = read_input(input_, input_format, tokenizer)
     if threads > 0:
         import torch
@@ -297,9 +303,9 @@ def predict(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the encoder's "Loading weights" bar is noise here
-    net, tok, enc = load_predictor(model, encoder)
+    net, tok, enc = load_predictor(model, encoder, where)
     t0 = time.perf_counter()
-    predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress)
+    predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress, precision=where.precision)
     seconds = time.perf_counter() - t0
     chunks = (format_bio if output_format == "bio" else format_jsonl)(items, gold)
     if str(out) == "-":

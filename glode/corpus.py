@@ -30,6 +30,17 @@ def table_labels(tables_dir: Path) -> list[str]:
         raise GlodeError(f"{path}: unreadable ({exc}); rerun the prepare stage") from exc
 
 
+def training_data(tables_dir: Path) -> dict[str, dict]:
+    """The source file and sentence count of each table a training run reads (from ``stats.json``),
+    for the model card; empty where the tables carry no statistics."""
+    path = Path(tables_dir) / "stats.json"
+    if not path.is_file():
+        return {}
+    tables = json.loads(path.read_text(encoding="utf-8")).get("tables", {})
+    return {name: {"file": t.get("file"), "sentences": t.get("sentences")} for name, t in tables.items()
+            if name in ("source_train", "source_dev", "target_unlabelled")}
+
+
 def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], where: str) -> None:
     """A model folder is usable on prepared tables only with the very label set (and order) they use."""
     if list(model_classes[1:]) != list(labels):
@@ -64,20 +75,22 @@ def encoding_stats(encoded: Sequence[EncodedSentence]) -> dict[str, int]:
     }
 
 
-def predict_corpus(model, tokenizer, encoded, batch_size: int, progress: bool = True):
+def predict_corpus(model, tokenizer, encoded, batch_size: int, progress: bool = True, precision: str = "fp32"):
     """Decoded entity spans per sentence (word level, end exclusive)."""
     from glode.predict import decode_spans, score_spans
 
-    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting")
+    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting",
+                         precision=precision)
     classes = model.config.classes
     return [decode_spans(enc, sc.probs, classes) for enc, sc in zip(encoded, scores)]
 
 
-def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True) -> dict:
+def evaluate_corpus(model, tokenizer, sentences, encoded, batch_size: int, progress: bool = True,
+                    precision: str = "fp32") -> dict:
     """seqeval strict-IOB2 entity scores plus the paper's span F1 on a labelled corpus."""
     from glode.metrics import ner_scores
 
-    predictions = predict_corpus(model, tokenizer, encoded, batch_size, progress)
+    predictions = predict_corpus(model, tokenizer, encoded, batch_size, progress, precision)
     scores = ner_scores(
         [s.tags for s in sentences],
         predictions,
@@ -112,14 +125,15 @@ def encode_training_tables(encoder: SentenceEncoder, tables_dir: Path, classes: 
     return TrainingTables(source, dev_sentences, dev, target)
 
 
-def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress: bool = True):
+def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress: bool = True, precision: str = "fp32"):
     """The per-epoch dev check of a training run: entity P/R/F1 on the source dev set, or None
     without dev sentences."""
     if not dev_encoded:
         return None
 
     def evaluate(model) -> dict:
-        s = evaluate_corpus(model, tokenizer, dev_sentences, dev_encoded, batch_size, progress=progress)
+        s = evaluate_corpus(model, tokenizer, dev_sentences, dev_encoded, batch_size, progress=progress,
+                            precision=precision)
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
     return evaluate

@@ -18,7 +18,7 @@ its first pieces and its last one (``cut_words``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -288,6 +288,26 @@ class SpanBatch:
     case_counts: torch.Tensor  # (S, N_CASES)
     labels: torch.Tensor | None  # (S,)
     soft: torch.Tensor | None  # (S, C)
+
+    def shard(self, rank: int, size: int) -> "SpanBatch | None":
+        """Every ``size``-th sentence from ``rank`` on, with its spans, or None when the batch has
+        too few sentences to give this process one (data-parallel training, glode/distributed.py)."""
+        rows = torch.arange(rank, len(self.input_ids), size)
+        if len(rows) == 0:
+            return None
+        keep = self.span_sentence % size == rank
+        per_span = [f.name for f in fields(self) if f.name not in ("input_ids", "attention_mask", "span_sentence")]
+        picked = {name: None if getattr(self, name) is None else getattr(self, name)[keep] for name in per_span}
+        picked.update(input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
+                      span_sentence=self.span_sentence[keep] // size)
+        return SpanBatch(**picked)
+
+    def to(self, device: torch.device) -> "SpanBatch":
+        """The batch on ``device`` (itself where it is there already: the CPU run copies nothing)."""
+        if self.input_ids.device == torch.device(device):
+            return self
+        return SpanBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                            for f in fields(self)})
 
 
 def collate(sentences: Sequence[EncodedSentence], pad_id: int) -> SpanBatch:

@@ -75,12 +75,17 @@ def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[l
     raise GlodeError(f"unknown input format {fmt!r}; use auto, text or conll")
 
 
-def load_predictor(model_dir: str | Path, encoder_dir: str | Path | None = None):
-    """Model, tokenizer and sentence encoder of a model folder, loaded as the evaluate stage does."""
+def load_predictor(model_dir: str | Path, encoder_dir: str | Path | None = None, device=None):
+    """Model, tokenizer and sentence encoder of a model folder, loaded as the evaluate stage does;
+    the model on ``device`` (a DeviceSettings; default settings: ``auto``)."""
+    from glode.device import place_model
     from glode.features import SentenceEncoder
     from glode.model import load_model
+    from glode.settings import DeviceSettings
 
+    device = device or DeviceSettings()
     model, tokenizer, meta = load_model(model_dir, encoder_dir)
+    place_model(model, device.device, device.precision)
     encoder = SentenceEncoder(tokenizer, model.config.max_span_len, model.config.max_seq_len)
     return model, tokenizer, encoder
 
@@ -93,6 +98,7 @@ def predict_items(
     batch_size: int = 64,
     chunk: int = 2048,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> Sequence[TaggedSentence]:
     """Fill ``item.spans`` for every item: greedy non-overlapping entities with the probability
     of their class. Sentences are encoded and scored ``chunk`` at a time (batched by length)."""
@@ -103,7 +109,8 @@ def predict_items(
     for lo in range(0, len(items), chunk):
         part = items[lo : lo + chunk]
         encoded = encoder.encode([it.tokens for it in part])
-        scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=False)
+        scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=False,
+                             precision=precision)
         for it, enc, sc in zip(part, encoded, scores):
             mask = kept_entity_mask(enc, sc.probs)
             idx = np.flatnonzero(mask)

@@ -2,14 +2,21 @@
 
 A model folder is self-describing: ``glode_model.json`` holds the format version, the
 class list (label map), the span cap and sequence length, and the parameters it was
-trained with; ``encoder/`` holds the encoder config and tokenizer; ``weights.safetensors``
-holds every trained tensor. When the word embeddings were frozen (the default) they are
-not copied into each round's folder (96M of e5-small's 117M parameters): the folder names
-the encoder directory they come from and a fingerprint that is checked on load.
+trained with; ``config.json`` (the encoder's config with the label map) and the tokenizer
+files lie at the top, so that Hugging Face's ``AutoConfig`` and ``AutoTokenizer`` open the
+folder itself; ``weights.safetensors`` holds every trained tensor; ``README.md`` is a model
+card (labels, training data, dev scores, the parameters and the command that made it). When
+the word embeddings were frozen (the default) they are not copied into each round's folder
+(96M of e5-small's 117M parameters): the folder names the encoder directory they come from,
+relative to itself, and a fingerprint that is checked on load; a copy elsewhere loads with
+that encoder folder passed explicitly (the error says so, the card names it).
+
+Format 1 (before issue 23) kept the config and tokenizer in ``encoder/``; it still loads.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -25,7 +32,9 @@ from glode.errors import GlodeError
 from glode.features import N_CASES, N_WIDTH_BUCKETS, SpanBatch
 from glode.progress import no_loading_bars
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config and tokenizer at the top of the folder (1: under encoder/)
+READABLE_VERSIONS = (1, 2)
+CARD_FILE = "README.md"
 META_FILE = "glode_model.json"
 WEIGHTS_FILE = "weights.safetensors"
 WORD_EMB_KEY = "encoder.embeddings.word_embeddings.weight"
@@ -166,10 +175,13 @@ def save_model(
     encoder_dir: str | Path,
     train_params: dict | None = None,
     extra: dict | None = None,
+    command: str | None = None,
 ) -> Path:
-    """Write a model folder atomically (see module docstring for the layout)."""
+    """Write a model folder atomically (see module docstring for the layout). ``extra`` goes
+    into the metadata (``round``, ``history``, ``training_data``: what the model card reports);
+    ``command`` is the command line that made it, for the card."""
     out_dir = Path(out_dir)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # .cpu(): no copy on the CPU
     word_emb = None
     if model.word_embeddings_frozen:
         word_emb = {
@@ -188,11 +200,56 @@ def save_model(
     }
     with atomic_dir(out_dir) as tmp:
         tmp = Path(tmp)
-        model.encoder.config.save_pretrained(tmp / "encoder")
-        tokenizer.save_pretrained(tmp / "encoder")
+        hf_config = copy.deepcopy(model.encoder.config)  # the encoder's, with the NER label map for HF tools
+        hf_config.id2label = dict(enumerate(model.config.classes))
+        hf_config.label2id = {c: i for i, c in enumerate(model.config.classes)}
+        hf_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(model_card(meta, command), encoding="utf-8")
     return out_dir
+
+
+def model_card(meta: dict, command: str | None = None) -> str:
+    """A short README.md for a model folder: what it tags, what it was trained on, its dev
+    scores, how to load it and what it needs, and how it was made. Its bytes depend only on
+    its arguments, so a rerun writes the same card."""
+    round_name = meta.get("round") or "a glode model"
+    classes = meta["classes"]
+    lines = [f"# glode span NER model ({round_name})", "",
+             "A span-based named-entity tagger trained by glode (GLoDe self-training for cross-lingual NER); "
+             "`glode_model.json` holds everything below in full.", "",
+             f"- **Labels**: {', '.join(classes[1:])} (class 0 is O; `config.json` has `id2label`)",
+             f"- **Longest span**: {meta['config']['max_span_len']} words; sequence length "
+             f"{meta['config']['max_seq_len']} sub-tokens (longer sentences are scored in windows)"]
+    data = meta.get("training_data") or {}
+    if data:
+        lines += ["", "## Training data", "", "| table | file | sentences |", "|---|---|---|"]
+        lines += [f"| {name} | `{d.get('file', '?')}` | {d.get('sentences', '?')} |" for name, d in sorted(data.items())]
+    history = meta.get("history") or []
+    last = history[-1] if history else {}
+    if "dev_f1" in last:
+        lines += ["", "## Metrics", "",
+                  f"Source dev set after epoch {last.get('epoch')}: F1 {last['dev_f1']:.4f} (P {last.get('dev_precision', 0):.4f}, "
+                  f"R {last.get('dev_recall', 0):.4f}), seqeval strict IOB2. The target test scores are written by the "
+                  "pipeline's evaluate stage (`metrics/rN.json`), not here."]
+    params = meta.get("train_params") or {}
+    if params:
+        lines += ["", "## Training parameters", "", "| parameter | value |", "|---|---|"]
+        lines += [f"| {k} | `{json.dumps(v)}` |" for k, v in sorted(params.items())]
+    lines += ["", "## Use", "", "```python", "from glode.model import load_model",
+              "model, tokenizer, meta = load_model(\"path/to/this/folder\")  # or: glode predict --model FOLDER", "```", "",
+              "`transformers.AutoConfig` and `AutoTokenizer` open this folder; the span model itself needs glode."]
+    ext = meta.get("external_word_embeddings")
+    if ext:
+        lines += ["", f"The word embeddings were frozen during training and are not stored here: they are read from "
+                  f"the encoder folder `{ext['encoder_dir']}` (relative to this folder) and checked against SHA-256 "
+                  f"`{ext['sha256'][:16]}...`. A copy of this folder elsewhere needs that encoder folder passed "
+                  "explicitly: `load_model(FOLDER, encoder_dir=ENCODER)` or `glode predict --encoder ENCODER`."]
+    if command:
+        lines += ["", "## Made by", "", "```", command, "```"]
+    return "\n".join(lines) + "\n"
 
 
 MADE_BY = "model folders are written by the train_source and train_target stages (models/rN) or save_model"
@@ -217,10 +274,10 @@ def read_model_meta(model_dir: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise GlodeError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}; {MADE_BY}")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise GlodeError(
-            f"{meta_path}: model format version {version!r}, this glode reads version {FORMAT_VERSION}; "
-            "retrain the model with this glode version"
+            f"{meta_path}: model format version {version!r}, this glode reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; retrain the model with this glode version"
         )
     config = meta.get("config")
     if not isinstance(config, dict):
@@ -233,12 +290,19 @@ def read_model_meta(model_dir: str | Path) -> dict:
     ext = meta.get("external_word_embeddings")
     if ext is not None and not (isinstance(ext, dict) and {"encoder_dir", "sha256"} <= set(ext)):
         raise GlodeError(f"{meta_path}: 'external_word_embeddings' needs 'encoder_dir' and 'sha256'; {MADE_BY}")
-    for part, what in (("encoder/config.json", "the encoder config"), ("encoder/tokenizer_config.json", "the tokenizer"),
-                       (WEIGHTS_FILE, "the trained weights")):
+    top = hf_folder(meta, Path())
+    for part, what in (((top / "config.json").as_posix(), "the encoder config"),
+                       ((top / "tokenizer_config.json").as_posix(), "the tokenizer"), (WEIGHTS_FILE, "the trained weights")):
         if not (model_dir / part).is_file():
             raise GlodeError(f"{model_dir}: {part} is missing ({what}, saved with the model); the folder is "
                              f"incomplete: {MADE_BY}, retrain the model")
     return meta
+
+
+def hf_folder(meta: dict, model_dir: Path) -> Path:
+    """Where a model folder keeps its encoder config and tokenizer: its top (format 2) or
+    ``encoder/`` (format 1)."""
+    return model_dir / "encoder" if meta.get("format_version") == 1 else model_dir
 
 
 def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> tuple[SpanNERModel, object, dict]:
@@ -249,8 +313,8 @@ def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> 
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     config = SpanModelConfig(**meta["config"])
-    enc_config = AutoConfig.from_pretrained(model_dir / "encoder", local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder", local_files_only=True)
+    enc_config = AutoConfig.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
     encoder = AutoModel.from_config(enc_config)
     model = SpanNERModel(encoder, config)
     state = load_file(str(model_dir / WEIGHTS_FILE))
@@ -259,8 +323,10 @@ def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> 
         base = Path(encoder_dir) if encoder_dir is not None else (model_dir / ext["encoder_dir"])
         if not base.is_dir():
             raise GlodeError(
-                f"{model_dir}: its frozen word embeddings come from the encoder folder {base}, which does not "
-                "exist; run the encoder stage (dvc repro encoder) or pass the encoder folder explicitly"
+                f"{model_dir}: its frozen word embeddings come from the encoder folder {base} (recorded as "
+                f"{ext['encoder_dir']!r}, relative to the model folder), which does not exist; in the project run the "
+                "encoder stage (dvc repro encoder); for a copied model folder pass the encoder folder explicitly "
+                "(glode predict --encoder DIR, load_model(folder, encoder_dir=DIR))"
             )
         no_loading_bars()
         base_encoder = AutoModel.from_pretrained(base, local_files_only=True)

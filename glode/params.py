@@ -40,10 +40,14 @@ class Param:
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
     nonempty: str = ""  # lists that must not be empty: why (DVC drops an empty list option)
+    pattern: str | None = None  # strings: a regular expression the whole value must match ...
+    pattern_text: str = ""  # ... and how the error describes it
 
     def allowed(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.pattern:
+            return self.pattern_text
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                 list: "a non-empty list of names" if self.nonempty else "a list of names"}[self.type]
         if self.lo is not None and self.hi is not None:
@@ -67,6 +71,8 @@ class Param:
             return self.allowed()
         if self.type is str and not value.strip():
             return "a non-empty string"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            return self.allowed()
         if self.type in (int, float):
             if not math.isfinite(value):
                 return self.allowed()
@@ -120,6 +126,10 @@ _PARAMS = [
     Param("train.mlm-batch-size", int, 8, lo=1),
     Param("train.freeze-word-embeddings", bool, True),
     Param("train.eval-batch-size", int, 64, lo=1),
+    Param("train.grad-accum", int, 1, lo=1),
+    Param("train.device", str, "auto", pattern=r"auto|cpu|cuda|cuda:\d+|mps",
+          pattern_text="auto, cpu, cuda, cuda:N or mps"),
+    Param("train.precision", str, "fp32", choices=("fp32", "bf16", "fp16")),
     Param("evaluate.batch-size", int, 64, lo=1),
     Param("denoise.dim", int, 128, lo=0),
     Param("denoise.features", str, "model", choices=("model", "encoder")),

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from glode.device import autocast, check_precision, model_device
 from glode.features import EncodedSentence, collate, length_batches
 from glode.progress import progress as progress_bar
 from glode.spans import Span, resolve_overlaps
@@ -29,8 +30,12 @@ def score_spans(
     with_features: bool = False,
     progress: bool = True,
     desc: str = "scoring spans",
+    precision: str = "fp32",
 ) -> list[SpanScores]:
     """Eval-mode softmax over candidate spans, batched by length; results in input order.
+
+    Batches go to the device the model is on; its forward passes run in ``precision``
+    (glode/device.py) and the scores come back to the CPU as float32.
 
     A sentence longer than the model's sequence length is scored window by window
     (``EncodedSentence.units()``); each span's scores come from the window it is assigned to,
@@ -41,12 +46,16 @@ def score_spans(
     probs_out: list[np.ndarray | None] = [None] * len(sentences)
     feats_out: list[np.ndarray | None] = [None] * len(sentences)
     batches = length_batches([len(u.input_ids) for _, u in units], batch_size)
+    device = model_device(model)
+    check_precision(device, precision)
     with torch.inference_mode():
         for idx in progress_bar(batches, desc=desc, unit="batch", enabled=progress, leave=False):
-            batch = collate([units[j][1] for j in idx], pad_id)
-            z = model.span_features(batch)
-            probs = torch.softmax(model.classifier(z), dim=-1).numpy()
-            z = z.numpy() if with_features else None
+            batch = collate([units[j][1] for j in idx], pad_id).to(device)
+            with autocast(device, precision):
+                z = model.span_features(batch)
+                probs = torch.softmax(model.classifier(z), dim=-1)
+            probs = probs.float().cpu().numpy()  # no copy for float32 on the CPU
+            z = z.float().cpu().numpy() if with_features else None
             bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
             for pos, j in enumerate(idx):
                 i, unit = units[j]

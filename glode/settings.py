@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 from glode.params import SCHEMA, check_label_sets, check_options
 
-__all__ = ["DataSettings", "ModelSettings", "TrainSettings", "EvaluateSettings", "DenoiseSettings",
-           "RetrainSettings", "Projection", "Features", "Prototype", "PrototypeFrom", "Start", "Gate", "Index",
+__all__ = ["DataSettings", "ModelSettings", "TrainSettings", "DeviceSettings", "EvaluateSettings", "DenoiseSettings",
+           "RetrainSettings", "Precision", "Projection", "Features", "Prototype", "PrototypeFrom", "Start", "Gate", "Index",
            "Init", "option_keys"]
 
 S = TypeVar("S", bound="Settings")
@@ -48,6 +48,7 @@ Start = _choices("Start", "denoise.start")
 Gate = _choices("Gate", "denoise.gate")
 Index = _choices("Index", "denoise.index")
 Init = _choices("Init", "retrain.init")
+Precision = _choices("Precision", "train.precision")
 
 
 def _plain(value: Any) -> Any:
@@ -146,11 +147,30 @@ class TrainSettings(Settings):
     mlm_batch_size: int = _setting("train.mlm-batch-size")
     freeze_word_embeddings: bool = _setting("train.freeze-word-embeddings")
     eval_batch_size: int = _setting("train.eval-batch-size")
+    grad_accum: int = _setting("train.grad-accum")
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records as its ``train_params``: everything that shapes the
-        weights (the dev scoring batch size does not)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "eval_batch_size"}
+        weights (the dev scoring batch size does not); ``grad_accum`` only where it is not 1, so
+        that folders trained before the key existed keep their bytes."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "eval_batch_size" and not (f.name == "grad_accum" and self.grad_accum == 1)}
+
+
+@dataclass
+class DeviceSettings(Settings):
+    """Where the model runs and in what precision: every stage that runs it (training,
+    initial_labels, pseudo_label, evaluate) and ``glode predict``. They do not shape what is
+    learned beyond float rounding, so a model folder records them only where not the default
+    (glode/device.py turns them into a device, an autocast context and a loss scaler)."""
+
+    device: str = _setting("train.device")
+    precision: str = _setting("train.precision")
+
+    def recorded(self) -> dict[str, Any]:
+        """What a model folder records of them: the precision where it is not fp32 (bf16 and
+        fp16 change the weights' rounding); never the device name (auto says nothing)."""
+        return {} if self.precision == "fp32" else {"precision": self.precision}
 
 
 @dataclass

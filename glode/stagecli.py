@@ -20,7 +20,7 @@ from typing import Annotated, Callable
 import typer
 
 from glode.errors import GlodeError
-from glode.settings import TrainSettings
+from glode.settings import DeviceSettings, Precision, TrainSettings
 
 
 def run_app(app: typer.Typer) -> None:
@@ -97,16 +97,34 @@ class TrainOptions:
     freeze_word_embeddings = Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step "
                                                           "time).")]
     eval_batch_size = Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")]
+    grad_accum = Annotated[int, typer.Option(help="Micro-batches of --batch-size per optimiser step (the effective "
+                                             "batch is their product).")]
+    device = Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, "
+                                         "cuda, cuda:N or mps.")]
+    precision = Annotated[Precision, typer.Option(help="fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast and a "
+                                                  "loss scaler; CUDA).")]
+
+
+def _option_default(settings, name: str):
+    """A settings field's default as its Typer option wants it (a choice as its enum member)."""
+    value = getattr(settings, name)
+    return Precision(value) if name == "precision" else value
+
+
+def device_option_defaults() -> dict:
+    """``{"device": ..., "precision": ...}``: the defaults of the scoring stages' device options."""
+    return {f.name: _option_default(DeviceSettings(), f.name) for f in fields(DeviceSettings)}
 
 
 def with_train_options(main: Callable) -> Callable:
     """``main`` with the options of :class:`TrainOptions` added to the signature Typer reads;
-    their values arrive in ``main``'s ``**train`` (for ``TrainSettings.from_options(train)``)."""
+    their values arrive in ``main``'s ``**train`` (for ``TrainSettings.from_options(train)`` and
+    ``DeviceSettings.from_options(train)``)."""
     signature = inspect.signature(main)
     own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    defaults = TrainSettings()
-    train = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, f.name),
-                               annotation=getattr(TrainOptions, f.name)) for f in fields(TrainSettings)]
+    train = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_option_default(defaults, f.name),
+                               annotation=getattr(TrainOptions, f.name))
+             for defaults in (TrainSettings(), DeviceSettings()) for f in fields(defaults)]
 
     @functools.wraps(main)
     def with_options(**options):
@@ -114,6 +132,13 @@ def with_train_options(main: Callable) -> Callable:
 
     with_options.__signature__ = signature.replace(parameters=[*own, *train])
     return with_options
+
+
+def command_line() -> str:
+    """This process's command line as a shell would take it (``python stages/...``), for model cards."""
+    import shlex
+
+    return shlex.join(["python", *sys.argv])
 
 
 def format_record(record: dict) -> str:

@@ -1,10 +1,15 @@
 """Training loops: source gold spans, optional target soft labels, auxiliary masked LM.
 
-Per step (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
+Per micro-batch (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
 candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
 candidate spans of a target batch (when target labels are given), and masked-LM loss on a
-batch of target-language text. AdamW with linear warm-up and decay; deterministic for a
-fixed seed on the CPU.
+batch of target-language text. The optimiser steps once every ``train.grad-accum`` micro-batches
+on the mean of their losses (the last group of an epoch may be smaller, and its mean is over
+the micro-batches it has); the learning-rate schedule counts optimiser steps. AdamW with linear
+warm-up and decay; deterministic for a
+fixed seed on the CPU. The model runs where ``train.device`` says, in ``train.precision``
+(glode/device.py); batches are built on the CPU (masking included, so its random draws do not
+depend on the device) and moved there.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import torch
 from torch import nn
 
 from glode.atomic import atomic_dir
+from glode.device import autocast, grad_scaler, place_model
+from glode.distributed import World, init_from_env, sum_floats, sum_gradients
 from glode.features import EncodedSentence, SpanBatch, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 from glode.progress import progress as progress_bar
-from glode.settings import TrainSettings
+from glode.settings import DeviceSettings, TrainSettings
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +94,9 @@ class _Batches:
     """The corpora of a run as batches: the source's, shuffled afresh each epoch; the target's and
     the masked-LM text's drawn one after the other, cycling, as the steps need them."""
 
-    def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator):
+    def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator,
+                 device: torch.device = torch.device("cpu")):
+        self.device = device
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         self.special_ids = set(int(i) for i in tokenizer.all_special_ids)
@@ -103,12 +112,12 @@ class _Batches:
     def epoch(self, steps: int) -> Iterator[SpanBatch]:
         """The first ``steps`` source batches of a fresh shuffle (the last pass may be partial)."""
         for idx in length_grouped_batches(self.source_lengths, self.cfg.batch_size, self.rng)[:steps]:
-            yield collate([self.source[i] for i in idx], self.pad_id)
+            yield collate([self.source[i] for i in idx], self.pad_id).to(self.device)
 
     def next_target(self) -> SpanBatch | None:
         if self.target_iter is None:
             return None
-        return collate([self.target[i] for i in next(self.target_iter)], self.pad_id)
+        return collate([self.target[i] for i in next(self.target_iter)], self.pad_id).to(self.device)
 
     def next_masked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """(input ids with masks, attention mask, MLM labels) of the next target-text batch."""
@@ -117,7 +126,9 @@ class _Batches:
         mb = collate([self.mlm_corpus[i] for i in next(self.mlm_iter)], self.pad_id)
         ids, labels = mask_tokens(mb.input_ids, mb.attention_mask, self.special_ids, self.mask_id, self.cfg.mlm_rate,
                                   self.gen)
-        return ids, mb.attention_mask, labels
+        if self.device.type == "cpu":
+            return ids, mb.attention_mask, labels
+        return ids.to(self.device), mb.attention_mask.to(self.device), labels.to(self.device)
 
 
 def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -144,13 +155,66 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     return loss
 
 
-def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, grad_clip: float) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
+def _shard_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float],
+                world: World) -> torch.Tensor | None:
+    """This process's part of ``L_src + L_tgt + λ·L_mlm`` on the global batch: sums over its
+    sentences' spans (masked tokens) divided by the global batch's count, so that the parts add
+    up, over the processes, to the one-process loss; None when its shards are all empty."""
+    parts = []
+
+    def add(name: str, loss: torch.Tensor, weight: float = 1.0) -> None:
+        sums[name] += loss.item()
+        parts.append(weight * loss)
+
+    source = batch.shard(world.rank, world.size)
+    if source is not None:
+        add("loss_source", nn.functional.cross_entropy(model(source), source.labels, reduction="sum")
+            / len(batch.span_sentence))
+    target = batches.next_target()
+    if target is not None:
+        mine = target.shard(world.rank, world.size)
+        if mine is not None:
+            add("loss_target", -(mine.soft * torch.log_softmax(model(mine), dim=-1)).sum() / len(target.span_sentence))
+    masked = batches.next_masked()
+    if masked is not None:
+        ids, mask, labels = (t[world.rank :: world.size] for t in masked)
+        total, mine = int((masked[2] != -100).sum()), int((labels != -100).sum())
+        if mine:
+            add("loss_mlm", model.mlm_loss(ids, mask, labels) * (mine / total), batches.cfg.mlm_weight)
+    return sum(parts[1:], parts[0]) if parts else None
+
+
+def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
+    """Add a micro-batch's share of its group's mean loss to the gradients (the loss itself
+    when the group is one micro-batch: no division, so grad-accum 1 computes what it always did)."""
+    if group > 1:
+        loss = loss / group
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None,
+              world: World = World()) -> None:
+    """One optimiser step on the accumulated gradients (summed over the processes first), which
+    it then clears; with an fp16 loss scaler, the gradients are unscaled before clipping and a
+    step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
+    sum_gradients([p for p in model.parameters() if p.requires_grad], world)
+    if scaler is not None and grad_clip > 0:
+        scaler.unscale_(opt)
     if grad_clip > 0:
         nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def optimiser_steps(micro_steps: Sequence[int], grad_accum: int) -> int:
+    """Optimiser steps of a run whose epochs have ``micro_steps`` micro-batches each: every epoch
+    ends with a step, so a partial group does not carry over into the next epoch."""
+    return sum(math.ceil(n / grad_accum) for n in micro_steps)
 
 
 def train(
@@ -163,8 +227,14 @@ def train(
     log_dir: str | Path | None = None,
     evaluate: Callable[[SpanNERModel], dict] | None = None,
     progress: bool = True,
+    device: DeviceSettings | None = None,
 ) -> list[dict]:
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
+
+    The model moves to ``device.device`` (default settings: ``auto``) and stays there; its
+    forward passes run in ``device.precision``. Launched as several processes (``torchrun``),
+    each takes its share of every global batch and the gradients are summed before each step
+    (glode/distributed.py); only rank 0 scores dev and writes ``log_dir``.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
     Records hold losses and dev scores only, no timings, so that the same seed gives the same
@@ -176,32 +246,52 @@ def train(
         from glode.errors import GlodeError
 
         raise GlodeError("the tokenizer has no mask token; set mlm-weight to 0 to train without masked LM")
+    device = device or DeviceSettings()
+    where = place_model(model, device.device, device.precision)
+    world = init_from_env(where)
+    scaler = grad_scaler(where, device.precision)
     seed_everything(cfg.seed)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
     batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
-                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed))
+                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where)
     steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
-    total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # whole epochs: exactly epochs x steps
+    total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # micro-batches; whole epochs: exactly epochs x steps
+    epoch_steps = [min(steps_per_epoch, total - e * steps_per_epoch) for e in range(math.ceil(total / steps_per_epoch))]
+    accum = cfg.grad_accum
     opt = _optimizer(model, cfg)
-    sched = _linear_schedule(opt, total, int(total * cfg.warmup_ratio))
+    opt_total = optimiser_steps(epoch_steps, accum)
+    sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
-    for epoch in range(math.ceil(total / steps_per_epoch)):
+    opt.zero_grad(set_to_none=True)
+    for epoch, steps in enumerate(epoch_steps):
         model.train()
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
-        steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
-        for batch in batches.epoch(steps):
-            loss = _step_loss(model, batch, batches, sums)
-            _optimise(model, opt, sched, loss, cfg.grad_clip)
+        for i, batch in enumerate(batches.epoch(steps)):
+            group = min(accum, steps - (i - i % accum))  # micro-batches in the group of this one
+            with autocast(where, device.precision):
+                if world.size == 1:
+                    loss = _step_loss(model, batch, batches, sums)
+                else:
+                    loss = _shard_loss(model, batch, batches, sums, world)
+            if loss is not None:
+                _backward(loss, group, scaler)
+            if (i + 1) % accum == 0 or i + 1 == steps:
+                _optimise(model, opt, sched, cfg.grad_clip, scaler, world)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if world.size > 1:  # the processes' parts of each loss add up to the one-process loss
+            sums = dict(zip(sums, sum_floats(list(sums.values()), world, where)))
         record = {k: v / steps for k, v in sums.items()}
         record.update(epoch=epoch + 1, steps=steps)
-        if evaluate is not None:
+        if accum > 1:  # (absent at 1, so the logs of a run without accumulation read as before)
+            record["optimiser_steps"] = math.ceil(steps / accum)
+        if evaluate is not None and world.main:
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)
     bar.close()
-    if log_dir is not None:
+    if log_dir is not None and world.main:
         write_logs(log_dir, history)
     model.eval()
     return history
@@ -213,14 +303,15 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
     same history gives the same bytes.
 
     The dvclive ``step`` is the epoch number (1, 2, ...), so the curves' x axis counts epochs.
-    Only series worth a curve are logged: ``steps`` (optimiser steps per epoch, the same every
-    epoch) goes to ``metrics.json`` alone, and a loss that is zero in every epoch was never
-    computed (``loss_target`` without a target corpus, as in r0; ``loss_mlm`` with λ = 0)."""
+    Only series worth a curve are logged: ``steps`` (micro-batches per epoch, the same every
+    epoch) and ``optimiser_steps`` (with gradient accumulation) go to ``metrics.json`` alone,
+    and a loss that is zero in every epoch was never computed (``loss_target`` without a target
+    corpus, as in r0; ``loss_mlm`` with λ = 0)."""
     from dvclive import Live
 
     def plotted(key: str) -> bool:
         values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
-        return key not in ("epoch", "steps") and bool(values) and not (key.startswith("loss_") and not any(values))
+        return key not in ("epoch", "steps", "optimiser_steps") and bool(values) and not (key.startswith("loss_") and not any(values))
 
     series = {k for record in history for k in record if plotted(k)}
     with atomic_dir(log_dir) as tmp:
@@ -230,8 +321,9 @@ def write_logs(log_dir: str | Path, history: Sequence[dict]) -> Path:
             for k, v in record.items():
                 if k in series and isinstance(v, (int, float)):
                     live.log_metric(k, v)
-            if "steps" in record:
-                live.summary["steps"] = record["steps"]
+            for key in ("steps", "optimiser_steps"):
+                if key in record:
+                    live.summary[key] = record[key]
             live.next_step()
         live.end()
     return Path(log_dir)

@@ -6,12 +6,14 @@ from typing import Annotated
 import typer
 
 from glode.rounds import check_prev
-from glode.settings import DenoiseSettings, EvaluateSettings, Features, Projection
-from glode.stagecli import run_app, single_command
+from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings, Features, Projection
+from glode.stagecli import TrainOptions, device_option_defaults, run_app, single_command
 from glode.steps.pseudo_label import pseudo_label_round
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = {**DenoiseSettings.option_keys("dim", "seed", "projection", "features"), **EvaluateSettings.option_keys()}
+PARAMS = {**DenoiseSettings.option_keys("dim", "seed", "projection", "features"), **EvaluateSettings.option_keys(),
+          **DeviceSettings.option_keys()}
+_DEVICE = device_option_defaults()
 _VECTORS = DenoiseSettings()
 
 
@@ -31,13 +33,16 @@ def main(
     encoder: Annotated[Path, typer.Option(help="The pretrained encoder folder (for --features encoder).")] = Path("encoder"),
     seed: Annotated[int, typer.Option(help="Seed of the projection's fitting sample or random matrix.")] = _VECTORS.seed,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = EvaluateSettings().batch_size,
+    device: TrainOptions.device = _DEVICE["device"],
+    precision: TrainOptions.precision = _DEVICE["precision"],
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
     vectors = DenoiseSettings.from_options(locals())
     scoring = EvaluateSettings.from_options(locals())
     check_prev(round, prev)
-    info = pseudo_label_round(models / prev, tables, out, vectors, scoring, encoder_dir=encoder)
+    info = pseudo_label_round(models / prev, tables, out, vectors, scoring, encoder_dir=encoder,
+                              device=DeviceSettings.from_options(locals()))
     typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
                f"dim {info['dim']} ({vectors.features} features, {vectors.projection})")
 

@@ -5,12 +5,12 @@ from typing import Annotated
 
 import typer
 
-from glode.settings import ModelSettings, TrainSettings, option_keys
-from glode.stagecli import format_record, run_app, single_command, with_train_options
+from glode.settings import DeviceSettings, ModelSettings, TrainSettings, option_keys
+from glode.stagecli import command_line, format_record, run_app, single_command, with_train_options
 from glode.steps.train_source import train_source_model
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = option_keys(ModelSettings, TrainSettings)
+PARAMS = option_keys(ModelSettings, TrainSettings, DeviceSettings)
 _MODEL = ModelSettings()
 
 
@@ -29,7 +29,8 @@ def main(
 ) -> None:
     """Train round 0's span NER model on the source language (+ λ·MLM on target text)."""
     history = train_source_model(tables, encoder, out, logs, target, ModelSettings.from_options(locals()),
-                                 TrainSettings.from_options(train))
+                                 TrainSettings.from_options(train), device=DeviceSettings.from_options(train),
+                                 command=command_line())
     for record in history:
         typer.echo(format_record(record))
 

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from glode.settings import Init, RetrainSettings, TrainSettings, option_keys
-from glode.stagecli import format_record, run_app, single_command, with_train_options
+from glode.settings import DeviceSettings, Init, RetrainSettings, TrainSettings, option_keys
+from glode.stagecli import command_line, format_record, run_app, single_command, with_train_options
 from glode.steps.train_target import train_target_round
 
 # options that DVC fills from params.yaml, and their keys there
-PARAMS = option_keys(TrainSettings, RetrainSettings)
+PARAMS = option_keys(TrainSettings, DeviceSettings, RetrainSettings)
 _RETRAIN = RetrainSettings()
 
 
@@ -34,7 +34,8 @@ def main(
 ) -> None:
     """Train round rN's span NER model on source gold and the round's refined target labels."""
     history = train_target_round(round, prev_model, tables, pseudo, labels_table, encoder, out, logs,
-                                 TrainSettings.from_options(train), RetrainSettings.from_options(locals()))
+                                 TrainSettings.from_options(train), RetrainSettings.from_options(locals()),
+                                 device=DeviceSettings.from_options(train), command=command_line())
     for record in history:
         typer.echo(format_record(record))
 

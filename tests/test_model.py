@@ -248,8 +248,8 @@ def test_incomplete_model_folders_say_what_is_missing(encoder_dir, tmp_path):
 
     cases = {
         "no-config": (drop_key("config"), "no 'config' entry"),
-        "no-encoder": (lambda f: shutil.rmtree(f / "encoder"), "encoder/config.json is missing"),
-        "no-tokenizer": (lambda f: (f / "encoder/tokenizer_config.json").unlink(), "encoder/tokenizer_config.json is missing"),
+        "no-config-json": (lambda f: (f / "config.json").unlink(), "config.json is missing"),
+        "no-tokenizer": (lambda f: (f / "tokenizer_config.json").unlink(), "tokenizer_config.json is missing"),
         "no-weights": (lambda f: (f / "weights.safetensors").unlink(), "weights.safetensors is missing"),
     }
     for name, (edit, text) in cases.items():

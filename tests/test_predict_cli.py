@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from glode.cli import app
 from glode.conll import looks_like_conll, parse_conll, read_conll
-from glode.errors import GlodeError
+from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder
 from glode.inference import tokenize
 from glode.model import SpanModelConfig, build_model, load_model, save_model
@@ -127,3 +127,18 @@ def test_predict_errors_and_help(model_dir, tmp_path):
     with pytest.raises(GlodeError, match="unknown output format"):
         cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "-f", "xml")
     assert "--model" in CliRunner().invoke(app, ["predict", "--help"]).output
+
+
+def test_predict_device_and_precision(model_dir, tmp_path):
+    """--device/--precision are train.device/train.precision: checked before the input is read;
+    bf16 on the CPU tags like fp32 here (the tiny model's margins are wide)."""
+    (tmp_path / "s.txt").write_text("Anna lives in Berlin .\n", encoding="utf-8")
+    with pytest.raises(ParamError, match="train.device"):
+        cli("predict", str(tmp_path / "missing.txt"), "--model", str(model_dir), "--device", "gpu")
+    with pytest.raises(ParamError, match=r"train.precision.*fp16 needs a CUDA device"):
+        cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--precision", "fp16")
+    plain = cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--no-progress")
+    half = cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--precision", "bf16",
+               "--no-progress")
+    tags = lambda out: [line for line in out.splitlines() if line.startswith(("Anna ", "lives ", "Berlin "))]  # noqa: E731
+    assert len(tags(plain)) == 3 and tags(half) == tags(plain)

@@ -12,12 +12,12 @@ import typer
 
 from glode.errors import ParamError
 from glode.params import DEFAULTS, SCHEMA, ParamsError
-from glode.settings import (DataSettings, DenoiseSettings, EvaluateSettings, Init, ModelSettings, Projection,
-                            RetrainSettings, TrainSettings, option_keys)
+from glode.settings import (DataSettings, DenoiseSettings, DeviceSettings, EvaluateSettings, Init, ModelSettings,
+                            Projection, RetrainSettings, TrainSettings, option_keys)
 from glode.stagecli import single_command
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = (DataSettings, ModelSettings, TrainSettings, EvaluateSettings, DenoiseSettings, RetrainSettings)
+CLASSES = (DataSettings, ModelSettings, TrainSettings, DeviceSettings, EvaluateSettings, DenoiseSettings, RetrainSettings)
 # keys a stage takes as a plain option, not through a settings object
 PLAIN = {"target", "data.source-train", "data.source-dev", "encoder.name"}
 

@@ -7,16 +7,20 @@ from pathlib import Path
 from glode.atomic import write_json
 from glode.corpus import check_labels_match, encode_table, evaluate_corpus, table_labels
 from glode.errors import GlodeError
-from glode.settings import EvaluateSettings
+from glode.settings import DeviceSettings, EvaluateSettings
 
 
 def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, settings: EvaluateSettings,
-                   encoder_dir: Path | None = None, progress: bool = True) -> dict:
-    """Score a saved model on a labelled target table and write the metrics JSON."""
+                   encoder_dir: Path | None = None, progress: bool = True, device: DeviceSettings | None = None) -> dict:
+    """Score a saved model on a labelled target table and write the metrics JSON; the model runs
+    on ``device`` (default settings: ``auto``)."""
+    from glode.device import place_model
     from glode.features import SentenceEncoder
     from glode.model import load_model
 
+    device = device or DeviceSettings()
     model, tokenizer, meta = load_model(model_dir, encoder_dir)
+    place_model(model, device.device, device.precision)
     cfg = model.config
     stats = Path(test_table).parent / "stats.json"
     if stats.is_file():  # tables written by the prepare stage: same label set as the model?
@@ -25,7 +29,7 @@ def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, settin
     sentences, encoded = encode_table(encoder, test_table, None)
     if not sentences:
         raise GlodeError(f"{test_table}: no test sentences")
-    scores = evaluate_corpus(model, tokenizer, sentences, encoded, settings.batch_size, progress)
+    scores = evaluate_corpus(model, tokenizer, sentences, encoded, settings.batch_size, progress, device.precision)
     scores["round"] = meta.get("round")
     scores["max_span_len"] = cfg.max_span_len
     write_json(metrics_path, scores)

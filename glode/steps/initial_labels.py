@@ -10,18 +10,21 @@ from glode.atomic import write_json
 from glode.corpus import encoding_stats
 from glode.denoise import soft_scores, span_prf
 from glode.label_table import add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, rows_to_store, write_labels
-from glode.settings import EvaluateSettings
+from glode.settings import DeviceSettings, EvaluateSettings
 from glode.steps.pseudo_label import load_for_scoring, target_span_table
 
 
 def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_path: Path,
-                   scoring: EvaluateSettings, progress: bool = True) -> dict:
+                   scoring: EvaluateSettings, progress: bool = True, device: DeviceSettings | None = None) -> dict:
     """r0's label table: kept non-O predictions keep their distribution, every other span is
-    one-hot O; statistics with their pseudo-label scores where the target corpus has gold."""
-    model, tokenizer, _, enc, target = load_for_scoring(model_dir, tables_dir)
+    one-hot O; statistics with their pseudo-label scores where the target corpus has gold. The
+    model runs on ``device`` (default settings: ``auto``)."""
+    device = device or DeviceSettings()
+    model, tokenizer, _, enc, target = load_for_scoring(model_dir, tables_dir, device)
     classes = model.config.classes
     t_enc = enc.encode([s.tokens for s in target])
-    spans, _ = target_span_table(model, tokenizer, target, t_enc, scoring.batch_size, progress, with_features=False)
+    spans, _ = target_span_table(model, tokenizer, target, t_enc, scoring.batch_size, progress, with_features=False,
+                                 precision=device.precision)
     Y = initial_soft_labels(spans, classes)
     gold = spans.gold.to_numpy(dtype=object)
     rows = rows_to_store(Y, Y, gold)

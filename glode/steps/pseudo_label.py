@@ -22,7 +22,7 @@ from glode.predict import kept_entity_mask, score_spans
 from glode.progress import progress as progress_bar
 from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS, save_array,
                                  write_pseudo_manifest)
-from glode.settings import DenoiseSettings, EvaluateSettings, Projection
+from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings, Projection
 from glode.spans import tags_to_spans
 from glode.tables import read_sentences, write_table
 
@@ -35,6 +35,7 @@ def pseudo_label_round(
     scoring: EvaluateSettings,
     encoder_dir: Path | None = None,
     progress: bool = True,
+    device: DeviceSettings | None = None,
 ) -> dict:
     """Score target and source candidate spans with a round's model; write spans + vectors
     (``vectors.dim`` and ``vectors.projection``: :func:`reduce_dim`, seeded by ``vectors.seed``).
@@ -46,29 +47,31 @@ def pseudo_label_round(
 
     The folder is built under a temporary name and renamed into place when complete; its
     manifest (``glode_pseudo.json``) carries the format version, the classes and what the
-    sequence length cost (long sentences are scored in windows; lost spans are counted).
+    sequence length cost (long sentences are scored in windows; lost spans are counted). The
+    models run on ``device`` (default settings: ``auto``).
     """
+    device = device or DeviceSettings()
     from_model = vectors.features == "model"
     if not from_model and (encoder_dir is None or not Path(encoder_dir).is_dir()):
         raise GlodeError(f"{encoder_dir}: no encoder folder for denoise.features=encoder; run the encoder stage "
                          "(dvc repro encoder)")
-    model, tokenizer, meta, enc, target = load_for_scoring(model_dir, tables_dir)
+    model, tokenizer, meta, enc, target = load_for_scoring(model_dir, tables_dir, device)
     classes = model.config.classes
     t_enc = enc.encode([s.tokens for s in target])
     frame, t_vec = target_span_table(model, tokenizer, target, t_enc, scoring.batch_size, progress,
-                                     with_features=from_model)
+                                     with_features=from_model, precision=device.precision)
     source = read_sentences(tables_dir / "source_train.parquet")
     s_enc = enc.encode([s.tokens for s in source])
     s_frame = span_frame(source, s_enc)
     index = {c: i for i, c in enumerate(classes)}
     s_labels = np.array([index[g] for g in gold_labels(source, s_frame)], dtype=np.int64)
     if from_model:
-        s_vec = _model_span_vectors(model, s_enc, tokenizer.pad_token_id, scoring.batch_size, progress)
+        s_vec = _model_span_vectors(model, s_enc, tokenizer.pad_token_id, scoring.batch_size, progress, device.precision)
     else:
         config = model.config
         del model
         t_vec, s_vec = _encoder_span_vectors(encoder_dir, config, vectors.seed, (t_enc, s_enc), tokenizer.pad_token_id,
-                                             scoring.batch_size, progress)
+                                             scoring.batch_size, progress, device)
     t_red, s_red = reduce_dim([t_vec, s_vec], vectors.dim, vectors.seed, projection=vectors.projection)
 
     info = {"target_spans": len(frame), "source_spans": len(s_frame), "dim": int(t_red.shape[1]),
@@ -84,27 +87,31 @@ def pseudo_label_round(
     return manifest
 
 
-def _model_span_vectors(model, encoded, pad_id: int, batch_size: int, progress: bool) -> np.ndarray:
+def _model_span_vectors(model, encoded, pad_id: int, batch_size: int, progress: bool,
+                        precision: str = "fp32") -> np.ndarray:
     """The round's model's span feature (eval mode) of every candidate span of ``encoded``."""
     scores = score_spans(model, encoded, pad_id, batch_size=batch_size, with_features=True,
-                         progress=progress, desc="scoring source spans")
+                         progress=progress, desc="scoring source spans", precision=precision)
     return np.concatenate([sc.features for sc in scores])
 
 
 def _encoder_span_vectors(encoder_dir: Path, config, seed: int, corpora, pad_id: int, batch_size: int,
-                          progress: bool) -> list[np.ndarray]:
+                          progress: bool, device: DeviceSettings | None = None) -> list[np.ndarray]:
     """The pretrained encoder's view of every candidate span of each corpus (target, source):
     its last-layer vectors at the span's first and last sub-token, concatenated. The span model
     built on the encoder for it is fresh; its untrained width, length and case embeddings are
     left out."""
+    from glode.device import place_model
     from glode.model import build_model
 
+    device = device or DeviceSettings()
     plain, _ = build_model(encoder_dir, config, seed=seed)
+    place_model(plain, device.device, device.precision)
     width = 2 * plain.encoder.config.hidden_size
     out = []
     for encoded, desc in zip(corpora, ("encoder: target spans", "encoder: source spans")):
         scores = score_spans(plain, encoded, pad_id, batch_size=batch_size, with_features=True, progress=progress,
-                             desc=desc)
+                             desc=desc, precision=device.precision)
         out.append(np.concatenate([sc.features[:, :width] for sc in scores]))
     return out
 
@@ -200,12 +207,13 @@ def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
     )
 
 
-def target_span_table(model, tokenizer, target, encoded, batch_size: int, progress: bool, with_features: bool):
+def target_span_table(model, tokenizer, target, encoded, batch_size: int, progress: bool, with_features: bool,
+                      precision: str = "fp32"):
     """Every candidate span of the target corpus with the model's class probabilities, its
     argmax, whether it is a kept entity (non-O and not overlapped by a better one), and gold."""
     classes = model.config.classes
     scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, with_features=with_features,
-                         progress=progress, desc="scoring target spans")
+                         progress=progress, desc="scoring target spans", precision=precision)
     frame = span_frame(target, encoded)
     probs = np.concatenate([sc.probs for sc in scores]).astype(np.float32)
     for c, name in enumerate(classes):
@@ -217,12 +225,15 @@ def target_span_table(model, tokenizer, target, encoded, batch_size: int, progre
     return frame, features
 
 
-def load_for_scoring(model_dir: Path, tables_dir: Path):
-    """A model folder ready to score the target corpus: the model, its tokenizer and metadata, a
-    sentence encoder with its span cap and sequence length, and the target sentences."""
+def load_for_scoring(model_dir: Path, tables_dir: Path, device: DeviceSettings | None = None):
+    """A model folder ready to score the target corpus: the model (on ``device``), its tokenizer
+    and metadata, a sentence encoder with its span cap and sequence length, and the target sentences."""
+    from glode.device import place_model
     from glode.model import load_model
 
+    device = device or DeviceSettings()
     model, tokenizer, meta = load_model(model_dir)
+    place_model(model, device.device, device.precision)
     check_labels_match(model.config.classes, table_labels(tables_dir), str(model_dir))
     enc = SentenceEncoder(tokenizer, model.config.max_span_len, model.config.max_seq_len)
     target = read_sentences(tables_dir / "target_unlabelled.parquet")

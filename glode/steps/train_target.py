@@ -8,12 +8,12 @@ from typing import Sequence
 
 import numpy as np
 
-from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels
+from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels, training_data
 from glode.errors import GlodeError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.label_table import read_labels_dense
 from glode.pseudo_folder import read_spans
-from glode.settings import RetrainSettings, TrainSettings
+from glode.settings import DeviceSettings, RetrainSettings, TrainSettings
 from glode.spans import resolve_overlaps
 
 
@@ -29,6 +29,8 @@ def train_target_round(
     train_settings: TrainSettings,
     retrain: RetrainSettings,
     progress: bool = True,
+    device: DeviceSettings | None = None,
+    command: str | None = None,
 ) -> list[dict]:
     """Train round ``rN``'s model on source gold + the round's refined target labels (+ λ·MLM).
 
@@ -37,8 +39,11 @@ def train_target_round(
     docs/METHOD.md §7) from the pretrained encoder when the previous model is the source model
     r0 and from the previous round's model otherwise, so that r1, r2, ... are one target training
     run cut into rounds. The span cap and sequence length are the previous model's; the number
-    of epochs is ``retrain.epochs`` where set.
+    of epochs is ``retrain.epochs`` where set. The model trains on ``device`` (default
+    settings: ``auto``); ``command`` (the stage's command line) goes into the model card.
     """
+    device = device or DeviceSettings()
+    from glode.distributed import current_world
     from glode.model import save_model
     from glode.training import train
 
@@ -51,11 +56,16 @@ def train_target_round(
     attach_target_labels(data.target, pseudo_dir, labels_path, config.classes)
 
     history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
-                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress),
-                    progress=progress)
+                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
+                                        device.precision),
+                    progress=progress, device=device)
+    if not current_world().main:  # data-parallel: rank 0 writes the folder
+        return history
     started = {"started_from": chosen} if retrain.init == "chain" else {}
-    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), "init": retrain.init, **started},
-               extra={"round": round_name, "history": history, "encoding": data.encoding_stats()})
+    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
+                                                                       **started},
+               extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
+                      "training_data": training_data(tables_dir)}, command=command)
     return history
 
 

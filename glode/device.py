@@ -1,0 +1,98 @@
+"""Where the model runs and in what precision: the one place ``train.device`` and
+``train.precision`` become a ``torch.device``, an autocast context and a gradient scaler.
+
+Training, pseudo-labelling, evaluation and ``glode predict`` all go through these functions, so
+that ``auto`` means the same device everywhere. On the CPU in fp32 nothing here touches a
+tensor (no copy, no autocast), so the default run's outputs stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import ContextManager
+
+import torch
+
+from glode.errors import ParamError
+from glode.params import SCHEMA
+
+__all__ = ["DEVICE_PATTERN", "resolve_device", "autocast", "grad_scaler", "check_precision", "model_device", "place_model"]
+
+#: what ``train.device`` may name (its schema in glode/params.py; whether it exists is checked here)
+DEVICE_PATTERN = SCHEMA["train.device"].pattern
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """The ``torch.device`` for ``train.device``: ``auto`` picks CUDA, then Apple's MPS, then
+    the CPU; a named accelerator that this machine lacks is an error naming the key (falling
+    back silently would turn a GPU run into a days-long CPU run)."""
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise ParamError("train.device", f"{name!r} is not allowed; expected {SCHEMA['train.device'].allowed()}")
+    local = os.environ.get("LOCAL_RANK")  # one GPU per process under torchrun
+    if name in ("auto", "cuda") and local is not None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 \
+            and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ParamError("train.device", f"{name!r}: this machine has no CUDA device (torch "
+                             f"{torch.__version__}); use auto or cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ParamError("train.device", f"{name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if name == "mps" and not _mps_available():
+        raise ParamError("train.device", "'mps': this machine has no Apple MPS device; use auto or cpu")
+    return torch.device(name)
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """fp16 needs CUDA (its loss scaler is CUDA's); bf16 runs on CUDA or the CPU; fp32 anywhere."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ParamError("train.precision", f"fp16 needs a CUDA device, the model runs on {device}; use bf16 "
+                         "(CUDA or CPU) or fp32")
+    if precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ParamError("train.precision", f"bf16 runs on CUDA or the CPU, the model runs on {device}; use fp32")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ParamError("train.precision", f"{precision!r} is not allowed; expected one of fp32, bf16, fp16")
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """The forward passes' precision: ``torch.autocast`` for bf16/fp16, nothing for fp32."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str):
+    """A loss scaler for fp16 on CUDA (small gradients underflow in fp16), else None."""
+    check_precision(device, precision)
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler("cuda")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's weights are on (scoring moves each batch there)."""
+    return next(model.parameters()).device
+
+
+def place_model(model: torch.nn.Module, device: str, precision: str) -> torch.device:
+    """Move ``model`` to the device ``train.device`` names (no copy when it is there already)
+    after checking that ``train.precision`` runs there; returns the device."""
+    where = resolve_device(device)
+    check_precision(where, precision)
+    if model_device(model) != where:
+        model.to(where)
+    return where
