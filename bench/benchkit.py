@@ -23,6 +23,25 @@ def step_setup(encoder: str | Path, tables: str | Path, max_span_len: int = 4):
     return model, tok, classes, src, tgt
 
 
+def source_step_parts(encoder: str | Path, tables: str | Path, batch_size: int, mlm_batch_size: int):
+    """``(model, tokenizer, optimizer, source batches, MLM batches, special ids, source, target)``
+    for timing the `train_source` step: frozen word embeddings and AdamW as training sets them,
+    length-grouped batches from a fixed seed, the model in training mode."""
+    import numpy as np
+
+    from glode.settings import TrainSettings
+    from glode.training import _optimizer, length_grouped_batches
+
+    model, tok, _, src, tgt = step_setup(encoder, tables)
+    model.freeze_word_embeddings(True)
+    opt = _optimizer(model, TrainSettings())
+    rng = np.random.default_rng(0)
+    src_batches = length_grouped_batches([len(s.input_ids) for s in src], batch_size, rng)
+    mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], mlm_batch_size, rng)
+    model.train()
+    return model, tok, opt, src_batches, mlm_batches, set(tok.all_special_ids), src, tgt
+
+
 def emit(result: dict, out: Path | None) -> None:
     """The JSON on stdout and, with ``--out``, in a file."""
     text = json.dumps(result, indent=2)

@@ -25,30 +25,21 @@ import sys
 import time
 from pathlib import Path
 
-from benchkit import emit, step_setup  # a sibling script
+from benchkit import emit, source_step_parts  # a sibling script
 
 HERE = Path(__file__).resolve()
 BUSY_LOOP = "while True: pass"
 
 
 def worker(args) -> dict:
-    import numpy as np
     import torch
 
     from glode.features import collate
     from glode.model import mask_tokens
-    from glode.settings import TrainSettings as TrainConfig
-    from glode.training import _optimizer, length_grouped_batches
 
-    model, tok, _, src, tgt = step_setup(args.encoder, args.tables)
-    model.freeze_word_embeddings(True)
-    opt = _optimizer(model, TrainConfig())
-    rng = np.random.default_rng(0)
-    src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)
-    mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], args.mlm_batch_size, rng)
+    model, tok, opt, src_batches, mlm_batches, special, src, tgt = source_step_parts(
+        args.encoder, args.tables, args.batch_size, args.mlm_batch_size)
     gen = torch.Generator().manual_seed(0)
-    special = set(tok.all_special_ids)
-    model.train()
 
     def step(k: int) -> float:
         t = time.perf_counter()

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchkit import emit, step_setup  # noqa: E402  (a sibling script)
+from benchkit import emit, source_step_parts  # noqa: E402  (a sibling script)
 
 
 def cpu_flags() -> list[str]:
@@ -46,24 +46,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     from glode.device import autocast
     from glode.features import collate
     from glode.model import mask_tokens
-    from glode.settings import TrainSettings
-    from glode.training import _optimizer, length_grouped_batches
-
-    model, tok, _, src, tgt = step_setup(args.encoder, args.tables)
-    model.freeze_word_embeddings(True)
-    opt = _optimizer(model, TrainSettings())
-    rng = np.random.default_rng(0)
-    src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)
-    mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], args.mlm_batch_size, rng)
-    special = set(tok.all_special_ids)
+    model, tok, opt, src_batches, mlm_batches, special, src, tgt = source_step_parts(
+        args.encoder, args.tables, args.batch_size, args.mlm_batch_size)
     cpu = torch.device("cpu")
-    model.train()
 
     def step(k: int, precision: str) -> tuple[float, float]:
         gen = torch.Generator().manual_seed(k)
