@@ -567,7 +567,8 @@ def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path
     counts_json = work / "counts" / f"{variant}-{last}.json"
     if counts_json.exists():
         counts_json.unlink()
-    step(f"sentence_counts@{last}", [sys.executable, str(ROOT / "bench" / "sentence_counts.py"), "--model", f"models/{last}",
+    # the snapshot's own script: it imports the snapshot's glode, which the checkout's may not match
+    step(f"sentence_counts@{last}", [sys.executable, str(work / "bench" / "sentence_counts.py"), "--model", f"models/{last}",
                                      "--test", "tables/target_test.parquet", "--encoder", "encoder",
                                      "--metrics", f"metrics/{last}.json", "--batch-size", str(params["evaluate"]["batch-size"]),
                                      "--out", str(counts_json.relative_to(work))])
