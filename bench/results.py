@@ -909,7 +909,11 @@ def parse_only(proto: Protocol, only: list[str]) -> list[tuple]:
 
 def cmd_run(args) -> int:
     proto = PROTOCOLS[args.protocol]
-    commit = _head_commit() if proto.explore else pinned_commit(proto, args.commit)
+    if proto.explore:  # the checkout's code, or the named commit's (to finish cells of an earlier commit)
+        commit = subprocess.run(["git", "rev-parse", args.commit or "HEAD"], cwd=ROOT, check=True, capture_output=True,
+                                text=True).stdout.strip()
+    else:
+        commit = pinned_commit(proto, args.commit)
     if proto.explore and not args.only:
         print("protocol x3 has no plan: name the cells with --only LANG:VARIANT:SEED", file=sys.stderr)
         return 2
