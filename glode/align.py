@@ -42,6 +42,7 @@ def aligned_labels(spans: pd.DataFrame, probs: np.ndarray, weights: np.ndarray) 
     start, end = spans.start.to_numpy(), spans.end.to_numpy()
     kept = np.zeros(len(P), dtype=bool)
     entity = np.flatnonzero(best != 0)
+    entity = entity[np.argsort(sentence[entity], kind="stable")]  # grouped by sentence whatever the row order
     if len(entity):
         cuts = np.flatnonzero(np.diff(sentence[entity])) + 1
         for group in np.split(entity, cuts):

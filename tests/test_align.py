@@ -34,3 +34,10 @@ def test_aligned_labels_retype_and_resolve_overlaps_again():
     assert Y[3].tolist() == [1.0, 0.0, 0.0]
     P = probs[2] * np.array([1.0, 0.5, 2.0])
     np.testing.assert_allclose(Y[2], P / P.sum(), rtol=1e-6)
+
+
+def test_row_order_does_not_matter():
+    spans = pd.DataFrame({"sentence_id": [1, 0, 1], "start": [0, 0, 1], "end": [2, 1, 3]})
+    probs = np.array([[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.1, 0.6]], np.float32)
+    Y = aligned_labels(spans, probs, np.ones(3))
+    assert Y.argmax(1).tolist() == [1, 1, 0]  # sentence 1's two spans overlap: the stronger one is kept
