@@ -49,7 +49,7 @@ def edit_params(clone: Path, sets: list[str]) -> dict:
     if not sets:
         return {}
     sys.path.insert(0, str(clone))
-    from glode.presets import _set_value  # the same line editor `glode preset` uses
+    from glode.presets import set_value  # the same line editor `glode preset` uses
 
     path = clone / "params.yaml"
     lines = path.read_text().splitlines(keepends=True)
@@ -57,7 +57,7 @@ def edit_params(clone: Path, sets: list[str]) -> dict:
     for item in sets:
         key, _, raw = item.partition("=")
         value = yaml.safe_load(raw)
-        _set_value(lines, key, value)
+        set_value(lines, key, value)
         edits[key] = value
     path.write_text("".join(lines))
     parsed = yaml.safe_load(path.read_text())

@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from glode import selftrain as st  # noqa: E402
+from glode.label_table import class_ids, initial_soft_labels  # noqa: E402
+from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS,  # noqa: E402
+                                 load_array)
 from glode.align import aligned_labels, class_weights  # noqa: E402
 from glode.denoise import denoise  # noqa: E402
 from glode.tables import read_table  # noqa: E402
@@ -60,12 +62,12 @@ BASE = {"m": 0.8, "k": 300, "o_keep_rate": 0.03, "local_scale": 0.9, "local_cap"
 
 def load_round(work: Path, round_name: str = "r1"):
     pseudo = work / "rounds" / round_name / "pseudo"
-    spans = read_table(pseudo / st.SPANS_FILE, st.SPANS_KIND)
+    spans = read_table(pseudo / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
-    Y0 = st.initial_soft_labels(spans, classes)
-    Q, S = st.load_array(pseudo / st.TARGET_REPS), st.load_array(pseudo / st.SOURCE_REPS)
-    s_labels = st.load_array(pseudo / st.SOURCE_LABELS)
-    gold = st.class_ids(spans.gold.to_numpy(dtype=object), classes)
+    Y0 = initial_soft_labels(spans, classes)
+    Q, S = load_array(pseudo / TARGET_REPS), load_array(pseudo / SOURCE_REPS)
+    s_labels = load_array(pseudo / SOURCE_LABELS)
+    gold = class_ids(spans.gold.to_numpy(dtype=object), classes)
     return classes, Y0, Q, S, s_labels, gold
 
 
@@ -116,7 +118,7 @@ def views_vs_label(G: np.ndarray, L: np.ndarray, Y0: np.ndarray, gold: np.ndarra
 
 def replay(work: Path, settings: dict[str, dict]) -> dict:
     classes, Y0, Q, S, s_labels, gold = load_round(work)
-    spans = read_table(work / "rounds" / "r1" / "pseudo" / st.SPANS_FILE, st.SPANS_KIND)
+    spans = read_table(work / "rounds" / "r1" / "pseudo" / SPANS_FILE, SPANS_KIND)
     errors = error_kinds(spans, Y0.argmax(1), gold)
     print(f"  {work.name}: r0's pseudo labels: {errors}", flush=True)
     rows = {}

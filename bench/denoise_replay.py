@@ -40,7 +40,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 import results as harness  # noqa: E402
-from glode import selftrain as st  # noqa: E402
+from glode.label_table import class_ids, initial_soft_labels, read_labels_dense  # noqa: E402
+from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS,  # noqa: E402
+                                 load_array)
+from glode.steps.denoise import ema_weight  # noqa: E402
 from glode.denoise import denoise, span_prf  # noqa: E402
 from glode.tables import read_table  # noqa: E402
 
@@ -72,21 +75,21 @@ def score(y: np.ndarray, gold: np.ndarray) -> dict:
 def load_round(work: Path, rnd: str):
     """A round's cached `pseudo_label` output: (spans, classes, gold ids, Q, S, source labels)."""
     pseudo = work / "rounds" / rnd / "pseudo"
-    spans = read_table(pseudo / st.SPANS_FILE, st.SPANS_KIND)
+    spans = read_table(pseudo / SPANS_FILE, SPANS_KIND)
     classes = json.loads(spans.attrs["glode"]["classes"])
-    gold = st.class_ids(spans.gold.to_numpy(dtype=object), classes)
-    Q = st.load_array(pseudo / st.TARGET_REPS)
-    S = st.load_array(pseudo / st.SOURCE_REPS)
-    s_labels = st.load_array(pseudo / st.SOURCE_LABELS)
+    gold = class_ids(spans.gold.to_numpy(dtype=object), classes)
+    Q = load_array(pseudo / TARGET_REPS)
+    S = load_array(pseudo / SOURCE_REPS)
+    s_labels = load_array(pseudo / SOURCE_LABELS)
     return spans, classes, gold, Q, S, s_labels
 
 
 def replay_round(work: Path, rnd: str, denoise_params: dict, k: int) -> dict:
     prev = f"r{int(rnd[1:]) - 1}"
     spans, classes, gold, Q, S, s_labels = load_round(work, rnd)
-    m = st.ema_weight(rnd, denoise_params["m-start"], denoise_params["m-step"], denoise_params["m-min"])
-    starts = {"labels": st.read_labels_dense(work / "rounds" / prev / "labels.parquet", spans, classes),
-              "model": st.initial_soft_labels(spans, classes)}
+    m = ema_weight(rnd, denoise_params["m-start"], denoise_params["m-step"], denoise_params["m-min"])
+    starts = {"labels": read_labels_dense(work / "rounds" / prev / "labels.parquet", spans, classes),
+              "model": initial_soft_labels(spans, classes)}
     out = {"m": m}
     for start, Y in starts.items():
         out[start] = {"no_denoising": score(Y.argmax(1), gold)}

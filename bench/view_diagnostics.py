@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 
 import results as harness  # noqa: E402
 from denoise_replay import load_round, restore  # noqa: E402
-from glode import selftrain as st  # noqa: E402
+from glode.label_table import initial_soft_labels  # noqa: E402
+from glode.steps.denoise import ema_weight  # noqa: E402
 from glode.denoise import denoise  # noqa: E402
 
 
@@ -50,11 +51,11 @@ def precision(mask: np.ndarray, label: np.ndarray, gold: np.ndarray) -> dict:
 
 def diagnose_round(work: Path, rnd: str, dp: dict, k: int) -> dict:
     spans, classes, gold, Q, S, s_labels = load_round(work, rnd)
-    Y = st.initial_soft_labels(spans, classes)
+    Y = initial_soft_labels(spans, classes)
     label = Y.argmax(axis=1)
     rows = np.arange(len(label))
     # the views as the stage computes them (m and the gate change Y_new only, not G, L, g or n)
-    m = st.ema_weight(rnd, dp["m-start"], dp["m-step"], dp["m-min"])
+    m = ema_weight(rnd, dp["m-start"], dp["m-step"], dp["m-min"])
     res = denoise(Q, Y, S, s_labels, m=m, k=k, o_keep_rate=dp["o-keep-rate"], local_scale=dp["local-scale"],
                   prototype=dp["prototype"], momentum=dp["momentum"], use_global=True, use_local=True,
                   gate=dp["gate"], seed=dp["seed"], index=dp["index"], auto_threshold=dp["auto-threshold"],

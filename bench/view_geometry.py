@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glode import denoise as dn  # noqa: E402
-from glode.selftrain import PROJECTIONS, reduce_dim  # noqa: E402
+from glode.params import SCHEMA  # noqa: E402
+from glode.steps.pseudo_label import reduce_dim  # noqa: E402
 from tests.synthetic import mostly_o_features  # noqa: E402
 
 P_CLASSES = (0.96, 0.013, 0.013, 0.014)
@@ -38,7 +39,7 @@ def projection_rows() -> list[dict]:
     rows = []
     for noise in (0.2, 0.4):
         X, y = mostly_o_features(noise=noise)
-        for projection in PROJECTIONS:
+        for projection in SCHEMA["denoise.projection"].choices:
             (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
             protos, has = dn.compute_prototypes(Q[:0], y[:0], Q, y, 4)
             g, tau, G = dn.global_view(Q, y, protos, has)

@@ -21,7 +21,7 @@ from typing import Any
 
 from glode.errors import ParamError
 
-__all__ = ["Preset", "PRESETS", "apply_preset", "preset_text"]
+__all__ = ["Preset", "PRESETS", "apply_preset", "preset_text", "set_value"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _yaml_scalar(value: Any) -> str:
     return text[: -len("...")].strip() if text.endswith("...") else text
 
 
-def _set_value(lines: list[str], key: str, value: Any) -> bool:
+def set_value(lines: list[str], key: str, value: Any) -> bool:
     """Replace the value of ``key`` (``section.name`` or a top-level ``name``) in place, keeping
     the line's comment; returns whether it changed."""
     section, _, name = key.rpartition(".")
@@ -114,7 +114,7 @@ def preset_text(text: str, name: str) -> tuple[str, list[str]]:
         raise ParamError("preset", f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
     lines = text.splitlines(keepends=True)
-    changed = [key for key, value in preset.values.items() if _set_value(lines, key, value)]
+    changed = [key for key, value in preset.values.items() if set_value(lines, key, value)]
     new = rounds_text("".join(lines), preset.rounds)
     if new != "".join(lines):
         changed.append("rounds")

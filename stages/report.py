@@ -10,11 +10,12 @@ import typer
 
 from glode.atomic import write_json
 from glode.plots import write_figures, write_plots_template
-from glode.steps.report import flip_rows, write_confusion, write_round_report
+from glode.steps.report import flip_rows, model_names, write_confusion, write_round_report
 from glode.stagecli import run_app, single_command
 
 
 def main(
+    params: Annotated[Path, typer.Option(help="params.yaml: its `models` (r0 and the rounds) are the report's rows.")] = Path("params.yaml"),
     metrics: Annotated[Path, typer.Option(help="Folder of per-round metrics (metrics/rN.json, metrics/denoise/rN.json).")] = Path("metrics"),
     out: Annotated[Path, typer.Option(help="Report JSON to write.")] = Path("reports/rounds.json"),
     rounds: Annotated[Path, typer.Option(help="Folder of per-round label tables (rounds/rN/labels.parquet).")] = Path("rounds"),
@@ -25,7 +26,7 @@ def main(
 ) -> None:
     """Collect the per-round scores into one table; write the last round's label confusion rows,
     the figures of both, and the offline page template."""
-    rows = write_round_report(metrics, out)
+    rows = write_round_report(metrics, out, model_names(params))
     for row in rows:
         f1 = row["test_f1"]
         pl = row["pseudo_label_f1"]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from glode.atomic import write_json
-from glode.steps.report import confusion_rows, write_confusion, write_round_report
+from glode.errors import ParamError
+from glode.steps.report import confusion_rows, model_names, write_confusion, write_round_report
 from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
 
 
@@ -39,6 +40,25 @@ def test_round_rows_carry_test_and_pseudo_label_scores_and_flips(tmp_path):
     assert (rows[2]["brier"], rows[2]["brier_before_denoising"], rows[2]["soft_mass_moved"]) == (0.05, 0.06, 20.0)
     assert rows[0]["soft_mass_moved"] is None and rows[0]["brier_before_denoising"] is None
     assert json.loads((tmp_path / "reports/rounds.json").read_text()) == rows
+
+
+def test_rounds_removed_from_params_do_not_come_back_as_rows(tmp_path):
+    """DVC leaves metrics/r2.json behind when the chain drops r2: params decide the rows."""
+    params = tmp_path / "params.yaml"
+    params.write_text("rounds: &rounds\n  r1: {prev: r0}\nmodels:\n  r0: {prev: source}\n  <<: *rounds\n")
+    names = model_names(params)
+    assert names == ["r0", "r1"]
+    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "reports/rounds.json", names)
+    assert [r["round"] for r in rows] == ["r0", "r1"]
+
+
+@pytest.mark.parametrize("text, key", [("target: de\n", "models"), ("models:\n  final: {prev: r0}\n", "models")])
+def test_model_names_refuse_params_without_round_models(tmp_path, text, key):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    with pytest.raises(ParamError) as err:
+        model_names(params)
+    assert err.value.name == key and "params.yaml" in str(err.value)
 
 
 def test_confusion_rows_leave_out_spans_o_in_both():

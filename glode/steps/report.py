@@ -19,11 +19,31 @@ def _read(path: Path) -> dict | None:
 FLIP_FIELDS = ("flips_o_to_entity", "flips_entity_to_o", "flips_type_swap")
 
 
-def round_rows(metrics_dir: Path) -> list[dict]:
-    """One row per round found in ``metrics_dir`` (rN.json and denoise/rN.json), by round number."""
-    names = {p.stem for p in metrics_dir.glob("r*.json")} | {p.stem for p in (metrics_dir / "denoise").glob("r*.json")}
+def model_names(params_path: Path) -> list[str]:
+    """The evaluated models of ``params.yaml`` (its ``models`` keys: r0 and each round), by round
+    number. The report lists these and no other: DVC leaves the metrics of rounds since removed
+    from the chain in ``metrics/``, and they must not come back as rows."""
+    import yaml
+
+    from glode.errors import ParamError
+
+    models = (yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}).get("models")
+    if not isinstance(models, dict) or not models:
+        raise ParamError("models", f"{params_path} has no 'models' mapping (r0 and the rounds)")
+    bad = [name for name in models if not (isinstance(name, str) and re.fullmatch(r"r\d+", name))]
+    if bad:
+        raise ParamError("models", f"{params_path}: model names must look like r0, r1, ...; got {bad[0]!r}")
+    return sorted(models, key=lambda n: int(n[1:]))
+
+
+def round_rows(metrics_dir: Path, names: list[str] | None = None) -> list[dict]:
+    """One row per round of ``names`` (default: every rN.json and denoise/rN.json found in
+    ``metrics_dir``), by round number."""
+    if names is None:
+        found = {p.stem for p in metrics_dir.glob("r*.json")} | {p.stem for p in (metrics_dir / "denoise").glob("r*.json")}
+        names = [n for n in found if re.fullmatch(r"r\d+", n)]
     rows = []
-    for name in sorted((n for n in names if re.fullmatch(r"r\d+", n)), key=lambda n: int(n[1:])):
+    for name in sorted(names, key=lambda n: int(n[1:])):
         test = _read(metrics_dir / f"{name}.json") or {}
         den = _read(metrics_dir / "denoise" / f"{name}.json") or {}
         pl = den.get("pseudo_label", {})
@@ -57,8 +77,8 @@ def round_rows(metrics_dir: Path) -> list[dict]:
     return rows
 
 
-def write_round_report(metrics_dir: Path, out: Path) -> list[dict]:
-    rows = round_rows(metrics_dir)
+def write_round_report(metrics_dir: Path, out: Path, names: list[str] | None = None) -> list[dict]:
+    rows = round_rows(metrics_dir, names)
     write_json(out, rows)
     return rows
 
