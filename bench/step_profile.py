@@ -9,7 +9,8 @@ step (so load changes hit them alike): `source` (collate, forward, cross-entropy
 length-grouped batch of `--batch-size` source sentences), `target` (the same with soft labels
 on a target batch; `train_source` steps have no such part), `mlm` (masking, forward,
 full-vocabulary logits at masked positions, backward on `--mlm-batch-size` target sentences),
-`optimizer` (gradient clipping and the AdamW step). Each part runs its own backward, which
+`optimizer` (gradient clipping and the AdamW step); with `--mlm-vocab full corpus`, also the MLM
+pass with the softmax over the target corpus's own sub-tokens (`train.mlm-vocab: corpus`). Each part runs its own backward, which
 gives the same gradients as one backward of the summed loss; the JSON reports medians and each
 part's share of their sum.
 """
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--mlm-batch-size", type=int, nargs="+", default=[8],
                     help="MLM batch sizes to time (each gets its own `mlm_<n>` part)")
+    ap.add_argument("--mlm-vocab", nargs="+", default=["full"], choices=["full", "corpus"],
+                    help="MLM softmax vocabularies to time (`corpus` parts are named `mlm_<n>_corpus`)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
 
@@ -45,7 +48,7 @@ def main() -> None:
     from glode.features import collate
     from glode.model import mask_tokens
     from glode.settings import TrainSettings as TrainConfig
-    from glode.training import _optimizer, length_grouped_batches, soft_cross_entropy
+    from glode.training import _optimizer, corpus_vocabulary, length_grouped_batches, soft_cross_entropy
 
     model, tok, classes, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)
@@ -71,11 +74,13 @@ def main() -> None:
         b = collate([tgt[i] for i in tgt_batches[k % len(tgt_batches)]], tok.pad_token_id)
         soft_cross_entropy(model(b), b.soft).backward()
 
-    def mlm(n):
+    vocabularies = {"full": None, "corpus": corpus_vocabulary(tgt, special)}
+
+    def mlm(n, vocab):
         def part(k):
             b = collate([tgt[i] for i in mlm_batches[n][k % len(mlm_batches[n])]], tok.pad_token_id)
             ids, labels = mask_tokens(b.input_ids, b.attention_mask, special, tok.mask_token_id, cfg.mlm_rate, gen)
-            (cfg.mlm_weight * model.mlm_loss(ids, b.attention_mask, labels)).backward()
+            (cfg.mlm_weight * model.mlm_loss(ids, b.attention_mask, labels, vocab=vocabularies[vocab])).backward()
         return part
 
     def optimizer(k):
@@ -83,7 +88,9 @@ def main() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    parts = [("source", source), ("target", target)] + [(f"mlm_{n}", mlm(n)) for n in args.mlm_batch_size]
+    parts = [("source", source), ("target", target)] + [
+        (f"mlm_{n}" + ("" if vocab == "full" else f"_{vocab}"), mlm(n, vocab))
+        for n in args.mlm_batch_size for vocab in args.mlm_vocab]
     parts.append(("optimizer", optimizer))
     times = {name: [] for name, _ in parts}
     for k in range(args.steps + 1):
@@ -99,6 +106,7 @@ def main() -> None:
         "command": "python bench/step_profile.py " + " ".join(sys.argv[1:]),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "threads": torch.get_num_threads()},
         "steps": args.steps, "batch_size": args.batch_size,
+        "corpus_vocabulary_size": len(vocabularies["corpus"]), "full_vocabulary_size": model.mlm_head.bias.numel(),
         "median_s": {k: round(v, 4) for k, v in med.items()},
         "share_of_default_step": {p: round(med[p] / total, 3) for p in default_parts if p in med},
         "default_step_s": round(total, 4),

@@ -73,8 +73,12 @@ class MaskedLMHead(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.bias = nn.Parameter(torch.zeros(vocab))
 
-    def forward(self, hidden: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.act(self.dense(hidden))) @ embeddings.t() + self.bias
+    def forward(self, hidden: torch.Tensor, embeddings: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits over the whole vocabulary, or over the ids ``vocab`` (sorted) only, in its order."""
+        bias = self.bias
+        if vocab is not None:
+            embeddings, bias = embeddings.index_select(0, vocab), bias.index_select(0, vocab)
+        return self.norm(self.act(self.dense(hidden))) @ embeddings.t() + bias
 
 
 class SpanNERModel(nn.Module):
@@ -125,14 +129,24 @@ class SpanNERModel(nn.Module):
         """Span logits (S, C)."""
         return self.classifier(self.dropout(self.span_features(batch)))
 
-    def mlm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over masked positions only (full-vocabulary logits only where needed)."""
+    def mlm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                 vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy over masked positions only (logits only where needed). With ``vocab``
+        (sorted ids holding every label) the softmax runs over those ids alone: a fixed
+        candidate set, as in sampled softmax, that cuts the output layer from the encoder's
+        whole vocabulary (250k rows for the default encoder) to the MLM text's own sub-tokens."""
         picked = labels != -100
         if not bool(picked.any()):
             return input_ids.new_zeros((), dtype=torch.float32)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.mlm_head(hidden[picked], self.encoder.get_input_embeddings().weight)
-        return nn.functional.cross_entropy(logits, labels[picked])
+        targets = labels[picked]
+        if vocab is not None:
+            at = torch.searchsorted(vocab, targets).clamp(max=len(vocab) - 1)
+            if not torch.equal(vocab[at], targets):
+                raise ValueError("a masked sub-token is not in the MLM vocabulary")
+            targets = at
+        logits = self.mlm_head(hidden[picked], self.encoder.get_input_embeddings().weight, vocab)
+        return nn.functional.cross_entropy(logits, targets)
 
 
 def mask_tokens(

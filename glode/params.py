@@ -124,6 +124,7 @@ _PARAMS = [
     Param("train.mlm-weight", float, 0.001, lo=0),
     Param("train.mlm-rate", float, 0.25, lo=0, hi=1, hi_open=True),
     Param("train.mlm-batch-size", int, 8, lo=1),
+    Param("train.mlm-vocab", str, "full", choices=("full", "corpus")),
     Param("train.freeze-word-embeddings", bool, True),
     Param("train.eval-batch-size", int, 64, lo=1),
     Param("train.grad-accum", int, 1, lo=1),

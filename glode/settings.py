@@ -22,7 +22,7 @@ from glode.params import SCHEMA, check_label_sets, check_options
 
 __all__ = ["DataSettings", "ModelSettings", "TrainSettings", "DeviceSettings", "EvaluateSettings", "DenoiseSettings",
            "RetrainSettings", "Precision", "Projection", "Features", "Prototype", "PrototypeFrom", "Start", "Gate", "Index",
-           "Init", "option_keys"]
+           "Init", "MlmVocab", "option_keys"]
 
 S = TypeVar("S", bound="Settings")
 
@@ -49,6 +49,7 @@ Gate = _choices("Gate", "denoise.gate")
 Index = _choices("Index", "denoise.index")
 Init = _choices("Init", "retrain.init")
 Precision = _choices("Precision", "train.precision")
+MlmVocab = _choices("MlmVocab", "train.mlm-vocab")
 
 
 def _plain(value: Any) -> Any:
@@ -145,6 +146,7 @@ class TrainSettings(Settings):
     mlm_weight: float = _setting("train.mlm-weight")
     mlm_rate: float = _setting("train.mlm-rate")
     mlm_batch_size: int = _setting("train.mlm-batch-size")
+    mlm_vocab: str = _setting("train.mlm-vocab")  # corpus: the MLM softmax over the MLM text's own sub-tokens
     freeze_word_embeddings: bool = _setting("train.freeze-word-embeddings")
     eval_batch_size: int = _setting("train.eval-batch-size")
     grad_accum: int = _setting("train.grad-accum")

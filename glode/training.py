@@ -90,6 +90,13 @@ def _optimizer(model: SpanNERModel, cfg: TrainSettings) -> torch.optim.Optimizer
     )
 
 
+def corpus_vocabulary(sentences: Sequence[EncodedSentence], special_ids: set[int]) -> torch.Tensor:
+    """The sorted sub-token ids of ``sentences`` that masking can pick (specials left out): the
+    masked-LM softmax's vocabulary with ``train.mlm-vocab: corpus``."""
+    ids = np.unique(np.concatenate([np.asarray(s.input_ids, dtype=np.int64) for s in sentences]))
+    return torch.from_numpy(ids[~np.isin(ids, sorted(special_ids))])
+
+
 class _Batches:
     """The corpora of a run as batches: the source's, shuffled afresh each epoch; the target's and
     the masked-LM text's drawn one after the other, cycling, as the steps need them."""
@@ -108,6 +115,8 @@ class _Batches:
         self.target_iter = _cycle(_lengths(target), cfg.batch_size, rng) if target else None
         use_mlm = cfg.mlm_weight > 0 and bool(mlm_corpus)
         self.mlm_iter = _cycle(_lengths(mlm_corpus), cfg.mlm_batch_size, rng) if use_mlm else None
+        self.mlm_vocab = (corpus_vocabulary(mlm_corpus, self.special_ids).to(device)
+                          if use_mlm and cfg.mlm_vocab == "corpus" else None)
 
     def epoch(self, steps: int) -> Iterator[SpanBatch]:
         """The first ``steps`` source batches of a fresh shuffle (the last pass may be partial)."""
@@ -149,7 +158,7 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
         loss = loss + lt
     masked = batches.next_masked()
     if masked is not None:
-        lm = model.mlm_loss(*masked)
+        lm = model.mlm_loss(*masked, vocab=batches.mlm_vocab)
         sums["loss_mlm"] += lm.item()
         loss = loss + batches.cfg.mlm_weight * lm
     return loss
@@ -180,7 +189,8 @@ def _shard_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: 
         ids, mask, labels = (t[world.rank :: world.size] for t in masked)
         total, mine = int((masked[2] != -100).sum()), int((labels != -100).sum())
         if mine:
-            add("loss_mlm", model.mlm_loss(ids, mask, labels) * (mine / total), batches.cfg.mlm_weight)
+            add("loss_mlm", model.mlm_loss(ids, mask, labels, vocab=batches.mlm_vocab) * (mine / total),
+                batches.cfg.mlm_weight)
     return sum(parts[1:], parts[0]) if parts else None
 
 

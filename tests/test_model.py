@@ -356,3 +356,50 @@ def test_chain_init_starts_r1_from_the_encoder_and_later_rounds_from_the_previou
     assert round_start("encoder", r1) == "encoder" and round_start("previous", r0) == "previous"
     with pytest.raises(ParamError, match="retrain.init"):
         RetrainSettings(init="restart")
+
+
+def test_mlm_softmax_over_a_corpus_vocabulary_matches_the_full_logits_restricted(encoder_dir):
+    """With ``vocab`` the loss is the cross-entropy of the full logits' columns ``vocab`` (an
+    independent computation from the full head); with every id it is the full loss itself; a
+    masked id outside ``vocab`` is refused rather than scored against a wrong column."""
+    from glode.training import corpus_vocabulary
+
+    model, tok = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3), seed=0)
+    model.eval()
+    data = encoded(tok)
+    special = set(tok.all_special_ids)
+    vocab = corpus_vocabulary(data, special)
+    assert vocab.tolist() == sorted({int(i) for e in data for i in e.input_ids} - special)
+    batch = collate(data, tok.pad_token_id)
+    ids, labels = mask_tokens(batch.input_ids, batch.attention_mask, special, tok.mask_token_id, 0.5,
+                              torch.Generator().manual_seed(0))
+    picked = labels != -100
+    with torch.no_grad():
+        hidden = model.encoder(input_ids=ids, attention_mask=batch.attention_mask).last_hidden_state[picked]
+        full = model.mlm_head(hidden, model.encoder.get_input_embeddings().weight)
+        oracle = torch.nn.functional.cross_entropy(full[:, vocab], torch.searchsorted(vocab, labels[picked]))
+        restricted = model.mlm_loss(ids, batch.attention_mask, labels, vocab=vocab)
+        everything = model.mlm_loss(ids, batch.attention_mask, labels, vocab=torch.arange(full.shape[1]))
+        plain = model.mlm_loss(ids, batch.attention_mask, labels)
+    assert float(restricted) == pytest.approx(float(oracle), rel=1e-5)
+    assert float(everything) == pytest.approx(float(plain), rel=1e-5)
+    assert float(restricted) < float(plain)  # fewer competitors in the softmax
+    with pytest.raises(ValueError, match="not in the MLM vocabulary"):
+        model.mlm_loss(ids, batch.attention_mask, labels, vocab=vocab[vocab != labels[picked][0]])
+
+
+def test_training_with_the_corpus_mlm_vocabulary_differs_from_full_and_is_recorded(encoder_dir, tmp_path):
+    model_a, tok, data = _trained(encoder_dir, True, target_class=0, mlm_weight=1.0)
+    model_b, _ = build_model(encoder_dir, SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)
+    cfg = TrainSettings(epochs=2, batch_size=2, seed=0, lr=1e-3, mlm_weight=1.0, mlm_vocab="corpus")
+    assert cfg.recorded()["mlm_vocab"] == "corpus"
+    target = SentenceEncoder(tok, 3, 64).encode(SENTENCES)
+    for e in target:
+        e.span_soft = np.zeros((len(e.span_word_start), len(CLASSES)), np.float32)
+        e.span_soft[:, 0] = 1.0
+    history = train(model_b, tok, data, cfg, mlm_corpus=data, target=target, progress=False)
+    assert all(np.isfinite(r["loss_mlm"]) and r["loss_mlm"] > 0 for r in history)
+    differ = [k for (k, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()) if not torch.equal(a, b)]
+    assert any(k.startswith("encoder.") for k in differ), differ
+    with pytest.raises(ParamError, match="train.mlm-vocab"):
+        TrainSettings(mlm_vocab="tiny")
