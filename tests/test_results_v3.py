@@ -239,7 +239,7 @@ def test_render_all_pending_today(v3):
     table = text.split("### Paired bootstrap")[0].split("(n seeds)")[1]
     assert "*pending* (not defined yet)" in table and "±" not in table and "." not in table
     assert "| de (CoNLL) | *pending* | *pending* | *pending* |" in table
-    assert text.count("*pending* (0/6 targets)") == 2
+    assert text.count("*pending* (0/6 targets)") == 2 + 4  # the three-seed table's 2 columns, seed 0's 4
     assert "Estimated cost" in text
 
 
@@ -275,6 +275,28 @@ def test_render_partial_seeds_are_said_and_block_the_bootstrap(v3):
     assert "| de | *pending* | +" in boot  # default − plain needs every seed of plain; zero-shot has them
     assert "| es | *pending* | *pending* |" in boot
     assert "| **average** | *pending* (4/6 targets) | *pending* (5/6 targets) |" in boot
+
+
+def test_interim_seed_0_bootstrap_fills_before_the_other_seeds(v3):
+    """Seed 0 alone fills the interim table (its own computation, checked against bootstrap.py),
+    while the three-seed table stays pending; a variant without seed 0 stays pending there too."""
+    bs = load("bootstrap")
+    cells = write_fake_cells(v3, skip={(lang, v, s) for lang in R.ORDER for v in ("zeroshot", "plain", "default")
+                                       for s in R.V3_SEEDS[1:]} | {("hi", "plain", 0)})
+    text = R.render_v3(R.load_cells(v3), v3)
+    boot = text.split("### Paired bootstrap")[1].split("###")[0]
+    assert "| de | *pending* | *pending* |" in boot
+    interim = text.split("### Interim, seed 0 only: paired bootstrap")[1].split("###")[0]
+    assert "| target | default − plain | default − zero-shot | plain − zero-shot | paper − plain |" in interim
+    de = next(line for line in interim.splitlines() if line.startswith("| de |")).split(" | ")
+    counts = {v: np.stack([SC.decode_counts(cells[("de", v, 0)]["sentence_counts"]["r1" if v != "zeroshot" else "r0"])])
+              for v in ("default", "plain")}
+    point = 100 * (bs.mean_f1(counts["default"]) - bs.mean_f1(counts["plain"]))
+    assert de[1].startswith(f"{point:+.1f} [")
+    assert float(de[2].split(" [")[0]) > 0 and de[4].strip(" |") == "*pending*"  # paper: not defined here
+    hi = next(line for line in interim.splitlines() if line.startswith("| hi |")).split(" | ")
+    assert hi[1] == "*pending*" and hi[2] != "*pending*"
+    assert "| **average** | *pending* (5/6 targets) | **+" in interim
 
 
 def test_cmd_render_keeps_v1_v2_blocks_byte_identical(v3, monkeypatch, tmp_path):
