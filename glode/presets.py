@@ -1,5 +1,6 @@
 """Named sets of params.yaml values: ``glode preset paper`` switches the pipeline to the paper's
-progressive mode, ``glode preset default`` switches back.
+progressive mode, ``glode preset plain`` to plain self-training (no denoising), ``glode preset
+default`` switches back.
 
 The paper's progressive mode (docs/METHOD.md §7) is many short rounds that continue one target
 model: r1 starts from the pretrained encoder, every later round from the previous round's model
@@ -27,7 +28,7 @@ __all__ = ["Preset", "PRESETS", "apply_preset", "preset_text", "set_value"]
 @dataclass(frozen=True)
 class Preset:
     description: str
-    rounds: int
+    rounds: int | None  # None: the preset leaves the rounds chain as it is
     values: dict[str, Any] = field(default_factory=dict)  # dotted params.yaml keys
 
 
@@ -51,16 +52,26 @@ PAPER = Preset(
 )
 
 
+# Plain self-training: each round trains on the previous model's own soft labels, the views off.
+# On the real corpora it has measured at or above the default (docs/RESULTS.md, protocols v2 and v3).
+PLAIN = Preset(
+    "plain self-training: each round trains on the previous model's own predictions, no denoising "
+    "(the best-measured variant on the real corpora so far, docs/RESULTS.md)",
+    rounds=None,
+    values={"denoise.use-global": False, "denoise.use-local": False, "denoise.start": "model"},
+)
+
+
 def _default_preset() -> Preset:
     from glode.params import DEFAULTS
     from glode.rounds import DEFAULT_ROUNDS
 
-    keys = {k for p in (PAPER,) for k in p.values}
+    keys = {k for p in (PAPER, PLAIN) for k in p.values}
     return Preset("glode's defaults (params.yaml as committed) for every key a preset sets",
                   rounds=DEFAULT_ROUNDS, values={k: DEFAULTS[k] for k in sorted(keys)})
 
 
-PRESETS: dict[str, Preset] = {"paper": PAPER, "default": _default_preset()}
+PRESETS: dict[str, Preset] = {"paper": PAPER, "plain": PLAIN, "default": _default_preset()}
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -115,7 +126,7 @@ def preset_text(text: str, name: str) -> tuple[str, list[str]]:
     preset = PRESETS[name]
     lines = text.splitlines(keepends=True)
     changed = [key for key, value in preset.values.items() if set_value(lines, key, value)]
-    new = rounds_text("".join(lines), preset.rounds)
+    new = "".join(lines) if preset.rounds is None else rounds_text("".join(lines), preset.rounds)
     if new != "".join(lines):
         changed.append("rounds")
     return new, changed

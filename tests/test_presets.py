@@ -45,9 +45,30 @@ def test_paper_preset_sets_every_value_and_default_restores_the_file_byte_for_by
     assert apply_preset(params, "default") == []
 
 
+def test_plain_preset_turns_the_views_off_keeps_the_rounds_and_default_restores(project):
+    """`glode preset plain`: the views off, fresh predictions as labels; a user's longer chain
+    stays (the preset sets no rounds); `default` turns the views back on."""
+    from glode.rounds import rounds_text
+
+    params = project / "params.yaml"
+    params.write_text(rounds_text(params.read_text(), 2))
+    before = params.read_bytes()
+    changed = apply_preset(params, "plain")
+    parsed = yaml.safe_load(params.read_text())
+    flat = _flat(parsed)
+    assert sorted(changed) == ["denoise.use-global", "denoise.use-local"]  # start is model already
+    assert flat["denoise.use-global"] is False and flat["denoise.use-local"] is False
+    assert flat["denoise.start"] == "model" and list(parsed["rounds"]) == ["r1", "r2"]
+    assert check_params(parsed, project) == []
+    apply_preset(params, "default")
+    assert yaml.safe_load(params.read_text())["denoise"]["use-global"] is True
+    assert list(yaml.safe_load(params.read_text())["rounds"]) == ["r1"]  # default's own chain
+    assert before != params.read_bytes()
+
+
 def test_default_preset_holds_the_schema_defaults():
     default = PRESETS["default"]
-    assert default.rounds == DEFAULT_ROUNDS and set(default.values) == set(PRESETS["paper"].values)
+    assert default.rounds == DEFAULT_ROUNDS and set(default.values) == set(PRESETS["paper"].values) | set(PRESETS["plain"].values)
     assert all(DEFAULTS[k] == v for k, v in default.values.items())
 
 
