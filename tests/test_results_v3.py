@@ -362,3 +362,35 @@ def test_tiny_cells_run_share_r0_and_store_checked_counts(v3, monkeypatch, tmp_p
     mtimes = {p: p.stat().st_mtime for p in v3.cells.glob("*.json")}
     assert R.main(args) == 0  # resumable: measured cells are not rerun
     assert {p: p.stat().st_mtime for p in v3.cells.glob("*.json")} == mtimes
+
+
+def test_two_whole_seeds_add_a_two_seed_interim_table_and_per_seed_averages(v3):
+    """Seeds 0 and 1 whole, seed 2 partial: a seeds-0-and-1 interim table appears (its point is
+    the mean of the two seeds' differences), per-seed averages fill for 0 and 1 only, and the
+    three-seed table stays pending."""
+    bs = load("bootstrap")
+    cells = write_fake_cells(v3, skip={(lang, "plain", 2) for lang in R.ORDER[:3]})
+    loaded = R.load_cells(v3)
+    assert R.complete_seed_prefix(loaded) == (0, 1)
+    text = R.render_v3(loaded, v3)
+    two = text.split("### Interim, seeds 0 and 1: paired bootstrap")[1].split("###")[0]
+    nl = next(line for line in two.splitlines() if line.startswith("| nl |")).split(" | ")
+    stack = {v: np.stack([SC.decode_counts(cells[("nl", v, s)]["sentence_counts"]["r1"]) for s in (0, 1)])
+             for v in ("default", "plain")}
+    assert nl[1].startswith(f"{100 * (bs.mean_f1(stack['default']) - bs.mean_f1(stack['plain'])):+.1f} [")
+    assert "| **average** | **+" in two
+    per_seed = text.split("### Six-target average test F1 per seed (%)")[1].split("###")[0]
+    avg1 = np.mean([cells[(lang, "plain", 1)]["rounds"]["r1"]["f1"] for lang in R.ORDER])
+    row1 = next(line for line in per_seed.splitlines() if line.startswith("| 1 |")).split(" | ")
+    assert row1[2] == f"{100 * avg1:.1f}"
+    row2 = next(line for line in per_seed.splitlines() if line.startswith("| 2 |")).split(" | ")
+    assert row2[2] == "*pending* (3 of 6)" and row2[1] != row2[2]
+    assert "| de | *pending* |" in text.split("### Paired bootstrap")[1].split("###")[0]
+
+
+def test_one_whole_seed_adds_no_second_interim_table(v3):
+    write_fake_cells(v3, skip={(lang, v, s) for lang in R.ORDER for v in ("zeroshot", "plain", "default")
+                               for s in R.V3_SEEDS[1:]})
+    text = R.render_v3(R.load_cells(v3), v3)
+    assert R.complete_seed_prefix(R.load_cells(v3)) == (0,)
+    assert "### Interim, seed 0 only" in text and "### Interim, seeds" not in text
