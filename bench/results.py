@@ -786,6 +786,11 @@ def complete_seed_prefix(cells: dict) -> tuple:
     return tuple(done)
 
 
+def _six_target_average(f1s: list[float]) -> float | None:
+    """A seed's average over the targets, or None until every target of that seed is measured."""
+    return sum(f1s) / len(f1s) if len(f1s) == len(ORDER) else None
+
+
 def render_seed_averages(per_seed_avg: dict) -> list[str]:
     """Each seed's six-target average per variant: the seed-to-seed spread the bootstrap does not see."""
     lines = ["### Six-target average test F1 per seed (%)", "",
@@ -793,9 +798,8 @@ def render_seed_averages(per_seed_avg: dict) -> list[str]:
     for seed in V3_SEEDS:
         row = []
         for v in V3_MAIN:
-            got = per_seed_avg[v][seed]
-            row.append(f"{100 * sum(got) / len(got):.1f}" if len(got) == len(ORDER)
-                       else f"*pending* ({len(got)} of {len(ORDER)})")
+            got, average = per_seed_avg[v][seed], _six_target_average(per_seed_avg[v][seed])
+            row.append(f"{100 * average:.1f}" if average is not None else f"*pending* ({len(got)} of {len(ORDER)})")
         lines.append(f"| {seed} | " + " | ".join(row) + " |")
     return lines
 
@@ -830,7 +834,7 @@ def render_v3(cells: dict, proto: Protocol) -> str:
         lines.append(f"| {lang} ({'CoNLL' if LANGUAGES[lang][0] == 'conll' else 'WikiAnn'}) | " + " | ".join(row) + " |")
     avg = []
     for v in V3_MAIN:  # each seed's six-target average, then mean ± sd over seeds
-        complete = [sum(x) / len(x) for x in per_seed_avg[v].values() if len(x) == len(ORDER)]
+        complete = [a for a in map(_six_target_average, per_seed_avg[v].values()) if a is not None]
         done = sum(len(x) for x in per_seed_avg[v].values())
         avg.append(f"**{_fmt_seeds(complete, len(V3_SEEDS))}**" if len(complete) == len(V3_SEEDS)
                    else f"*pending* ({done}/{len(ORDER) * len(V3_SEEDS)} cells)")
