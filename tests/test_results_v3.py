@@ -97,16 +97,17 @@ def test_workdirs_per_seed_and_r0_changing_variants(monkeypatch):
 
 def test_write_params_sets_seed_epochs_and_the_round_chain(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    params = R.write_params(tmp_path, "zh", R.v3_overrides("plain", 2))
+    params = R.write_params(tmp_path, "zh", {**R.v3_overrides("plain", 2), "denoise.gate": "none"})
     written = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert written == params
     assert params["train"]["seed"] == 2 and params["train"]["epochs"] == R.V3_EPOCHS
     assert params["rounds"] == {"r1": {"prev": "r0"}}
     assert params["models"] == {"r0": {"prev": "source"}, "r1": {"prev": "r0"}}
     assert params["denoise"]["use-global"] is False and params["target"] == "zh"
+    assert params["denoise"]["gate"] == "none"
     params = R.write_params(tmp_path, "zh", {"rounds": 3})  # from the kept snapshot defaults again
     assert list(params["rounds"]) == ["r1", "r2", "r3"] and params["rounds"]["r3"] == {"prev": "r2"}
-    assert params["denoise"]["use-global"] is True
+    assert params["denoise"]["gate"] == "agree"
     with pytest.raises(KeyError, match="no such parameter"):
         R.write_params(tmp_path, "zh", {"train.no-such-key": 1})
 
@@ -239,11 +240,12 @@ def test_render_all_pending_today(v3):
     table = text.split("### Paired bootstrap")[0].split("(n seeds)")[1]
     assert "*pending* (not defined yet)" in table and "±" not in table and "." not in table
     assert "| de (CoNLL) | *pending* | *pending* | *pending* |" in table
-    assert text.count("*pending* (0/6 targets)") == 2 + 4  # the three-seed table's 2 columns, seed 0's 4
+    assert text.count("*pending* (0/6 targets)") == 2 + 3 + 4  # the three-seed tables' 2 + 3 columns, seed 0's 4
     assert "Estimated cost" in text
 
 
 def test_render_fake_cells_mean_sd_and_bootstrap(v3):
+    bs = load("bootstrap")
     cells = write_fake_cells(v3)
     text = R.render_v3(R.load_cells(v3), v3)
     f1s = [cells[("nl", "default", s)]["rounds"]["r1"]["f1"] for s in R.V3_SEEDS]
@@ -260,6 +262,13 @@ def test_render_fake_cells_mean_sd_and_bootstrap(v3):
             low = float(interval.strip("* |").split("[")[1].split(",")[0])
             assert low > 0, line  # default beats plain and zero-shot on every resample
     assert "| **average** | **+" in boot
+    other = text.split("### All seeds, the other pairs: paired bootstrap")[1].split("###")[0]
+    assert "| target | plain − zero-shot | paper − plain | paper − default |" in other
+    counts = {v: np.stack([SC.decode_counts(cells[("nl", v, s)]["sentence_counts"]["r1" if v != "zeroshot" else "r0"])
+                           for s in R.V3_SEEDS]) for v in ("plain", "zeroshot")}
+    nl = next(line for line in other.splitlines() if line.startswith("| nl |")).split(" | ")
+    assert nl[1].startswith(f"{100 * (bs.mean_f1(counts['plain']) - bs.mean_f1(counts['zeroshot'])):+.1f} [")
+    assert nl[2].strip(" |") == "*pending*"  # paper: not defined in this fake plan
     assert "| de | global (one seed) | 1 of 1 |" in text and "| ar | nomlm (one seed) | 1 of 1 |" in text
     assert "Measured cells: 60 of 60 planned" in text and "test cpu" in text and "| 376 |" in text
 
