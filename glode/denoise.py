@@ -519,8 +519,8 @@ def denoise(
     prototype_from: str = _DEFAULT["denoise.prototype-from"],
     momentum: float = _DEFAULT["denoise.momentum"],
     prototype_init: np.ndarray | None = None,
-    use_global: bool = _DEFAULT["denoise.use-global"],
-    use_local: bool = _DEFAULT["denoise.use-local"],
+    use_global: bool = True,  # the step denoises; the pipeline's defaults (views off) are params.yaml's
+    use_local: bool = True,
     gate: str = "none",  # the plain step; the pipeline's default is denoise.gate's
     seed: int = _DEFAULT["denoise.seed"],
     index: str = _DEFAULT["denoise.index"],

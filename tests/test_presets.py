@@ -1,4 +1,4 @@
-"""`glode preset`: named params.yaml values (the paper's progressive mode) applied as a text edit."""
+"""`glode preset`: named params.yaml values (the views on, the paper's progressive mode, plain) applied as a text edit."""
 
 from __future__ import annotations
 
@@ -45,30 +45,37 @@ def test_paper_preset_sets_every_value_and_default_restores_the_file_byte_for_by
     assert apply_preset(params, "default") == []
 
 
-def test_plain_preset_turns_the_views_off_keeps_the_rounds_and_default_restores(project):
-    """`glode preset plain`: the views off, fresh predictions as labels; a user's longer chain
-    stays (the preset sets no rounds); `default` turns the views back on."""
+def test_glode_preset_turns_the_views_on_keeps_the_rounds_and_default_restores(project):
+    """`glode preset glode`: the views on, fresh predictions as labels; a user's longer chain
+    stays (the preset sets no rounds); `default` turns the views off again (plain
+    self-training, the default), and `plain` does so without touching the rounds."""
     from glode.rounds import rounds_text
 
     params = project / "params.yaml"
+    assert DEFAULTS["denoise.use-global"] is False and DEFAULTS["denoise.use-local"] is False
     params.write_text(rounds_text(params.read_text(), 2))
     before = params.read_bytes()
-    changed = apply_preset(params, "plain")
+    changed = apply_preset(params, "glode")
     parsed = yaml.safe_load(params.read_text())
     flat = _flat(parsed)
     assert sorted(changed) == ["denoise.use-global", "denoise.use-local"]  # start is model already
-    assert flat["denoise.use-global"] is False and flat["denoise.use-local"] is False
+    assert flat["denoise.use-global"] is True and flat["denoise.use-local"] is True
     assert flat["denoise.start"] == "model" and list(parsed["rounds"]) == ["r1", "r2"]
     assert check_params(parsed, project) == []
+    assert "# the global (prototype) view" in params.read_text()  # comments stay
+    assert sorted(apply_preset(params, "plain")) == ["denoise.use-global", "denoise.use-local"]
+    assert params.read_bytes() == before  # plain is the defaults' views and leaves the chain
+    apply_preset(params, "glode")
     apply_preset(params, "default")
-    assert yaml.safe_load(params.read_text())["denoise"]["use-global"] is True
+    assert yaml.safe_load(params.read_text())["denoise"]["use-global"] is False
     assert list(yaml.safe_load(params.read_text())["rounds"]) == ["r1"]  # default's own chain
     assert before != params.read_bytes()
 
 
 def test_default_preset_holds_the_schema_defaults():
     default = PRESETS["default"]
-    assert default.rounds == DEFAULT_ROUNDS and set(default.values) == set(PRESETS["paper"].values) | set(PRESETS["plain"].values)
+    named = (PRESETS[name].values for name in ("glode", "paper", "plain"))
+    assert default.rounds == DEFAULT_ROUNDS and set(default.values) == set().union(*named)
     assert all(DEFAULTS[k] == v for k, v in default.values.items())
 
 
