@@ -247,7 +247,8 @@ def test_empty_target_table_and_k_out_of_range(world, tmp_path, monkeypatch, cap
     for k, text in ((0, "expected an integer >= 1"), (10**6, "memory bank")):  # k < 1 is refused before reading
         out = tmp_path / f"labels-{k}.parquet"
         code, err = run_stage("denoise.py", ["--round", "r1", "--pseudo", pseudo, "--prev-labels", tmp_path / "r0.parquet",
-                                             "--out", out, "--metrics", tmp_path / "d.json", "--k", k], monkeypatch, capsys)
+                                             "--out", out, "--metrics", tmp_path / "d.json", "--k", k, "--use-local"],
+                           monkeypatch, capsys)  # the bank bounds k only where the local view searches it
         assert code == 1 and "parameter 'k'" in err and text in err, err
         assert not out.exists() and not (tmp_path / "d.json").exists()
     # an unknown pseudo-label folder version is an error, not a crash
