@@ -64,7 +64,8 @@ GLODE = Preset(
 )
 
 # Plain self-training: each round trains on the previous model's own soft labels, the views off.
-# The default since protocol v3 (docs/RESULTS.md); kept as a preset to leave the paper's mode.
+# The default since protocol v3 (docs/RESULTS.md); as a preset it turns the views off (after `glode` or
+# `paper`) without resetting the rounds chain, which `default` does.
 PLAIN = Preset(
     "plain self-training: each round trains on the previous model's own predictions, no denoising "
     "(the default; the best-measured variant on the real corpora, docs/RESULTS.md)",
