@@ -806,6 +806,42 @@ def render_seed_averages(per_seed_avg: dict) -> list[str]:
     return lines
 
 
+def _label_change(cell: dict, rnd: str) -> tuple[float, float, float] | None:
+    """(hard F1, soft F1, Brier) of a round's pseudo labels after its denoising minus before
+    (F1 in points, Brier x 1000); None where the cell did not record both sides."""
+    pl = ((cell.get("rounds") or {}).get(rnd) or {}).get("pseudo_label") or {}
+    parts = [pl.get(k) for k in ("before", "after", "soft_before", "soft_after")]
+    if any(p is None for p in parts):
+        return None
+    before, after, soft_before, soft_after = parts
+    return (100 * (after["f1"] - before["f1"]), 100 * (soft_after["f1"] - soft_before["f1"]),
+            1000 * (soft_after["brier"] - soft_before["brier"]))
+
+
+def render_denoise_effect(cells: dict, variant: str = "default") -> list[str]:
+    """Issue 19's second goal, per target and seed: what the variant's denoising did to the
+    round's pseudo labels on the target corpus (hard F1, soft F1, Brier against gold)."""
+    rounds = v3_rounds(variant)[1:]
+    lines = [f"### What the {variant} variant's denoising does to the pseudo labels (after − before, per seed)", "",
+             "Hard and soft pseudo-label F1 in points, Brier score ×1000 (lower is better), on the target corpus "
+             "against its gold labels; seeds " + ", ".join(map(str, V3_SEEDS)) + ".", "",
+             "| target | round | hard F1 | soft F1 | Brier ×1000 |", "|---|---|---|---|---|"]
+    raised = {rnd: 0 for rnd in rounds}
+    for lang in ORDER:
+        for rnd in rounds:
+            per_seed = [_label_change(cells[(lang, variant, s)], rnd) if (lang, variant, s) in cells else None
+                        for s in V3_SEEDS]
+            cols = [" / ".join("*pending*" if ch is None else f"{ch[i]:+.{2 if i == 2 else 1}f}" for ch in per_seed)
+                    for i in range(3)]
+            if all(ch is not None and ch[0] > 0 and ch[1] > 0 for ch in per_seed):
+                raised[rnd] += 1
+            lines.append(f"| {lang} | {rnd} | " + " | ".join(cols) + " |")
+    lines += ["", "Targets where the denoising raised both the hard and the soft F1 on every seed: "
+              + "; ".join(f"{rnd}: {n} of {len(ORDER)}" for rnd, n in raised.items())
+              + " (issue 19 asks for at least five, in every round)."]
+    return lines
+
+
 def render_v3(cells: dict, proto: Protocol) -> str:
     """The v3 block of docs/RESULTS.md; every number from a measured cell, the rest *pending*."""
     planned = plan_v3(include_undefined=True)
@@ -881,6 +917,8 @@ def render_v3(cells: dict, proto: Protocol) -> str:
             wall = sum(s["seconds"] for c in mine for s in c["stages"].values()) / len(mine) / 60
             lines.append(f"| {lang} | {label} | {len(mine)} of {len(seeds)} | {f1s} | {' → '.join(pl)} | "
                          f"{', '.join(map(str, st))} | {wall:.0f} |")
+
+    lines += ["", *render_denoise_effect(cells)]
 
     lines += ["", f"### Ablations on de and ar (test F1 of the last round, %; seed {V3_ABLATION_SEED} only, one seed)", "",
               "| target | default | global view only | local view only | no MLM | plain |", "|---|---|---|---|---|---|"]

@@ -403,3 +403,25 @@ def test_one_whole_seed_adds_no_second_interim_table(v3):
     text = R.render_v3(R.load_cells(v3), v3)
     assert R.complete_seed_prefix(R.load_cells(v3)) == (0,)
     assert "### Interim, seed 0 only" in text and "### Interim, seeds" not in text
+
+
+def _labelled_round(hard, soft, brier):
+    """A cell's r1 pseudo-label record: (before, after) for hard F1, soft F1 and Brier."""
+    return {"rounds": {"r1": {"pseudo_label": {
+        "before": {"f1": hard[0]}, "after": {"f1": hard[1]},
+        "soft_before": {"f1": soft[0], "brier": brier[0]}, "soft_after": {"f1": soft[1], "brier": brier[1]}}}}}
+
+
+def test_denoise_effect_table_counts_targets_raised_on_every_seed():
+    up = _labelled_round((0.50, 0.52), (0.40, 0.41), (0.020, 0.019))
+    down_soft = _labelled_round((0.50, 0.52), (0.40, 0.39), (0.020, 0.021))
+    cells = {(lang, "default", s): up for lang in R.ORDER for s in R.V3_SEEDS}
+    cells[("es", "default", 1)] = down_soft  # one seed's soft F1 falls: es does not count
+    del cells[("zh", "default", 2)]  # not measured: pending, and zh does not count
+    text = "\n".join(R.render_denoise_effect(cells))
+    de = next(line for line in text.splitlines() if line.startswith("| de |"))
+    assert de == "| de | r1 | +2.0 / +2.0 / +2.0 | +1.0 / +1.0 / +1.0 | -1.00 / -1.00 / -1.00 |"
+    es = next(line for line in text.splitlines() if line.startswith("| es |"))
+    assert "+1.0 / -1.0 / +1.0" in es and "+1.00" in es
+    assert "*pending*" in next(line for line in text.splitlines() if line.startswith("| zh |"))
+    assert f"r1: {len(R.ORDER) - 2} of {len(R.ORDER)}" in text
