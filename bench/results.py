@@ -818,6 +818,9 @@ def _label_change(cell: dict, rnd: str) -> tuple[float, float, float] | None:
             1000 * (soft_after["brier"] - soft_before["brier"]))
 
 
+LABEL_CHANGE_DIGITS = (1, 1, 2)  # decimals of _label_change's hard F1, soft F1 (points) and Brier (x 1000)
+
+
 def render_denoise_effect(cells: dict, variant: str = "default") -> list[str]:
     """Issue 19's second goal, per target and seed: what the variant's denoising did to the
     round's pseudo labels on the target corpus (hard F1, soft F1, Brier against gold)."""
@@ -831,8 +834,8 @@ def render_denoise_effect(cells: dict, variant: str = "default") -> list[str]:
         for rnd in rounds:
             per_seed = [_label_change(cells[(lang, variant, s)], rnd) if (lang, variant, s) in cells else None
                         for s in V3_SEEDS]
-            cols = [" / ".join("*pending*" if ch is None else f"{ch[i]:+.{2 if i == 2 else 1}f}" for ch in per_seed)
-                    for i in range(3)]
+            cols = [" / ".join("*pending*" if ch is None else f"{ch[i]:+.{digits}f}" for ch in per_seed)
+                    for i, digits in enumerate(LABEL_CHANGE_DIGITS)]
             if all(ch is not None and ch[0] > 0 and ch[1] > 0 for ch in per_seed):
                 raised[rnd] += 1
             lines.append(f"| {lang} | {rnd} | " + " | ".join(cols) + " |")
