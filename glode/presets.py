@@ -1,6 +1,7 @@
 """Named sets of params.yaml values: ``glode preset glode`` turns GLoDe's global and local views
-on, ``glode preset paper`` switches the pipeline to the paper's progressive mode, ``glode preset
-plain`` to plain self-training (no denoising, the default since protocol v3: docs/RESULTS.md),
+on (the default), ``glode preset paper`` switches the pipeline to the paper's progressive mode,
+``glode preset plain`` to plain self-training (no denoising; level with the views on v3's
+CoNLL-size table, below them at the README's settings: README, docs/RESULTS.md),
 ``glode preset default`` switches back.
 
 The paper's progressive mode (docs/METHOD.md §7) is many short rounds that continue one target
@@ -53,22 +54,21 @@ PAPER = Preset(
 )
 
 
-# GLoDe's denoising at glode's own settings (the default before protocol v3): each round's fresh
-# predictions refined by the global and local views, a top-class change only where both agree.
-# On the real corpora it measured level with or below plain self-training (docs/RESULTS.md, v3).
+# GLoDe's denoising at glode's own settings (the default): each round's fresh predictions refined
+# by the global and local views, a top-class change only where both agree. Above plain
+# self-training at the README's settings, level with it on v3's table (README, docs/RESULTS.md).
 GLODE = Preset(
-    "GLoDe's denoising: the global (prototype) and local (kNN) views refine each round's predictions "
-    "(denoise.gate: agree); measured level with or below plain self-training, docs/RESULTS.md",
+    "GLoDe's denoising (the default): the global (prototype) and local (kNN) views refine each round's "
+    "predictions (denoise.gate: agree); above plain self-training at the README's settings, level on v3's table",
     rounds=None,
     values={"denoise.use-global": True, "denoise.use-local": True, "denoise.start": "model"},
 )
 
 # Plain self-training: each round trains on the previous model's own soft labels, the views off.
-# The default since protocol v3 (docs/RESULTS.md); as a preset it turns the views off (after `glode` or
-# `paper`) without resetting the rounds chain, which `default` does.
+# It turns the views off without resetting the rounds chain, which `default` does.
 PLAIN = Preset(
     "plain self-training: each round trains on the previous model's own predictions, no denoising "
-    "(the default; the best-measured variant on the real corpora, docs/RESULTS.md)",
+    "(level with the views on v3's CoNLL-size table, below them at the README's settings; README)",
     rounds=None,
     values={"denoise.use-global": False, "denoise.use-local": False, "denoise.start": "model"},
 )

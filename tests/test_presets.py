@@ -45,29 +45,30 @@ def test_paper_preset_sets_every_value_and_default_restores_the_file_byte_for_by
     assert apply_preset(params, "default") == []
 
 
-def test_glode_preset_turns_the_views_on_keeps_the_rounds_and_default_restores(project):
-    """`glode preset glode`: the views on, fresh predictions as labels; a user's longer chain
-    stays (the preset sets no rounds); `default` turns the views off again (plain
-    self-training, the default), and `plain` does so without touching the rounds."""
+def test_plain_preset_turns_the_views_off_keeps_the_rounds_and_glode_or_default_restores(project):
+    """`glode preset plain`: the views off, fresh predictions as labels; a user's longer chain
+    stays (the preset sets no rounds); `glode` turns the views on again (the default) without
+    touching the rounds, and `default` does so and restores the default chain."""
     from glode.rounds import rounds_text
 
     params = project / "params.yaml"
-    assert DEFAULTS["denoise.use-global"] is False and DEFAULTS["denoise.use-local"] is False
+    assert DEFAULTS["denoise.use-global"] is True and DEFAULTS["denoise.use-local"] is True
     params.write_text(rounds_text(params.read_text(), 2))
     before = params.read_bytes()
-    changed = apply_preset(params, "glode")
+    assert apply_preset(params, "glode") == []  # the views are the default already
+    changed = apply_preset(params, "plain")
     parsed = yaml.safe_load(params.read_text())
     flat = _flat(parsed)
     assert sorted(changed) == ["denoise.use-global", "denoise.use-local"]  # start is model already
-    assert flat["denoise.use-global"] is True and flat["denoise.use-local"] is True
+    assert flat["denoise.use-global"] is False and flat["denoise.use-local"] is False
     assert flat["denoise.start"] == "model" and list(parsed["rounds"]) == ["r1", "r2"]
     assert check_params(parsed, project) == []
     assert "# the global (prototype) view" in params.read_text()  # comments stay
-    assert sorted(apply_preset(params, "plain")) == ["denoise.use-global", "denoise.use-local"]
-    assert params.read_bytes() == before  # plain is the defaults' views and leaves the chain
-    apply_preset(params, "glode")
+    assert sorted(apply_preset(params, "glode")) == ["denoise.use-global", "denoise.use-local"]
+    assert params.read_bytes() == before  # glode is the defaults' views and leaves the chain
+    apply_preset(params, "plain")
     apply_preset(params, "default")
-    assert yaml.safe_load(params.read_text())["denoise"]["use-global"] is False
+    assert yaml.safe_load(params.read_text())["denoise"]["use-global"] is True
     assert list(yaml.safe_load(params.read_text())["rounds"]) == ["r1"]  # default's own chain
     assert before != params.read_bytes()
 
