@@ -21,7 +21,7 @@ from typing import Any
 from glode.errors import GlodeError, ParamError
 
 __all__ = ["Param", "SCHEMA", "DEFAULTS", "check_options", "check_params", "check_file", "check_label_sets",
-           "section_keys", "ParamsError"]
+           "section_keys", "ParamsError", "load_file", "param_notes"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _SEED_MAX = 2**32 - 1  # numpy's seed range
@@ -161,6 +161,7 @@ _PARAMS = [
     Param("denoise.seed", int, 0, lo=0, hi=_SEED_MAX),
     Param("retrain.init", str, "encoder", choices=("encoder", "previous", "chain")),
     Param("retrain.epochs", float, 0.0, lo=0),
+    Param("retrain.target-loss", str, "soft-ce", choices=("soft-ce", "reference")),
 ]
 SCHEMA: dict[str, Param] = {p.key: p for p in _PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in _PARAMS}
@@ -299,17 +300,54 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
     return problems
 
 
-def check_file(path: str | Path = "params.yaml") -> dict:
-    """Read and check a params file; raises ParamsError listing every problem."""
+#: keys that only the local (kNN) view of denoising reads
+LOCAL_VIEW_KEYS = ("k", "denoise.o-keep-rate", "denoise.local-scale", "denoise.local-cap", "denoise.index",
+                   "denoise.auto-threshold", "denoise.nprobe")
+
+
+def param_notes(params: Any) -> list[str]:
+    """Notes (not errors) on a valid params.yaml: values that have no effect as the file stands,
+    e.g. ``dvc exp run -S k=500`` while the local view is off. The ``check`` stage and ``glode
+    check`` print them."""
+    if not isinstance(params, dict):
+        return []
+    flat = _flat(params)
+    notes = []
+    if flat.get("denoise.use-local") is False:
+        changed = [k for k in LOCAL_VIEW_KEYS if k in flat and flat[k] != DEFAULTS[k]]
+        if changed:
+            values = ", ".join(f"{k}={flat[k]!r}" for k in changed)
+            notes.append(f"{values}: no effect while denoise.use-local is false (only the local (kNN) view reads "
+                         f"{', '.join(LOCAL_VIEW_KEYS)}); set denoise.use-local: true to use them")
+    return notes
+
+
+def load_file(path: str | Path = "params.yaml") -> tuple[str, dict]:
+    """The text and the parsed mapping of a params file. A missing file, a YAML error or a file
+    that is no mapping is one GlodeError naming the file: what ``glode check``, ``glode rounds``
+    and ``glode preset`` report before they look at a value."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise GlodeError(f"{path}: file not found; run from the project folder or pass --params")
+        what = "is a folder" if path.is_dir() else "file not found"
+        raise GlodeError(f"{path}: {what}; run from the project folder or pass --params")
     try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        params = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise GlodeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise GlodeError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(params, dict):
+        raise GlodeError(f"{path}: the file must hold a mapping of keys, got {type(params).__name__}")
+    return text, params
+
+
+def check_file(path: str | Path = "params.yaml") -> dict:
+    """Read and check a params file; raises ParamsError listing every problem."""
+    path = Path(path)
+    _, params = load_file(path)
     problems = check_params(params, path.parent)
     if problems:
         raise ParamsError(str(path), problems)

@@ -22,7 +22,7 @@ from glode.params import SCHEMA, check_label_sets, check_options
 
 __all__ = ["DataSettings", "ModelSettings", "TrainSettings", "DeviceSettings", "EvaluateSettings", "DenoiseSettings",
            "RetrainSettings", "Precision", "Projection", "Features", "Prototype", "PrototypeFrom", "Start", "Gate", "Index",
-           "Init", "MlmVocab", "option_keys"]
+           "Init", "MlmVocab", "TargetLoss", "option_keys"]
 
 S = TypeVar("S", bound="Settings")
 
@@ -48,6 +48,7 @@ Start = _choices("Start", "denoise.start")
 Gate = _choices("Gate", "denoise.gate")
 Index = _choices("Index", "denoise.index")
 Init = _choices("Init", "retrain.init")
+TargetLoss = _choices("TargetLoss", "retrain.target-loss")
 Precision = _choices("Precision", "train.precision")
 MlmVocab = _choices("MlmVocab", "train.mlm-vocab")
 
@@ -230,6 +231,7 @@ class RetrainSettings(Settings):
 
     init: str = _setting("retrain.init")
     epochs: float = _setting("retrain.epochs")  # 0: train.epochs
+    target_loss: str = _setting("retrain.target-loss")  # glode.training.TARGET_LOSSES
 
     def train_settings(self, train: TrainSettings) -> TrainSettings:
         """``train`` with this round's epochs: ``retrain.epochs`` where set (a whole number stays

@@ -2,7 +2,8 @@
 
 Per micro-batch (docs/METHOD.md §2-3): ``L = L_src + L_tgt + λ·L_mlm``: cross-entropy over every
 candidate span of a source batch, soft cross-entropy ``-Σ_c Y_c log p_c`` over the
-candidate spans of a target batch (when target labels are given), and masked-LM loss on a
+candidate spans of a target batch (when target labels are given; or the reference's loss,
+``retrain.target-loss``), and masked-LM loss on a
 batch of target-language text. The optimiser steps once every ``train.grad-accum`` micro-batches
 on the mean of their losses (the last group of an epoch may be smaller, and its mean is over
 the micro-batches it has); the learning-rate schedule counts optimiser steps. AdamW with linear
@@ -32,15 +33,37 @@ from glode.progress import progress as progress_bar
 from glode.settings import DeviceSettings, TrainSettings
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed the global generators; torch's, which only dropout draws from (batch order and
+    masking have their own, shared by every process), with ``seed + rank``, so that data-parallel
+    processes draw their own dropout masks (rank 0 draws one process's)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + rank)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over spans of ``-Σ_c Y_c log softmax(logits)_c``."""
-    return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean (or sum) over spans of ``-Σ_c Y_c log softmax(logits)_c``: learns every bit of a
+    label's mass, a small entity mass on an O span included."""
+    per_span = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    return per_span.mean() if reduction == "mean" else per_span.sum()
+
+
+def reference_target_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The authors' target loss (docs/METHOD.md §3): ``-Σ_c Y_c log softmax(softmax(logits))_c``.
+
+    Their classifier ends in a softmax and their partial-label loss applies ``log_softmax`` to
+    those probabilities again, so the loss is bounded, its gradient vanishes on confident spans,
+    and a label whose top class is O with an entity mass up to about 0.35 is minimised by a pure-O
+    prediction. Pseudo entities that lose overlap resolution arrive here as one-hot O rows, whose
+    term is ``log softmax(p)_O``, as in the reference."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    per_span = -(targets * torch.log_softmax(probs, dim=-1)).sum(dim=-1)
+    return per_span.mean() if reduction == "mean" else per_span.sum()
+
+
+#: ``retrain.target-loss`` -> the loss on a target batch's soft labels
+TARGET_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"soft-ce": soft_cross_entropy, "reference": reference_target_loss}
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, group: int = 50) -> list[np.ndarray]:
@@ -102,8 +125,9 @@ class _Batches:
     the masked-LM text's drawn one after the other, cycling, as the steps need them."""
 
     def __init__(self, tokenizer, cfg: TrainSettings, source, target, mlm_corpus, rng: np.random.Generator,
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"), target_loss: str = "soft-ce"):
         self.device = device
+        self.target_loss = TARGET_LOSSES[target_loss]
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         self.special_ids = set(int(i) for i in tokenizer.all_special_ids)
@@ -153,7 +177,7 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     sums["loss_source"] += loss.item()
     target = batches.next_target()
     if target is not None:
-        lt = soft_cross_entropy(model(target), target.soft)
+        lt = batches.target_loss(model(target), target.soft)
         sums["loss_target"] += lt.item()
         loss = loss + lt
     masked = batches.next_masked()
@@ -183,7 +207,7 @@ def _shard_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: 
     if target is not None:
         mine = target.shard(world.rank, world.size)
         if mine is not None:
-            add("loss_target", -(mine.soft * torch.log_softmax(model(mine), dim=-1)).sum() / len(target.span_sentence))
+            add("loss_target", batches.target_loss(model(mine), mine.soft, reduction="sum") / len(target.span_sentence))
     masked = batches.next_masked()
     if masked is not None:
         ids, mask, labels = (t[world.rank :: world.size] for t in masked)
@@ -238,6 +262,7 @@ def train(
     evaluate: Callable[[SpanNERModel], dict] | None = None,
     progress: bool = True,
     device: DeviceSettings | None = None,
+    target_loss: str = "soft-ce",
 ) -> list[dict]:
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
 
@@ -247,6 +272,7 @@ def train(
     (glode/distributed.py); only rank 0 scores dev and writes ``log_dir``.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
+    ``target_loss`` names the loss on the target labels (:data:`TARGET_LOSSES`).
     Records hold losses and dev scores only, no timings, so that the same seed gives the same
     logs. ``log_dir`` appears, complete, only when training has finished.
     """
@@ -260,10 +286,11 @@ def train(
     where = place_model(model, device.device, device.precision)
     world = init_from_env(where)
     scaler = grad_scaler(where, device.precision)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, world.rank)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
     batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
-                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where)
+                       expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where,
+                       target_loss)
     steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # micro-batches; whole epochs: exactly epochs x steps
     epoch_steps = [min(steps_per_epoch, total - e * steps_per_epoch) for e in range(math.ceil(total / steps_per_epoch))]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from glode.settings import DeviceSettings, Init, RetrainSettings, TrainSettings, option_keys
+from glode.settings import DeviceSettings, Init, RetrainSettings, TargetLoss, TrainSettings, option_keys
 from glode.stagecli import command_line, format_record, run_app, single_command, with_train_options
 from glode.steps.train_target import train_target_round
 
@@ -28,6 +28,10 @@ def main(
                                        "(progressive mode).")] = Init(_RETRAIN.init),
     retrain_epochs: Annotated[float, typer.Option(help="Passes over the source sentences this round (a fraction is "
                                                   "allowed; 0: the same as --epochs).")] = _RETRAIN.epochs,
+    target_loss: Annotated[TargetLoss, typer.Option(help="Loss on the target labels: soft-ce, -sum Y log softmax(z); "
+                                                    "reference, the authors' -sum Y log softmax(softmax(z)), which "
+                                                    "ignores a small entity mass on O spans (docs/METHOD.md §3).")
+                           ] = TargetLoss(_RETRAIN.target_loss),
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
     **train,

@@ -58,10 +58,12 @@ def train_target_round(
     history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
                     evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
                                         device.precision),
-                    progress=progress, device=device)
+                    progress=progress, device=device, target_loss=retrain.target_loss)
     if not current_world().main:  # data-parallel: rank 0 writes the folder
         return history
     started = {"started_from": chosen} if retrain.init == "chain" else {}
+    if retrain.target_loss != "soft-ce":  # (absent at the default, so that earlier folders keep their bytes)
+        started["target_loss"] = retrain.target_loss
     save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
                                                                        **started},
                extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
