@@ -18,7 +18,8 @@ import torch
 from glode.errors import ParamError
 from glode.params import SCHEMA
 
-__all__ = ["DEVICE_PATTERN", "resolve_device", "autocast", "grad_scaler", "check_precision", "model_device", "place_model"]
+__all__ = ["DEVICE_PATTERN", "resolve_device", "autocast", "grad_scaler", "check_precision", "model_device", "place_model",
+           "loss_scaler"]
 
 #: what ``train.device`` may name (its schema in glode/params.py; whether it exists is checked here)
 DEVICE_PATTERN = SCHEMA["train.device"].pattern
@@ -32,13 +33,15 @@ def _mps_available() -> bool:
 def resolve_device(name: str) -> torch.device:
     """The ``torch.device`` for ``train.device``: ``auto`` picks CUDA, then Apple's MPS, then
     the CPU; a named accelerator that this machine lacks is an error naming the key (falling
-    back silently would turn a GPU run into a days-long CPU run)."""
+    back silently would turn a GPU run into a days-long CPU run). Under a launcher that starts
+    several processes (``WORLD_SIZE`` > 1) see :func:`_launched_device`."""
     if not re.fullmatch(DEVICE_PATTERN, name):
         raise ParamError("train.device", f"{name!r} is not allowed; expected {SCHEMA['train.device'].allowed()}")
-    local = os.environ.get("LOCAL_RANK")  # one GPU per process under torchrun
-    if name in ("auto", "cuda") and local is not None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 \
-            and torch.cuda.is_available():
-        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if processes > 1:
+        launched = _launched_device(name, processes)
+        if launched is not None:
+            return launched
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -53,6 +56,33 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not _mps_available():
         raise ParamError("train.device", "'mps': this machine has no Apple MPS device; use auto or cpu")
     return torch.device(name)
+
+
+def _launched_device(name: str, processes: int) -> torch.device | None:
+    """The device of one of ``processes`` launched processes (torchrun), or None where the
+    one-process rules apply (the CPU). Each process takes its own GPU, ``cuda:LOCAL_RANK``; what
+    would put two processes on one GPU (nccl then fails at the first collective), or on MPS
+    (gloo cannot reduce MPS tensors), is refused here, before any process group exists."""
+    cuda = name in ("auto", "cuda") and torch.cuda.is_available()
+    if name.startswith("cuda:"):
+        raise ParamError("train.device", f"{name!r} names one GPU for all {processes} launched processes "
+                         "(WORLD_SIZE); use cuda or auto: each process then takes cuda:LOCAL_RANK")
+    if name in ("auto", "mps") and not cuda and _mps_available():
+        raise ParamError("train.device", f"{name!r} means Apple MPS here, and {processes} launched processes "
+                         "(WORLD_SIZE) cannot sum gradients on MPS (gloo reduces CPU tensors only); use cpu, "
+                         "or train as one process")
+    if not cuda:
+        return None
+    local = os.environ.get("LOCAL_RANK", "")
+    if not local.strip().isdigit():
+        raise ParamError("train.device", f"{name!r} with {processes} launched processes (WORLD_SIZE) needs "
+                         f"LOCAL_RANK (got {local!r}) to give each process its own GPU; launch with torchrun, "
+                         "which sets it")
+    index, count = int(local), torch.cuda.device_count()
+    if index >= count:
+        raise ParamError("train.device", f"{name!r}: LOCAL_RANK {index} but only {count} CUDA device(s) here; "
+                         f"launch at most {count} process(es) per machine (torchrun --nproc_per_node)")
+    return torch.device("cuda", index)
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -80,7 +110,17 @@ def grad_scaler(device: torch.device, precision: str):
     check_precision(device, precision)
     if precision != "fp16":
         return None
-    return torch.amp.GradScaler("cuda")
+    return loss_scaler(device)
+
+
+def loss_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """A loss scaler on ``device`` whose scale exists from the start. ``GradScaler`` makes its
+    scale at the first ``scale(loss)``; a data-parallel process whose micro-batches before the
+    first optimiser step all shard to nothing never scales a loss, and its ``unscale_``/``step``
+    would assert while the other processes wait for it in the gradient sum."""
+    scaler = torch.amp.GradScaler(device.type)
+    scaler.scale(torch.zeros((), device=device))  # creates the scale (and its growth tracker) on device
+    return scaler
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

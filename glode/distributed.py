@@ -6,18 +6,22 @@ Every process builds the same global batch (the same seed gives the same batch o
 masked-LM draws everywhere) and keeps every ``size``-th sentence of it; its losses are sums over
 its spans divided by the global batch's span count, and the gradients are summed over the
 processes before each optimiser step, so a step is the one-process step on the same global
-batch up to float summation order (dropout masks, drawn per process, are the exception). Only
-rank 0 scores dev and writes logs and model folders.
+batch up to float summation order (dropout masks, drawn per process from the seed plus the rank,
+are the exception). A parameter no process computed a gradient for is left without one, as one
+process leaves it. Only rank 0 scores dev and writes logs and model folders; ``together()``
+keeps the others in the process group until it has, then every process leaves it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
-__all__ = ["World", "current_world", "init_from_env", "sum_gradients", "sum_floats"]
+__all__ = ["World", "current_world", "init_from_env", "sum_gradients", "sum_floats", "together"]
 
 
 @dataclass(frozen=True)
@@ -49,22 +53,57 @@ def launched_size() -> int:
 
 def init_from_env(device: torch.device) -> World:
     """Join the process group the launcher describes (nccl on CUDA, gloo otherwise); a single
-    process, or one already joined, is left as it is."""
+    process, or one already joined, is left as it is. On CUDA ``device`` is this process's own
+    GPU (``cuda:LOCAL_RANK``, glode/device.py): it becomes the current device, which nccl and
+    any tensor made on plain ``cuda`` use, and the group is bound to it."""
     import torch.distributed as dist
 
     if launched_size() > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
     return current_world()
 
 
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Around a training run and what rank 0 does after it (scoring dev, saving the model): on
+    the way out every process waits at a barrier until rank 0 is through, then leaves the process
+    group that training joined, so that no process exits while rank 0 still works (nccl warns,
+    and may block a peer). After an error there is no barrier (a process that failed mid-step
+    would never reach it; the launcher stops the rest), only the group's end."""
+    import torch.distributed as dist
+
+    try:
+        yield
+    except BaseException:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def sum_gradients(params, world: World) -> None:
-    """Sum each trainable parameter's gradient over the processes (a missing one counts as zero,
-    so that a process whose shard left a part of the model unused still takes part)."""
+    """Sum each trainable parameter's gradient over the processes. A process whose shard left a
+    part of the model unused takes part with zeros; a parameter that no process has a gradient
+    for (the pooler; the masked-LM head with λ = 0) is left without one, as one process leaves
+    it: a zero gradient would let AdamW's weight decay move it."""
     if world.size == 1:
         return
     import torch.distributed as dist
 
-    for p in params:
+    params = list(params)
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(has, op=dist.ReduceOp.SUM)  # how many processes have each gradient
+    for p, n in zip(params, has.tolist()):
+        if n == 0:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

@@ -53,8 +53,10 @@ def score_spans(
             batch = collate([units[j][1] for j in idx], pad_id).to(device)
             with autocast(device, precision):
                 z = model.span_features(batch)
-                probs = torch.softmax(model.classifier(z), dim=-1)
-            probs = probs.float().cpu().numpy()  # no copy for float32 on the CPU
+                # in float32: CUDA's autocast promotes softmax itself, the CPU's does not (bf16
+                # probabilities would move in steps of ~0.004 near 1); a no-op in fp32
+                probs = torch.softmax(model.classifier(z).float(), dim=-1)
+            probs = probs.cpu().numpy()  # no copy on the CPU
             z = z.float().cpu().numpy() if with_features else None
             bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
             for pos, j in enumerate(idx):

@@ -4,7 +4,8 @@ On a terminal this is an ordinary tqdm bar. When standard error is not a termina
 repro`` capturing a stage, a job scheduler's log file), a redrawn bar would fill the log with
 carriage returns, so the same tqdm object prints one plain line at most every
 ``LOG_INTERVAL`` seconds and a last line when the loop ends. ``GLODE_QUIET=1`` in the
-environment (or ``glode --quiet``) turns all of it off for scripted use.
+environment (or ``glode --quiet``) turns all of it off for scripted use. Under a launcher that
+starts several processes (torchrun) only rank 0 shows bars: the others would repeat its lines.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ QUIET_ENV = "GLODE_QUIET"
 def quiet() -> bool:
     """True when the user asked for no progress output."""
     return os.environ.get(QUIET_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def other_rank() -> bool:
+    """True in a launched process other than rank 0 (``RANK``, set by torchrun before any
+    process group exists, so that encoding bars before training are covered too)."""
+    return os.environ.get("RANK", "0").strip() not in ("", "0")
 
 
 class LogLines(tqdm):
@@ -67,10 +74,11 @@ def no_loading_bars() -> None:
 def progress(iterable=None, *, total=None, desc: str = "", unit: str = "it", enabled: bool = True, **kwargs) -> tqdm:
     """A progress bar over ``iterable`` (or a manual one with ``total``), or a silent one.
 
-    ``enabled=False`` (a caller's own switch) and ``GLODE_QUIET`` both silence it; the returned
-    object still supports ``update``/``set_postfix``/``close`` so callers need no branches.
+    ``enabled=False`` (a caller's own switch), ``GLODE_QUIET`` and a rank other than 0 silence
+    it; the returned object still supports ``update``/``set_postfix``/``close`` so callers need
+    no branches.
     """
-    disable = not enabled or quiet()
+    disable = not enabled or quiet() or other_rank()
     stream = kwargs.pop("file", sys.stderr)
     on_terminal = hasattr(stream, "isatty") and stream.isatty()
     cls = tqdm if on_terminal else LogLines

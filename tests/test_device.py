@@ -17,7 +17,7 @@ from glode.model import SpanModelConfig, build_model
 from glode.params import SCHEMA
 from glode.predict import score_spans
 from glode.settings import DeviceSettings, TrainSettings
-from glode.training import train
+from glode.training import soft_cross_entropy, train
 from tests.synthetic import all_words
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -71,6 +71,80 @@ def test_asking_for_absent_mps_is_an_error_naming_the_key():
         resolve_device("mps")
 
 
+@pytest.fixture
+def launched(monkeypatch):
+    """A process of a 2-process launch (torchrun's environment) on a machine whose accelerators
+    ``launched(cuda=N, mps=...)`` says: torch's answers are replaced, nothing runs on them."""
+    for key in ("WORLD_SIZE", "LOCAL_RANK", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+
+    def setup(cuda: int = 0, mps: bool = False, local_rank: str | None = "0", world: int = 2):
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        if local_rank is not None:
+            monkeypatch.setenv("LOCAL_RANK", local_rank)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+        monkeypatch.setattr("glode.device._mps_available", lambda: mps)
+
+    return setup
+
+
+def test_launched_processes_take_one_gpu_each(launched):
+    launched(cuda=2, local_rank="1")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    launched(cuda=2, local_rank="1", world=1)  # one process: cuda:N names the GPU it asks for
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("name, cuda, local_rank, message", [
+    ("cuda:0", 2, "1", r"'cuda:0' names one GPU for all 2 launched processes"),
+    ("cuda:1", 2, "1", r"'cuda:1' names one GPU for all 2 launched processes"),
+    ("cuda", 2, None, r"needs LOCAL_RANK"),
+    ("auto", 2, None, r"needs LOCAL_RANK"),
+    ("cuda", 2, "2", r"LOCAL_RANK 2 but only 2 CUDA device"),
+    ("auto", 1, "1", r"LOCAL_RANK 1 but only 1 CUDA device"),
+])
+def test_launched_processes_never_share_a_gpu(launched, name, cuda, local_rank, message):
+    """Two processes on one GPU fail at nccl's first collective (or, with more processes than
+    GPUs, wrap around silently): refused before any process group, naming the key."""
+    launched(cuda=cuda, local_rank=local_rank)
+    with pytest.raises(ParamError, match=r"parameter 'train.device'.*" + message):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["mps", "auto"])
+def test_launched_processes_refuse_mps(launched, name):
+    """gloo cannot sum MPS tensors: several processes on a Mac without CUDA are refused, also
+    when ``auto`` would pick MPS; one process keeps MPS, and cpu is the way to train several."""
+    launched(mps=True)
+    with pytest.raises(ParamError, match=r"parameter 'train.device'.*Apple MPS.*launched processes.*use cpu"):
+        resolve_device(name)
+    assert resolve_device("cpu") == torch.device("cpu")
+    launched(mps=True, world=1)
+    assert resolve_device(name) == torch.device("mps")
+
+
+def test_bf16_probabilities_and_target_loss_are_computed_in_float32(encoder_dir):
+    """CPU autocast runs softmax and log_softmax in bf16 (CUDA's promotes them): the scores
+    and the soft cross-entropy are the float32 functions of the bf16 logits, not rounded to
+    bf16's steps (~0.004 near 1)."""
+    model, tok, data = _model(encoder_dir)
+    model.eval()
+    batch = collate(data, tok.pad_token_id)
+    with torch.inference_mode(), autocast(torch.device("cpu"), "bf16"):
+        logits = model.classifier(model.span_features(batch))
+    assert logits.dtype == torch.bfloat16
+    want = torch.softmax(logits.float(), dim=-1).numpy()
+    got = np.concatenate([s.probs for s in score_spans(model, data, tok.pad_token_id, progress=False, precision="bf16")])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    targets = torch.softmax(torch.randn(logits.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
+    with autocast(torch.device("cpu"), "bf16"):
+        loss = soft_cross_entropy(logits, targets)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, soft_cross_entropy(logits.float(), targets), rtol=0, atol=1e-6)
+
+
 def test_precision_contexts_on_the_cpu():
     cpu = torch.device("cpu")
     assert isinstance(autocast(cpu, "fp32"), contextlib.nullcontext) and grad_scaler(cpu, "fp32") is None
@@ -118,10 +192,12 @@ def test_bf16_on_the_cpu_trains_and_scores_close_to_fp32(encoder_dir):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_trains_and_scores_close_to_the_cpu(encoder_dir, precision):
-    cfg = TrainSettings(epochs=2, batch_size=2, lr=1e-3, mlm_weight=0.0)
+    """With the masked LM on (its batches are built on the CPU and moved; its loss in fp32)."""
+    cfg = TrainSettings(epochs=2, batch_size=2, lr=1e-3, mlm_weight=0.001, mlm_batch_size=2)
     model, tok, data = _model(encoder_dir)
-    history = train(model, tok, data, cfg, progress=False, device=DeviceSettings(device="cuda", precision=precision))
-    assert all(np.isfinite(r["loss_source"]) for r in history)
+    history = train(model, tok, data, cfg, mlm_corpus=data, progress=False,
+                    device=DeviceSettings(device="cuda", precision=precision))
+    assert all(np.isfinite(r["loss_source"]) and np.isfinite(r["loss_mlm"]) and r["loss_mlm"] > 0 for r in history)
     assert next(model.parameters()).device.type == "cuda"
     on_gpu = score_spans(model, data, tok.pad_token_id, progress=False, precision=precision)
     place_model(model, "cpu", "fp32")

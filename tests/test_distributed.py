@@ -1,9 +1,12 @@
 """Issue 23: data-parallel training (glode/distributed.py): two CPU processes over gloo, launched
 by torchrun, train the tiny encoder's span model to the same losses and weights as one process
-with the same global batch."""
+with the same global batch. Issue 42: what only several processes show (parameters without
+gradients, a process without sentences under a loss scaler, dropout per process, leaving
+together, progress on rank 0 alone), from one torchrun launch of every scenario."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -15,8 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from glode.device import loss_scaler
+from glode.distributed import init_from_env
 from glode.features import SentenceEncoder, attach_gold, collate
 from glode.model import SpanModelConfig, build_model
+from glode.progress import QUIET_ENV, progress
+from tests.dist_train import run_scenario
 from tests.synthetic import all_words
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -45,6 +52,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch(script_args: list[str], env: dict, processes: int) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "tests/dist_train.py")]
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *cmd[1:]]
+    return subprocess.run([*cmd, *script_args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", QUIET_ENV)}
+    return {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **extra}
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_train_as_one_process(tmp_path):
     """Same global batch of 8 (2 x 4 sentences per process), masked LM on: the final epoch's
@@ -54,21 +74,15 @@ def test_two_gloo_processes_train_as_one_process(tmp_path):
     near zero carries that rounding into its step (the weights' tolerance is looser for that
     reason). Dropout is off: its masks are drawn per process."""
     enc = build_tiny_encoder(tmp_path / "enc", words=all_words())
-    config = json.loads((enc / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (enc / "config.json").write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLODE_QUIET": "1"}
-    script = str(ROOT / "tests/dist_train.py")
-    runs = {"one process": [sys.executable, script],
-            "two gloo processes": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), script]}
+    env = _env(GLODE_QUIET="1")
     results, wall = {}, {}
-    for name, cmd in runs.items():
+    for name, processes in (("one process", 1), ("two gloo processes", 2)):
         out = tmp_path / name.replace(" ", "-")
         start = time.perf_counter()
-        proc = subprocess.run([*cmd, str(enc), str(out)], env=env, capture_output=True, text=True, timeout=600)
+        proc = _launch([str(enc), str(out), "equivalence"], env, processes)
         wall[name] = time.perf_counter() - start
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        out = out / "equivalence"
         results[name] = (json.loads((out / "result.json").read_text()), torch.load(out / "state.pt"))
     (one, w1), (two, w2) = results["one process"], results["two gloo processes"]
     assert (one["processes"], two["processes"]) == (1, 2)
@@ -82,3 +96,113 @@ def test_two_gloo_processes_train_as_one_process(tmp_path):
         assert a["steps"] == b["steps"]
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=0, msg=k)
+
+
+# Issue 42: what only several processes show, from one torchrun launch of two gloo processes
+# running every scenario of tests/dist_train.py (one start-up for all of them), each compared
+# with the same scenario trained here as one process.
+GLOO_SCENARIOS = ["no-grad", "scaler", "dropout", "dropout-rerun"]
+
+
+@pytest.fixture(scope="module")
+def gloo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gloo")
+    enc = build_tiny_encoder(tmp / "enc", words=all_words())
+    start = time.perf_counter()
+    proc = _launch([str(enc), str(tmp / "two"), *GLOO_SCENARIOS], _env(), 2)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
+    print(f"\ntwo gloo processes, {len(GLOO_SCENARIOS)} scenarios: {wall:.1f} s")
+    return {"enc": enc, "two": tmp / "two", "one": tmp / "one", "stderr": proc.stderr}
+
+
+def _state(out: Path, name: str) -> dict:
+    return torch.load(out / name / "state.pt")
+
+
+def test_parameters_without_gradients_are_left_as_one_process_leaves_them(gloo):
+    """With λ = 0 the masked-LM head gets no gradient, and the pooler never does: one process's
+    AdamW skips them; two processes must too, bit for bit (a zero gradient would let weight decay
+    shrink them), and the rest agree within the summation-order tolerance."""
+    one = run_scenario("no-grad", gloo["enc"], gloo["one"])
+    two = json.loads((gloo["two"] / "no-grad" / "result.json").read_text())
+    assert (one["processes"], two["processes"]) == (1, 2)
+    initial = build_model(gloo["enc"], SpanModelConfig(classes=CLASSES, max_span_len=3, max_seq_len=64), seed=0)[0].state_dict()
+    w1, w2 = _state(gloo["one"], "no-grad"), _state(gloo["two"], "no-grad")
+    untouched = [k for k in w1 if torch.equal(w1[k], initial[k])]
+    assert any(k.startswith("mlm_head.") for k in untouched) and any(k.startswith("encoder.pooler.") for k in untouched)
+    assert [k for k in untouched if not torch.equal(w2[k], w1[k])] == []
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=0, msg=k)
+
+
+def test_a_loss_scaler_steps_in_a_process_that_had_no_sentence_before_the_first_step(gloo):
+    """fp16's loss scaler with global batch 1 and grad-accum 2: the second process never has a
+    sentence, never scales a loss, and still unscales, clips and steps with the first (a
+    scaler without a scale would assert there); the weights are one process's."""
+    run_scenario("scaler", gloo["enc"], gloo["one"])
+    w1, w2 = _state(gloo["one"], "scaler"), _state(gloo["two"], "scaler")
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=0, msg=k)
+
+
+def test_a_loss_scaler_unscales_and_steps_before_any_loss_was_scaled():
+    scaler = loss_scaler(torch.device("cpu"))
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.zeros(3)
+    opt = torch.optim.AdamW([p], lr=0.1, weight_decay=0.0)
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 65536.0 and torch.equal(p.detach(), torch.ones(3))
+
+
+def test_processes_draw_their_own_dropout_masks_and_a_rerun_repeats_them(gloo):
+    """Two processes with equal shards (copies of one sentence), dropout 0.1: their first span
+    dropout masks differ (each seeds dropout with seed + rank), and training again in the same
+    processes gives the very same masks, losses and weights."""
+    masks = {(n, r): torch.load(gloo["two"] / n / f"mask-rank{r}.pt") for n in ("dropout", "dropout-rerun") for r in (0, 1)}
+    a, b = masks["dropout", 0], masks["dropout", 1]
+    assert a.shape == b.shape and 0 < int(a.sum()) < a.numel()
+    assert not torch.equal(a, b)
+    for r in (0, 1):
+        assert torch.equal(masks["dropout", r], masks["dropout-rerun", r])
+    runs = [json.loads((gloo["two"] / n / "result.json").read_text())["history"] for n in ("dropout", "dropout-rerun")]
+    assert runs[0] == runs[1]
+    w, again = _state(gloo["two"], "dropout"), _state(gloo["two"], "dropout-rerun")
+    assert all(torch.equal(w[k], again[k]) for k in w)
+
+
+def test_every_process_waits_for_rank_0_then_leaves_the_process_group(gloo):
+    """Rank 0 ends with a slow save (a second's sleep); the other process leaves only after it
+    and, like rank 0, with the process group destroyed."""
+    for r in (1, 0):
+        assert json.loads((gloo["two"] / f"exit-rank{r}.json").read_text()) == {"rank0_done": True, "group_left": True}
+
+
+def test_only_rank_0_shows_progress(gloo, monkeypatch):
+    """The no-grad scenario trains with its progress bar on: one finished bar in the launch's
+    log, not one per process; in-process, RANK other than 0 silences every bar."""
+    finished = [line for line in gloo["stderr"].splitlines() if line.startswith("training:") and "100%" in line]
+    assert len(finished) == 1, gloo["stderr"][-3000:]
+    monkeypatch.delenv(QUIET_ENV, raising=False)
+    for rank, shown in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        bar = progress(range(3), desc="x", file=io.StringIO())
+        assert bar.disable is not shown
+        bar.close()
+
+
+def test_a_cuda_process_takes_its_own_gpu_and_binds_the_group_to_it(monkeypatch):
+    """No GPU here: what ``init_from_env`` asks of torch is recorded instead of done. On CUDA
+    it makes the process's GPU current and binds the nccl group to it; on the CPU, gloo."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kw: calls.append(("init", kw)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    init_from_env(torch.device("cuda", 1))
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", {"backend": "nccl", "device_id": torch.device("cuda", 1)})]
+    calls.clear()
+    init_from_env(torch.device("cpu"))
+    assert calls == [("init", {"backend": "gloo"})]

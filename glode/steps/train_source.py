@@ -29,7 +29,7 @@ def train_source_model(
     """
     device = device or DeviceSettings()
     from glode.features import SentenceEncoder
-    from glode.distributed import current_world
+    from glode.distributed import current_world, together
     from glode.model import SpanModelConfig, build_model, save_model
     from glode.training import train
 
@@ -38,13 +38,13 @@ def train_source_model(
                              max_seq_len=model_settings.max_seq_len)
     model, tokenizer = build_model(encoder_dir, config, seed=train_settings.seed)
     data = encode_training_tables(SentenceEncoder(tokenizer, cap, model_settings.max_seq_len), tables_dir, config.classes)
-    history = train(model, tokenizer, data.source, train_settings, mlm_corpus=data.target, log_dir=log_dir,
-                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, train_settings.eval_batch_size, progress,
-                                        device.precision),
-                    progress=progress, device=device)
-    if not current_world().main:  # data-parallel: rank 0 writes the folder
-        return history
-    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**train_settings.recorded(), **device.recorded()},
-               extra={"round": "r0", "history": history, "encoding": data.encoding_stats(),
-                      "training_data": training_data(tables_dir)}, command=command)
+    with together():  # the other processes wait for rank 0's dev scores and folder, then all leave the group
+        history = train(model, tokenizer, data.source, train_settings, mlm_corpus=data.target, log_dir=log_dir,
+                        evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, train_settings.eval_batch_size, progress,
+                                            device.precision),
+                        progress=progress, device=device)
+        if current_world().main:  # data-parallel: rank 0 writes the folder
+            save_model(model, tokenizer, out_dir, encoder_dir, train_params={**train_settings.recorded(), **device.recorded()},
+                       extra={"round": "r0", "history": history, "encoding": data.encoding_stats(),
+                              "training_data": training_data(tables_dir)}, command=command)
     return history

@@ -43,7 +43,7 @@ def train_target_round(
     settings: ``auto``); ``command`` (the stage's command line) goes into the model card.
     """
     device = device or DeviceSettings()
-    from glode.distributed import current_world
+    from glode.distributed import current_world, together
     from glode.model import save_model
     from glode.training import train
 
@@ -55,19 +55,19 @@ def train_target_round(
                                   config.classes)
     attach_target_labels(data.target, pseudo_dir, labels_path, config.classes)
 
-    history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
-                    evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
-                                        device.precision),
-                    progress=progress, device=device, target_loss=retrain.target_loss)
-    if not current_world().main:  # data-parallel: rank 0 writes the folder
-        return history
-    started = {"started_from": chosen} if retrain.init == "chain" else {}
-    if retrain.target_loss != "soft-ce":  # (absent at the default, so that earlier folders keep their bytes)
-        started["target_loss"] = retrain.target_loss
-    save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
-                                                                       **started},
-               extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
-                      "training_data": training_data(tables_dir)}, command=command)
+    with together():  # the other processes wait for rank 0's dev scores and folder, then all leave the group
+        history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
+                        evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
+                                            device.precision),
+                        progress=progress, device=device, target_loss=retrain.target_loss)
+        if current_world().main:  # data-parallel: rank 0 writes the folder
+            started = {"started_from": chosen} if retrain.init == "chain" else {}
+            if retrain.target_loss != "soft-ce":  # (absent at the default, so that earlier folders keep their bytes)
+                started["target_loss"] = retrain.target_loss
+            save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
+                                                                               **started},
+                       extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
+                              "training_data": training_data(tables_dir)}, command=command)
     return history
 
 
