@@ -173,6 +173,7 @@ class Protocol:
     end: str
     seeded: bool = False  # cells carry a training seed (v3)
     explore: bool = False  # x3: exploration at v3's sizes, the checkout's code, no pinned commit, no planned table
+    epochs: int = 2  # train.epochs of r0 and every round (V3_EPOCHS; x4 explores at the README's 3)
 
     def cell_path(self, lang: str, variant: str, seed: int | None = None) -> Path:
         return self.cells / (f"{lang}-{variant}.json" if seed is None else f"{lang}-{variant}-s{seed}.json")
@@ -183,7 +184,7 @@ class Protocol:
     @property
     def variants(self) -> dict:
         if self.explore:
-            return {**V3_VARIANTS, **X3_VARIANTS}
+            return {**V3_VARIANTS, **X3_VARIANTS, **X4_VARIANTS}
         return V3_VARIANTS if self.seeded else VARIANTS
 
 
@@ -454,25 +455,37 @@ X3_VARIANTS = {
                          "(`train.mlm-vocab: corpus`, r0 included): issue 21's quality check",
                          {**NO_DENOISING, "train.mlm-vocab": "corpus"}),
 }
+# Exploration for issue 36 (protocol x4: v3's sizes at the README's 3 epochs, one seed, the
+# checkout's code): glode's soft cross-entropy against the reference's target loss (docs/METHOD.md
+# §3), with and without the views; each variant names its views explicitly, whatever the default.
+VIEWS = dict(PRESETS["glode"].values)
+REFERENCE_LOSS = {"retrain.target-loss": "reference"}
+X4_VARIANTS = {
+    "plain-ce": ("plain self-training, soft cross-entropy on the target labels", {**NO_DENOISING}),
+    "plain-ref": ("plain self-training, the reference's target loss", {**NO_DENOISING, **REFERENCE_LOSS}),
+    "views-ce": ("the global and local views (glode preset glode), soft cross-entropy", {**VIEWS}),
+    "views-ref": ("the global and local views (glode preset glode), the reference's target loss",
+                  {**VIEWS, **REFERENCE_LOSS}),
+}
 V3_MAIN = ("zeroshot", "plain", "default", "paper")
 V3_ABLATIONS = ("global", "local", "nomlm")
 R0_SECTIONS = ("train", "model", "data", "encoder", "target")  # params r0's stages read
 
 
 def _variant(variant: str) -> tuple:
-    return V3_VARIANTS[variant] if variant in V3_VARIANTS else X3_VARIANTS[variant]
+    return V3_VARIANTS.get(variant) or X3_VARIANTS.get(variant) or X4_VARIANTS[variant]
 
 
 def v3_defined(variant: str) -> bool:
     return _variant(variant)[1] is not None
 
 
-def v3_overrides(variant: str, seed: int) -> dict:
+def v3_overrides(variant: str, seed: int, epochs: int = V3_EPOCHS) -> dict:
     """The protocol's settings, then the variant's own overrides."""
     own = _variant(variant)[1]
     if own is None:
         raise KeyError(f"variant {variant} is not defined yet (bench/results.py: PAPER_MODE is a placeholder)")
-    return {"train.epochs": V3_EPOCHS, "train.seed": seed, "rounds": V3_ROUNDS, **own}
+    return {"train.epochs": epochs, "train.seed": seed, "rounds": V3_ROUNDS, **own}
 
 
 def round_epochs(variant: str) -> float:
@@ -548,11 +561,11 @@ def refresh_code(work: Path, commit: str) -> None:
 
 
 def run_cell_v3(lang: str, variant: str, seed: int, workroot: Path, shared: Path, commit: str, log,
-                explore: bool = False) -> dict:
+                explore: bool = False, epochs: int = V3_EPOCHS) -> dict:
     """One v3 cell: the stages, then per test sentence entity counts of its last model, which
     must reproduce the evaluate stage's metrics exactly (bench/sentence_counts.py)."""
     desc = _variant(variant)[0]
-    overrides = v3_overrides(variant, seed)
+    overrides = v3_overrides(variant, seed, epochs)
     rounds = v3_rounds(variant)
     work = setup_workdir(lang, workroot, shared, commit, sizes=V3_SIZES, name=v3_workdir(lang, variant, seed))
     if explore:
@@ -969,6 +982,9 @@ PROTOCOLS = {
     "x3": Protocol("x3", ROOT / "bench" / "results" / "explore-v3", "v3", lambda: [],
                    "<!-- results-x3:begin (bench/results.py --protocol x3 render) -->", "<!-- results-x3:end -->",
                    seeded=True, explore=True),
+    "x4": Protocol("x4", ROOT / "bench" / "results" / "explore-v4", "x4", lambda: [],
+                   "<!-- results-x4:begin (bench/results.py --protocol x4 render) -->", "<!-- results-x4:end -->",
+                   seeded=True, explore=True, epochs=3),
 }
 
 
@@ -1013,7 +1029,7 @@ def cmd_run(args) -> int:
     else:
         commit = pinned_commit(proto, args.commit)
     if proto.explore and not args.only:
-        print("protocol x3 has no plan: name the cells with --only LANG:VARIANT:SEED", file=sys.stderr)
+        print(f"protocol {proto.name} has no plan: name the cells with --only LANG:VARIANT:SEED", file=sys.stderr)
         return 2
     cells = parse_only(proto, args.only) if args.only else proto.plan()
     for key in cells:  # check them all before anything runs
@@ -1038,7 +1054,8 @@ def cmd_run(args) -> int:
             print(f"{dt.datetime.now():%H:%M:%S} {proto.name} {label} at {commit[:8]} ...", flush=True)
             try:
                 if proto.seeded:
-                    cell = run_cell_v3(*key, workroot, Path(args.shared), commit, log, explore=proto.explore)
+                    cell = run_cell_v3(*key, workroot, Path(args.shared), commit, log, explore=proto.explore,
+                                       epochs=proto.epochs)
                 else:
                     cell = run_cell(*key, workroot, Path(args.shared), commit, log)
             except Exception as exc:  # one failed cell must not stop an unattended run
@@ -1217,7 +1234,7 @@ def render_x3(cells: dict) -> str:
              "| optimiser steps per round | commit (r0's) |", "|---|---|---|---|---|---|---|---|"]
     for (lang, variant, seed), c in sorted(cells.items()):
         rounds = c["rounds"]
-        last = v3_rounds(variant)[-1] if variant in {**V3_VARIANTS, **X3_VARIANTS} else list(rounds)[-1]
+        last = v3_rounds(variant)[-1] if variant in {**V3_VARIANTS, **X3_VARIANTS, **X4_VARIANTS} else list(rounds)[-1]
         pl = []
         for r, x in rounds.items():
             p = x.get("pseudo_label") or {}
