@@ -466,6 +466,9 @@ X4_VARIANTS = {
     "views-ce": ("the global and local views (glode preset glode), soft cross-entropy", {**VIEWS}),
     "views-ref": ("the global and local views (glode preset glode), the reference's target loss",
                   {**VIEWS, **REFERENCE_LOSS}),
+    "views-harden": ("the views, soft cross-entropy with O-topped labels of entity mass <= 0.35 hardened to O "
+                     "(retrain.harden-o: beyond the paper, the leak stopped without the reference's loss)",
+                     {**VIEWS, "retrain.harden-o": 0.35}),
 }
 V3_MAIN = ("zeroshot", "plain", "default", "paper")
 V3_ABLATIONS = ("global", "local", "nomlm")

@@ -162,6 +162,7 @@ _PARAMS = [
     Param("retrain.init", str, "encoder", choices=("encoder", "previous", "chain")),
     Param("retrain.epochs", float, 0.0, lo=0),
     Param("retrain.target-loss", str, "soft-ce", choices=("soft-ce", "reference")),
+    Param("retrain.harden-o", float, 0.0, lo=0, hi=0.5, hi_open=True),
 ]
 SCHEMA: dict[str, Param] = {p.key: p for p in _PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in _PARAMS}
@@ -294,10 +295,28 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
     if ok("encoder.name"):
         name = flat["encoder.name"]
         if name != "embedded" and not (root / name).is_dir() and not Path(name).is_dir():
-            local = name.startswith((".", "/", "~")) or name.count("/") > 1 or not _HUB_ID.match(name)
-            if local:
-                problems.append(f"encoder.name: {name!r} is neither 'embedded', an existing folder, nor a Hugging Face id")
+            why = local_path_reason(name, root)
+            if why:
+                problems.append(f"encoder.name: {name!r}: no such folder ({why}); give 'embedded', an existing folder "
+                                "or a Hugging Face id")
     return problems
+
+
+def local_path_reason(name: str, root: str | Path = ".") -> str | None:
+    """Why ``encoder.name`` ``name`` (not an existing folder) must be meant as a local path and
+    not a Hugging Face id (``org/model``), or None when it can be an id. A name whose first part
+    is a folder here (``models/my-encoder`` in a project with ``models/``) is a path: taking it
+    for a Hub id would look for it online."""
+    if name.startswith((".", "/", "~")) or "\\" in name:
+        return "a path"
+    if name.count("/") > 1:
+        return "a path: a Hugging Face id has at most one '/'"
+    if not _HUB_ID.match(name):
+        return "not a Hugging Face id"
+    first = name.split("/")[0]
+    if "/" in name and ((Path(root) / first).is_dir() or Path(first).is_dir()):
+        return f"{first}/ is a folder here, so this is a path, not a Hugging Face id"
+    return None
 
 
 #: keys that only the local (kNN) view of denoising reads
@@ -311,7 +330,7 @@ def param_notes(params: Any) -> list[str]:
     check`` print them."""
     if not isinstance(params, dict):
         return []
-    flat = _flat(params)
+    flat = _flatten(params)
     notes = []
     if flat.get("denoise.use-local") is False:
         changed = [k for k in LOCAL_VIEW_KEYS if k in flat and flat[k] != DEFAULTS[k]]

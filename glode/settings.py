@@ -232,6 +232,7 @@ class RetrainSettings(Settings):
     init: str = _setting("retrain.init")
     epochs: float = _setting("retrain.epochs")  # 0: train.epochs
     target_loss: str = _setting("retrain.target-loss")  # glode.training.TARGET_LOSSES
+    harden_o: float = _setting("retrain.harden-o")  # glode.steps.train_target.target_soft_labels
 
     def train_settings(self, train: TrainSettings) -> TrainSettings:
         """``train`` with this round's epochs: ``retrain.epochs`` where set (a whole number stays

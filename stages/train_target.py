@@ -32,6 +32,8 @@ def main(
                                                     "reference, the authors' -sum Y log softmax(softmax(z)), which "
                                                     "ignores a small entity mass on O spans (docs/METHOD.md §3).")
                            ] = TargetLoss(_RETRAIN.target_loss),
+    harden_o: Annotated[float, typer.Option(help="A target label whose top class is O and whose entity mass is at "
+                                            "most this trains as one-hot O (0: off).")] = _RETRAIN.harden_o,
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
     **train,

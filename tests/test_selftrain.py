@@ -78,6 +78,19 @@ def test_target_soft_labels_turn_overlap_losers_into_hard_o():
     np.testing.assert_array_equal(Y[0], np.array([0.3, 0.7, 0.0], np.float32))  # input not modified
 
 
+def test_harden_o_turns_faint_entity_mass_on_o_topped_labels_into_hard_o():
+    """retrain.harden-o: an O-topped label with entity mass at most the threshold trains as one-hot O;
+    more mass, or an entity top class, keeps its distribution; 0 changes nothing."""
+    enc = _sentence([(0, 1), (1, 2), (2, 3), (3, 4)])
+    Y = np.array([[0.9, 0.1, 0.0], [0.6, 0.2, 0.2], [0.7, 0.0, 0.3], [0.4, 0.6, 0.0]], np.float32)
+    out = target_soft_labels(enc, Y, harden_o=0.3)
+    np.testing.assert_array_equal(out[0], [1, 0, 0])  # 0.1 <= 0.3
+    np.testing.assert_array_equal(out[1], Y[1])  # 0.4 > 0.3
+    np.testing.assert_array_equal(out[2], [1, 0, 0])  # 0.3 <= 0.3
+    np.testing.assert_array_equal(out[3], Y[3])  # an entity top class is never hardened
+    np.testing.assert_array_equal(target_soft_labels(enc, Y), Y)
+
+
 def test_label_table_round_trip_is_sparse_and_byte_stable(tmp_path):
     spans = pd.DataFrame({"sentence_id": [0, 0, 1, 1], "start": np.array([0, 1, 0, 2], np.int32),
                           "end": np.array([1, 2, 2, 3], np.int32), "text": ["a", "b", "c d", "e"],

@@ -53,7 +53,7 @@ def train_target_round(
     config = model.config
     data = encode_training_tables(SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len), tables_dir,
                                   config.classes)
-    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes)
+    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes, retrain.harden_o)
 
     with together():  # the other processes wait for rank 0's dev scores and folder, then all leave the group
         history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
@@ -62,8 +62,10 @@ def train_target_round(
                         progress=progress, device=device, target_loss=retrain.target_loss)
         if current_world().main:  # data-parallel: rank 0 writes the folder
             started = {"started_from": chosen} if retrain.init == "chain" else {}
-            if retrain.target_loss != "soft-ce":  # (absent at the default, so that earlier folders keep their bytes)
+            if retrain.target_loss != "soft-ce":  # (absent at the defaults, so that earlier folders keep their bytes)
                 started["target_loss"] = retrain.target_loss
+            if retrain.harden_o > 0:
+                started["harden_o"] = retrain.harden_o
             save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
                                                                                **started},
                        extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
@@ -97,7 +99,7 @@ def _starting_model(chosen: str, prev_model_dir: Path, tables_dir: Path, encoder
 
 
 def attach_target_labels(target: Sequence[EncodedSentence], pseudo_dir: Path, labels_path: Path,
-                         classes: Sequence[str]) -> None:
+                         classes: Sequence[str], harden_o: float = 0.0) -> None:
     """Set each target sentence's soft span targets (``span_soft``) from the round's label table."""
     spans, scored_for = read_spans(pseudo_dir)
     if scored_for != list(classes):
@@ -108,14 +110,20 @@ def attach_target_labels(target: Sequence[EncodedSentence], pseudo_dir: Path, la
         raise GlodeError(f"{pseudo_dir}: {len(spans)} spans, but the target corpus has {bounds[-1]} candidate spans "
                          "with this model's span cap; rerun the pseudo_label stage")
     for i, e in enumerate(target):
-        e.span_soft = target_soft_labels(e, Y[bounds[i] : bounds[i + 1]])
+        e.span_soft = target_soft_labels(e, Y[bounds[i] : bounds[i + 1]], harden_o)
 
 
-def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray) -> np.ndarray:
+def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray, harden_o: float = 0.0) -> np.ndarray:
     """Soft targets for one sentence: entity labels that lose overlap resolution (by the
-    probability of their argmax) become hard O, as in docs/METHOD.md §3."""
+    probability of their argmax) become hard O, as in docs/METHOD.md §3; with ``harden_o`` > 0,
+    so does a label whose top class is O and whose entity mass is at most ``harden_o`` (soft
+    cross-entropy would otherwise learn that small mass, which the reference's loss ignores)."""
     Y = Y.copy()
     best = Y.argmax(axis=1)
+    if harden_o > 0:
+        faint = (best == 0) & (1.0 - Y[:, 0] <= harden_o)
+        Y[faint] = 0.0
+        Y[faint, 0] = 1.0
     ent = np.flatnonzero(best != 0)
     if len(ent) > 1:
         cands = [(int(encoded.span_word_start[i]), int(encoded.span_word_end[i]), str(i), float(Y[i, best[i]])) for i in ent]
