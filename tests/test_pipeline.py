@@ -15,11 +15,12 @@ import yaml
 from glode.presets import apply_preset
 from glode.rounds import rewrite_rounds
 from tests.hang import hang_env, wait_for_hang
+from tests.params_fixture import default_params, default_params_text
 from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "glode", ".dvc/config"]
+PROJECT_FILES = ["dvc.yaml", "stages", "glode", ".dvc/config", ".dvc/plots"]  # params.yaml: generated
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -44,8 +45,8 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     write_corpus(root / "data/de/train.txt", 24, seed=3)
     write_corpus(root / "data/de/test.txt", 16, seed=4)
     encoder_dir = build_tiny_encoder(root / "tiny-encoder", words=all_words())
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params_text = (ROOT / "params.yaml").read_text()
+    params = default_params()  # the schema defaults, not the working tree's params.yaml (issue 39)
+    params_text = default_params_text()
     # Point the copy at the tiny encoder and make training short; keep the file's structure.
     params_text = params_text.replace("name: embedded", f"name: {encoder_dir}")
     params_text = params_text.replace(f"epochs: {params['train']['epochs']}", "epochs: 1")
@@ -79,9 +80,6 @@ def test_repro_round0_writes_wellformed_metrics(project):
     assert metrics["gold_entities"] > 0
     meta = json.loads((root / "models/r0/glode_model.json").read_text())
     assert meta["classes"] == ["O", "PER", "ORG", "LOC"]
-    # DVC reads the metrics file and the training log.
-    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
-    assert shown, "dvc metrics show returned nothing"
     # A second repro right after is a no-op.
     out = run([sys.executable, "-m", "dvc", "repro", "evaluate@r0"], root, env).stdout
     assert "didn't change" in out or "is cached" in out or "up to date" in out.lower()
@@ -106,9 +104,7 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
     rows = json.loads((root / "reports/rounds.json").read_text())
     assert [r["round"] for r in rows] == ["r0", "r1", "r2"]
     assert all(r["test_f1"] is not None and r["pseudo_label_f1"] is not None for r in rows)
-    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
-    files = next(iter(shown.values()))["data"]
-    assert {"metrics/r0.json", "metrics/r1.json", "metrics/r2.json", "metrics/denoise/r1.json"} <= set(files)
+    check_declared_metrics(root, env)
     plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], root, env).stdout
     for title in ("Test F1 by round", "Pseudo-label P/R/F1 by round", "Label flips by round",
                   "Pseudo labels against gold, last round"):
@@ -123,6 +119,27 @@ def test_repro_two_rounds_writes_labels_and_metrics(project):
     assert [d["round"] for d in json.loads((root / "reports/flips.json").read_text())] == ["r1", "r2"]
     assert {p.name for p in (root / "reports/figures").iterdir()} == {
         f"{stem}.{ext}" for stem in ("test_f1", "pseudo_labels", "flips", "confusion") for ext in ("png", "svg")}
+
+
+def leaves(d: dict) -> list:
+    return [v for x in d.values() for v in (leaves(x) if isinstance(x, dict) else [x])]
+
+
+def check_declared_metrics(root: Path, env: dict) -> None:
+    """Issue 41: DVC's metrics are one small file that leads with the last round's test F1; the
+    training logs, denoising statistics and per-type scores are files, not DVC metrics."""
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert list(files) == ["reports/metrics.json"], list(files)
+    data = files["reports/metrics.json"]["data"]
+    assert len(leaves(data)) <= 20, data  # two rounds here: 19 values; the default's one round: 13
+    last = json.loads((root / "metrics/r2.json").read_text())
+    assert list(data)[:2] == ["f1", "precision"] and data["round"] == "r2"
+    assert (data["f1"], data["span_f1"]) == (last["f1"], last["span"]["f1"])
+    assert data["r0"]["f1"] == json.loads((root / "metrics/r0.json").read_text())["f1"]
+    # `dvc metrics show`'s table sorts its columns by name: the headline comes first there too
+    table = run([sys.executable, "-m", "dvc", "metrics", "show", "--md"], root, env).stdout
+    assert [c.strip() for c in table.splitlines()[0].split("|")[1:4]] == ["Path", "f1", "precision"], table
 
 
 def outputs_snapshot(root: Path) -> dict[str, bytes]:
@@ -200,8 +217,10 @@ def test_experiments_rerun_only_what_changed(project):
     assert {"prepare", "encoder", "train_source", "initial_labels", "pseudo_label@r1", "evaluate@r0"} <= skipped, out
     assert not ran & {"prepare", "encoder", "train_source", "initial_labels", "pseudo_label@r1"}
     assert json.loads((root / "metrics/denoise/r1.json").read_text())["k"] == 3
-    table = run([sys.executable, "-m", "dvc", "exp", "show", "--md"], root, env).stdout
-    assert "k" in table and "f1" in table
+    # the experiment table leads with the last round's test F1 (issue 41), then k's effect
+    header = [c.strip() for c in run([sys.executable, "-m", "dvc", "exp", "show", "--md"], root, env).stdout.splitlines()[0].split("|")[1:-1]]
+    assert header[:4] == ["Experiment", "Created", "f1", "precision"], header
+    assert header.index("k") < header.index("target") and header.index("r1.f1") < header.index("k")
     check_labels_commands(root)
 
     out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "+rounds.r3={prev:r2}"], root, env).stdout

@@ -19,6 +19,7 @@ from glode.plots import figure_specs, plots_page_template, write_figures
 from glode.steps.report import flip_rows, write_round_report
 from glode.rounds import rewrite_rounds
 from glode.training import write_logs
+from tests.params_fixture import write_params
 from tests.test_report import metrics_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,23 +133,60 @@ def drawn_marks(dom: str, plot_ids: list[str]) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def plots_project(tmp_path_factory, page_template) -> Path:
-    """The project's dvc.yaml, params.yaml and .dvc/config in a fresh git+DVC folder, with
-    synthetic report files and training logs shaped like a real run's (no pipeline run)."""
-    root = tmp_path_factory.mktemp("plots")
-    for name in ("dvc.yaml", "params.yaml", ".dvc/config"):
+def plots_folder(root: Path, rounds: int, page_template: str) -> Path:
+    """The project's dvc.yaml, params.yaml and .dvc/config and plot templates in a fresh git+DVC
+    folder ``root``, with synthetic report files and training logs shaped like a real run's of
+    r0 and ``rounds`` rounds (no pipeline run)."""
+    for name in ("dvc.yaml", ".dvc/config"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
-    rewrite_rounds(root / "params.yaml", 2)  # the default is one round; the page is checked with two
+    write_params(root / "params.yaml")  # the schema defaults, not the working tree's params.yaml
+    shutil.copytree(ROOT / ".dvc/plots", root / ".dvc/plots")
+    rewrite_rounds(root / "params.yaml", rounds)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    rows = write_round_report(metrics_dir(root), root / "reports/rounds.json")
+    names = [f"r{i}" for i in range(rounds + 1)]
+    rows = write_round_report(metrics_dir(root, names), root / "reports/rounds.json")
     write_json(root / "reports/flips.json", flip_rows(rows))
     write_json(root / "reports/confusion.json", CONFUSION)
     (root / "reports/plots_template.html").write_text(page_template, encoding="utf-8")
-    for r in ("r0", "r1", "r2"):
+    for r in names:
         write_logs(root / "logs" / r, history(target=r != "r0"))
     return root
+
+
+@pytest.fixture(scope="module")
+def plots_project(tmp_path_factory, page_template) -> Path:
+    """`plots_folder` with two rounds (the default is one; the page is checked with two)."""
+    return plots_folder(tmp_path_factory.mktemp("plots"), 2, page_template)
+
+
+ROUND_PLOTS = ("Test F1 by round", "Pseudo-label P/R/F1 by round", "Label flips by round", "Soft pseudo-label quality by round")
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_round_plots_name_the_rounds_on_an_ordinal_axis(tmp_path, page_template, rounds):
+    """Issue 41: `dvc plots show` draws the round names as the x axis's only ticks, in round
+    order (DVC's linear template drew round_index with ticks 0.0, 0.1, ... 1.0), and the flips
+    as bars, which read with the default single round (one x value) as well."""
+    import vl_convert as vlc
+
+    from glode.plots import VEGA_LITE_VERSION
+
+    root = plots_folder(tmp_path / "p", rounds, page_template)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root,
+                          env=dict(os.environ, DVC_NO_ANALYTICS="1"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)["data"]
+    names = [f"r{i}" for i in range(rounds + 1)]
+    for title in ROUND_PLOTS:
+        (plot,) = shown[title]
+        svg = vlc.vegalite_to_svg(plot["content"], vl_version=VEGA_LITE_VERSION)
+        on_x = names[1:] if title == "Label flips by round" else names  # r0 has no flips
+        assert f"X-axis titled 'round' for a discrete scale with {len(on_x)} value{'s' * (len(on_x) > 1)}: {', '.join(on_x)}\"" in svg, title
+        mark = "rect" if title == "Label flips by round" else "line"
+        assert re.search(rf'<g class="mark-{mark} role-mark[^>]*><path[^>]* d="M', svg), title
+    flips = vlc.vegalite_to_svg(shown["Label flips by round"][0]["content"], vl_version=VEGA_LITE_VERSION)
+    assert len(re.findall(r'<path aria-label="round: r1;', flips)) == 3  # a bar per kind of flip
 
 
 def dvc_plots_page(root: Path, *args: str) -> tuple[Path, list[str]]:

@@ -8,7 +8,8 @@ import pytest
 
 from glode.atomic import write_json
 from glode.errors import ParamError
-from glode.steps.report import confusion_rows, model_names, write_confusion, write_round_report
+from glode.steps.report import (confusion_rows, model_names, summary_metrics, write_confusion, write_round_report,
+                                write_summary)
 from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
 
 
@@ -50,6 +51,39 @@ def test_rounds_removed_from_params_do_not_come_back_as_rows(tmp_path):
     assert names == ["r0", "r1"]
     rows = write_round_report(metrics_dir(tmp_path), tmp_path / "reports/rounds.json", names)
     assert [r["round"] for r in rows] == ["r0", "r1"]
+
+
+def test_summary_leads_with_the_last_rounds_test_f1_and_stays_small(tmp_path):
+    """Issue 41: the DVC metrics are the last round's scores, test F1 first, then each earlier
+    model's; written in that order (DVC keeps a file's key order in `dvc exp show`)."""
+    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "reports/rounds.json")
+    out = tmp_path / "reports/metrics.json"
+    summary = write_summary(rows, out)
+    assert list(summary)[:7] == ["f1", "precision", "recall", "span_f1", "pseudo_label_f1", "pseudo_label_soft_f1", "round"]
+    assert list(summary)[7:] == ["r0", "r1"]
+    assert summary["f1"] == pytest.approx(0.7) and summary["round"] == "r2" and summary["r0"]["f1"] == 0.5
+    assert summary["r1"] == {"f1": pytest.approx(0.6), "precision": 0.6, "recall": 0.4, "span_f1": 0.55,
+                             "pseudo_label_f1": 0.5, "pseudo_label_soft_f1": pytest.approx(0.41)}
+    text = out.read_text()
+    assert json.loads(text) == summary and text.index('"f1"') < text.index('"precision"') < text.index('"r0"')
+    # and `dvc metrics show`, which sorts by name, also starts with the headline
+    assert sorted(summary)[0] == "f1"
+    # the default (r0 and one round): 13 values; two rounds stay within 20
+    assert len(leaves(summary_metrics(rows[:2]))) == 13 and len(leaves(summary)) == 19
+
+
+def test_summary_leaves_out_scores_a_round_lacks(tmp_path):
+    """A target corpus without gold tags has no pseudo-label scores: no key, rather than a null."""
+    rows = write_round_report(metrics_dir(tmp_path, ("r0", "r1")), tmp_path / "reports/rounds.json")
+    for row in rows:
+        row["pseudo_label_f1"] = row["pseudo_label_soft_f1"] = None
+    summary = summary_metrics(rows)
+    assert list(summary) == ["f1", "precision", "recall", "span_f1", "round", "r0"]
+    assert summary_metrics([]) == {}
+
+
+def leaves(d: dict) -> list:
+    return [v for x in d.values() for v in (leaves(x) if isinstance(x, dict) else [x])]
 
 
 @pytest.mark.parametrize("text, key", [("target: de\n", "models"), ("models:\n  final: {prev: r0}\n", "models")])

@@ -83,6 +83,42 @@ def write_round_report(metrics_dir: Path, out: Path, names: list[str] | None = N
     return rows
 
 
+# The scores a person compares across experiments, per model, as (metrics key, round report
+# field): the target test scores, named as in metrics/rN.json, and the quality of the pseudo labels
+# the round trained on (r0: its own zero-shot labels of the target corpus). Everything else stays
+# in reports/rounds.json and metrics/.
+HEADLINE = (("f1", "test_f1"), ("precision", "test_precision"), ("recall", "test_recall"),
+            ("span_f1", "test_span_f1"), ("pseudo_label_f1", "pseudo_label_f1"),
+            ("pseudo_label_soft_f1", "pseudo_label_soft_f1"))
+
+
+def summary_metrics(rows: list[dict]) -> dict:
+    """The pipeline's DVC metrics (``reports/metrics.json``): the last round's `HEADLINE` scores
+    at the top level, its test F1 first, and the name of that round; then each earlier model's
+    under its name (``r0.f1``, ...).
+
+    `dvc exp show` orders its columns by metrics file, then by the file's key order, and
+    `dvc metrics show` by key name: in both the last round's test F1 (``f1``) comes first, under
+    one name whatever the number of rounds. Scores a round lacks (no gold tags in the target
+    corpus) are left out: DVC ignores nulls."""
+    if not rows:
+        return {}
+
+    def scores(row: dict) -> dict:
+        return {key: row[field] for key, field in HEADLINE if row.get(field) is not None}
+
+    *earlier, last = rows
+    return {**scores(last), "round": last["round"], **{row["round"]: scores(row) for row in earlier}}
+
+
+def write_summary(rows: list[dict], out: Path) -> dict:
+    """Write `summary_metrics` with its keys in order (not sorted, unlike `write_json`)."""
+    summary = summary_metrics(rows)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
 def flip_rows(rows: list[dict]) -> list[dict]:
     """The round, round index and flip counts of each round that has them. r0's labels are the
     source model's own, so it has none; DVC's plots need every row to hold every plotted field,
