@@ -430,7 +430,19 @@ TEST_AVAILABLE = {"de": 3005, "es": 1517, "nl": 5195, "ar": 10000, "hi": 1000, "
 # an epoch = 378 optimiser steps against the default's 376); a target sentence is drawn 2/3 times
 # per round (equal source and target sizes), so each round's update takes m^(2/3).
 PAPER_ROUND_EPOCHS = V3_EPOCHS / 3
-PAPER_MODE: dict | None = {**PRESETS["paper"].values, "rounds": PRESETS["paper"].rounds,
+# `glode preset paper` as it was at v3's pinned commit f66012fd (the preset has since moved to the
+# reference's timing, issue 36): v3's paper cells were measured with these values.
+PAPER_V3_PRESET = {
+    "retrain.init": "chain", "retrain.epochs": 1,
+    "denoise.start": "labels", "denoise.gate": "none",
+    "denoise.m-start": 0.95, "denoise.m-step": 0.075, "denoise.m-min": 0.8, "denoise.visits": 1,
+    "denoise.features": "model", "denoise.projection": "random", "denoise.dim": 128,
+    "denoise.prototype": "ema", "denoise.momentum": 0.99, "denoise.prototype-from": "all",
+    "denoise.use-global": True, "denoise.use-local": True, "denoise.o-keep-rate": 0.03,
+    "denoise.local-scale": 0.9, "denoise.local-cap": 1.0, "denoise.select": 1.0, "denoise.select-rest": 0.0,
+    "k": 300,
+}
+PAPER_MODE: dict | None = {**PAPER_V3_PRESET, "rounds": 3,
                            "retrain.epochs": PAPER_ROUND_EPOCHS,
                            "denoise.visits": PAPER_ROUND_EPOCHS * V3_SIZES["source_train"] / V3_SIZES["target_unlabelled"]}
 

@@ -37,6 +37,7 @@ READABLE_VERSIONS = (1, 2)
 CARD_FILE = "README.md"
 META_FILE = "glode_model.json"
 WEIGHTS_FILE = "weights.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"  # a chained run's AdamW state (retrain.schedule-rounds), for the next round
 WORD_EMB_KEY = "encoder.embeddings.word_embeddings.weight"
 
 
@@ -61,6 +62,24 @@ class SpanModelConfig:
     @property
     def entity_types(self) -> list[str]:
         return self.classes[1:]
+
+    def feature_dim(self, hidden: int) -> int:
+        """Width of the span feature z on an encoder of ``hidden`` units: both end points, then
+        the width, length and case embeddings."""
+        return 2 * hidden + self.width_dim + self.length_dim + self.case_dim
+
+
+def gather_tokens(hidden: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """``hidden[sentence, position]`` (rows of a (B, T, H) tensor), with a backward that gives the
+    same bits on every run. The backward of advanced indexing is ``index_put_`` with
+    ``accumulate=True``, which on a CPU with several threads adds the rows with atomic float adds
+    once the gradient has 32,768 elements or more; a token that starts or ends several spans then
+    sums its gradient in an order that changes from run to run (issue 40, docs/RELIABILITY.md).
+    An embedding lookup into the flattened rows computes the same values, and its backward adds
+    each row's gradients in index order on the CPU (sorted segments on CUDA, where the backward of
+    ``index_select`` would use atomics): deterministic, and faster than the atomic adds
+    (docs/BENCHMARKS.md, "Deterministic span gather")."""
+    return nn.functional.embedding(sentence * hidden.shape[1] + position, hidden.flatten(0, 1))
 
 
 class MaskedLMHead(nn.Module):
@@ -93,7 +112,7 @@ class SpanNERModel(nn.Module):
         self.length_embedding = nn.Embedding(config.max_span_len + 1, config.length_dim)
         self.case_projection = nn.Linear(N_CASES, config.case_dim, bias=False)  # = summed case embeddings
         self.dropout = nn.Dropout(config.dropout)
-        self.feature_dim = 2 * hidden + config.width_dim + config.length_dim + config.case_dim
+        self.feature_dim = config.feature_dim(hidden)
         self.classifier = nn.Linear(self.feature_dim, len(config.classes))
         eps = getattr(encoder.config, "layer_norm_eps", 1e-12)
         self.mlm_head = MaskedLMHead(hidden, encoder.get_input_embeddings().num_embeddings, eps)
@@ -112,8 +131,8 @@ class SpanNERModel(nn.Module):
     def span_features(self, batch: SpanBatch) -> torch.Tensor:
         """The span feature z (before dropout): what denoising compares across spans."""
         hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        start = hidden[batch.span_sentence, batch.span_start]
-        end = hidden[batch.span_sentence, batch.span_end]
+        start = gather_tokens(hidden, batch.span_sentence, batch.span_start)
+        end = gather_tokens(hidden, batch.span_sentence, batch.span_end)
         return torch.cat(
             [
                 start,
@@ -175,9 +194,10 @@ def tensor_fingerprint(t: torch.Tensor) -> str:
 
 def build_model(encoder_dir: str | Path, config: SpanModelConfig, seed: int) -> tuple[SpanNERModel, object]:
     """A fresh span model on top of a pretrained encoder directory; head weights seeded."""
-    from glode.encoder import load_encoder
+    from glode.encoder import check_max_seq_len, load_encoder, max_tokens
 
     encoder, tokenizer = load_encoder(encoder_dir)
+    check_max_seq_len(config.max_seq_len, max_tokens(encoder.config), f"folder {encoder_dir}")
     torch.manual_seed(seed)
     return SpanNERModel(encoder, config), tokenizer
 
@@ -190,10 +210,12 @@ def save_model(
     train_params: dict | None = None,
     extra: dict | None = None,
     command: str | None = None,
+    optimizer_state: dict | None = None,
 ) -> Path:
     """Write a model folder atomically (see module docstring for the layout). ``extra`` goes
     into the metadata (``round``, ``history``, ``training_data``: what the model card reports);
-    ``command`` is the command line that made it, for the card."""
+    ``command`` is the command line that made it, for the card; ``optimizer_state`` (a chained
+    run's AdamW state, ``retrain.schedule-rounds``) goes to ``OPTIMIZER_FILE`` for the next round."""
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # .cpu(): no copy on the CPU
     word_emb = None
@@ -220,6 +242,8 @@ def save_model(
         hf_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if optimizer_state is not None:
+            torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(meta, command), encoding="utf-8")
     return out_dir
@@ -306,7 +330,8 @@ def read_model_meta(model_dir: str | Path) -> dict:
         raise GlodeError(f"{meta_path}: 'external_word_embeddings' needs 'encoder_dir' and 'sha256'; {MADE_BY}")
     top = hf_folder(meta, Path())
     for part, what in (((top / "config.json").as_posix(), "the encoder config"),
-                       ((top / "tokenizer_config.json").as_posix(), "the tokenizer"), (WEIGHTS_FILE, "the trained weights")):
+                       ((top / "tokenizer_config.json").as_posix(), "the tokenizer"),
+                       ((top / "tokenizer.json").as_posix(), "the fast tokenizer"), (WEIGHTS_FILE, "the trained weights")):
         if not (model_dir / part).is_file():
             raise GlodeError(f"{model_dir}: {part} is missing ({what}, saved with the model); the folder is "
                              f"incomplete: {MADE_BY}, retrain the model")
@@ -324,17 +349,29 @@ def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> 
     word embeddings are read from (default: the path recorded at save time)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from glode.encoder import REBUILD, check_hf_folder, max_tokens
+
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     config = SpanModelConfig(**meta["config"])
-    enc_config = AutoConfig.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
+    retrain = f"{MADE_BY}, retrain the model"
+    check_hf_folder(model_dir, retrain, weights=(WEIGHTS_FILE,), top=hf_folder(meta, model_dir))
+    try:
+        enc_config = AutoConfig.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(hf_folder(meta, model_dir), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise GlodeError(f"{model_dir}: its encoder config or tokenizer cannot be loaded "
+                         f"({' '.join(str(exc).split())[:300]}); {retrain}") from None
+    limit = max_tokens(enc_config)
+    if limit is not None and config.max_seq_len > limit:  # trained on short sentences only; a long one would crash
+        raise GlodeError(f"{model_dir}: its sequence length {config.max_seq_len} (model.max-seq-len) is more than the "
+                         f"{limit} sub-tokens its encoder takes; retrain it with model.max-seq-len <= {limit}")
     encoder = AutoModel.from_config(enc_config)
     model = SpanNERModel(encoder, config)
     state = load_file(str(model_dir / WEIGHTS_FILE))
     ext = meta.get("external_word_embeddings")
     if ext:
-        base = Path(encoder_dir) if encoder_dir is not None else (model_dir / ext["encoder_dir"])
+        base = Path(encoder_dir) if encoder_dir is not None else Path(os.path.normpath(model_dir / ext["encoder_dir"]))
         if not base.is_dir():
             raise GlodeError(
                 f"{model_dir}: its frozen word embeddings come from the encoder folder {base} (recorded as "
@@ -342,8 +379,12 @@ def load_model(model_dir: str | Path, encoder_dir: str | Path | None = None) -> 
                 "encoder stage (dvc repro encoder); for a copied model folder pass the encoder folder explicitly "
                 "(glode predict --encoder DIR, load_model(folder, encoder_dir=DIR))"
             )
+        check_hf_folder(base, REBUILD, tokenizer=False)
         no_loading_bars()
-        base_encoder = AutoModel.from_pretrained(base, local_files_only=True)
+        try:
+            base_encoder = AutoModel.from_pretrained(base, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise GlodeError(f"{base}: the encoder cannot be loaded ({' '.join(str(exc).split())[:300]}); {REBUILD}") from None
         emb = base_encoder.get_input_embeddings().weight.detach()
         if tensor_fingerprint(emb) != ext["sha256"]:
             raise GlodeError(

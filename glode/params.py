@@ -119,6 +119,7 @@ _PARAMS = [
     Param("train.batch-size", int, 16, lo=1),
     Param("train.seed", int, 0, lo=0, hi=_SEED_MAX),
     Param("train.weight-decay", float, 0.01, lo=0),
+    Param("train.adam-beta2", float, 0.999, lo=0, hi=1, hi_open=True),
     Param("train.warmup-ratio", float, 0.1, lo=0, hi=1, hi_open=True),
     Param("train.grad-clip", float, 1.0, lo=0),
     Param("train.mlm-weight", float, 0.001, lo=0),
@@ -141,6 +142,7 @@ _PARAMS = [
     Param("denoise.m-start", float, 0.8, lo=0, hi=1),
     Param("denoise.m-step", float, 0.1, lo=0),
     Param("denoise.m-min", float, 0.5, lo=0, hi=1),
+    Param("denoise.update-from", int, 1, lo=1),
     Param("denoise.visits", float, 1.0, lo=0, lo_open=True),
     Param("denoise.prototype", str, "mean", choices=("mean", "ema")),
     Param("denoise.momentum", float, 0.99, lo=0, hi=1, hi_open=True),
@@ -163,6 +165,7 @@ _PARAMS = [
     Param("retrain.epochs", float, 0.0, lo=0),
     Param("retrain.target-loss", str, "soft-ce", choices=("soft-ce", "reference")),
     Param("retrain.harden-o", float, 0.0, lo=0, hi=0.5, hi_open=True),
+    Param("retrain.schedule-rounds", int, 0, lo=0),
 ]
 SCHEMA: dict[str, Param] = {p.key: p for p in _PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in _PARAMS}
@@ -280,6 +283,14 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
     def ok(key: str) -> bool:
         return key in flat and SCHEMA[key].problem(flat[key]) is None
 
+    if ok("retrain.schedule-rounds") and flat["retrain.schedule-rounds"] > 0:
+        rounds_n = len(params.get("rounds") or {})
+        if ok("retrain.init") and flat["retrain.init"] != "chain":
+            problems.append(f"retrain.schedule-rounds: {flat['retrain.schedule-rounds']} continues one optimiser over "
+                            f"chained rounds; it needs retrain.init: chain (got {flat['retrain.init']!r}), or 0")
+        elif rounds_n > flat["retrain.schedule-rounds"]:
+            problems.append(f"retrain.schedule-rounds: {flat['retrain.schedule-rounds']} is fewer than the {rounds_n} "
+                            "rounds; the schedule must cover every chained round")
     if ok("data.labels") and ok("data.ignore-labels"):
         try:
             check_label_sets(flat["data.labels"], flat["data.ignore-labels"] or [])

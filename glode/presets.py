@@ -4,12 +4,14 @@ on (the default), ``glode preset paper`` switches the pipeline to the paper's pr
 CoNLL-size table, below them at the README's settings: README, docs/RESULTS.md),
 ``glode preset default`` switches back.
 
-The paper's progressive mode (docs/METHOD.md §7) is many short rounds that continue one target
-model: r1 starts from the pretrained encoder, every later round from the previous round's model
-(``retrain.init: chain``); each round refines the previous round's labels (``denoise.start:
-labels``) with the reference's views (a fixed random projection, momentum prototypes, no
-agreement gate) and the reference's weights falling from 0.95 to 0.80. Every denoising key the
-method reads is pinned, so that the mode stays the reference's when glode's defaults change.
+The paper's progressive mode (docs/METHOD.md §7) is the reference's target run cut into
+one-epoch rounds that continue one target model: r1 starts from the pretrained encoder, every
+later round from the previous round's model (``retrain.init: chain``) with its AdamW state and
+its place in one learning-rate schedule (``retrain.schedule-rounds``); from r3 on each round
+refines the previous round's labels (``denoise.start: labels``) with the reference's views (a
+fixed random projection, momentum prototypes, no agreement gate) and weights, and every round
+trains with the reference's target loss and optimiser values. Every key the method reads is
+pinned, so that the mode stays the reference's when glode's defaults change.
 
 A preset is applied as a text edit of params.yaml: only the values change, comments and the
 ``&rounds`` anchor stay, and the new file is checked in full before it replaces the old one.
@@ -34,17 +36,24 @@ class Preset:
     values: dict[str, Any] = field(default_factory=dict)  # dotted params.yaml keys
 
 
-# The reference's target training (METHOD.md §3): updates at every visit from the third epoch, m
-# from 0.95 down to 0.80. Three one-epoch rounds give the m schedule 0.95, 0.875, 0.80 and the
-# same number of target optimiser steps as the default's single round of train.epochs = 3.
+# The reference's runs (METHOD.md §3, §7; Ding-ZJ/GLoDe's scripts): the source model 8 epochs, the
+# target model 5 epochs in one optimiser run, AdamW lr 1e-5 for every parameter, betas (0.9, 0.98),
+# batch 8 x 4 accumulated; labels updated at every visit from the third target epoch on, with m
+# 0.9125, 0.875, 0.8375 in epochs 3 to 5; the loss -Σ Y log softmax(softmax(z)). Five one-epoch
+# rounds express that: one AdamW state and one schedule over the chain, labels carried unchanged
+# through r2 (update-from 3).
 PAPER = Preset(
-    "the paper's progressive mode: 3 one-epoch rounds continuing one target model, each refining the "
-    "previous round's labels with the reference's views and weights (m 0.95 -> 0.80)",
-    rounds=3,
+    "the paper's progressive mode at the reference's timing: 5 one-epoch rounds of one target run (one AdamW "
+    "state and LR schedule), labels refined from r3 on (m 0.9125, 0.875, 0.8375) with the reference's views, "
+    "its target loss and its optimiser values",
+    rounds=5,
     values={
-        "retrain.init": "chain", "retrain.epochs": 1,
-        "denoise.start": "labels", "denoise.gate": "none",
-        "denoise.m-start": 0.95, "denoise.m-step": 0.075, "denoise.m-min": 0.8, "denoise.visits": 1,
+        "train.epochs": 8, "train.lr": 1e-5, "train.head-lr": 1e-5, "train.adam-beta2": 0.98,
+        "train.batch-size": 8, "train.grad-accum": 4,
+        "retrain.init": "chain", "retrain.epochs": 1, "retrain.schedule-rounds": 5,
+        "retrain.target-loss": "reference", "retrain.harden-o": 0.0,
+        "denoise.start": "labels", "denoise.gate": "none", "denoise.update-from": 3,
+        "denoise.m-start": 0.9125, "denoise.m-step": 0.0375, "denoise.m-min": 0.8, "denoise.visits": 1,
         "denoise.features": "model", "denoise.projection": "random", "denoise.dim": 128,
         "denoise.prototype": "ema", "denoise.momentum": 0.99, "denoise.prototype-from": "all",
         "denoise.use-global": True, "denoise.use-local": True, "denoise.o-keep-rate": 0.03,
@@ -150,10 +159,13 @@ def apply_preset(params_path: str | Path, name: str) -> list[str]:
     import yaml
 
     from glode.atomic import atomic_path
-    from glode.params import ParamsError, check_params
+    from glode.params import ParamsError, check_params, load_file
 
     path = Path(params_path)
-    new, changed = preset_text(path.read_text(encoding="utf-8"), name)
+    if name not in PRESETS:
+        raise ParamError("preset", f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    text, _ = load_file(path)  # a missing file or a YAML error: one line, as `glode check` says it
+    new, changed = preset_text(text, name)
     parsed = yaml.safe_load(new)
     flat = {f"{s}.{k}": v for s, sub in parsed.items() if isinstance(sub, dict) for k, v in sub.items()}
     wrong = [k for k, v in PRESETS[name].values.items() if (flat[k] if "." in k else parsed.get(k)) != v]

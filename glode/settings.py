@@ -142,6 +142,7 @@ class TrainSettings(Settings):
     batch_size: int = _setting("train.batch-size")
     seed: int = _setting("train.seed")
     weight_decay: float = _setting("train.weight-decay")
+    adam_beta2: float = _setting("train.adam-beta2")
     warmup_ratio: float = _setting("train.warmup-ratio")
     grad_clip: float = _setting("train.grad-clip")
     mlm_weight: float = _setting("train.mlm-weight")
@@ -154,10 +155,11 @@ class TrainSettings(Settings):
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records as its ``train_params``: everything that shapes the
-        weights (the dev scoring batch size does not); ``grad_accum`` only where it is not 1, so
-        that folders trained before the key existed keep their bytes."""
+        weights (the dev scoring batch size does not); ``grad_accum`` and ``adam_beta2`` only where
+        they are not their defaults, so that folders trained before the keys existed keep their bytes."""
+        quiet_defaults = {"grad_accum": 1, "adam_beta2": SCHEMA["train.adam-beta2"].default}
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "eval_batch_size" and not (f.name == "grad_accum" and self.grad_accum == 1)}
+                if f.name != "eval_batch_size" and not (f.name in quiet_defaults and getattr(self, f.name) == quiet_defaults[f.name])}
 
 
 @dataclass
@@ -197,6 +199,7 @@ class DenoiseSettings(Settings):
     m_start: float = _setting("denoise.m-start")
     m_step: float = _setting("denoise.m-step")
     m_min: float = _setting("denoise.m-min")
+    update_from: int = _setting("denoise.update-from")
     visits: float = _setting("denoise.visits")
     prototype: str = _setting("denoise.prototype")
     momentum: float = _setting("denoise.momentum")
@@ -233,6 +236,15 @@ class RetrainSettings(Settings):
     epochs: float = _setting("retrain.epochs")  # 0: train.epochs
     target_loss: str = _setting("retrain.target-loss")  # glode.training.TARGET_LOSSES
     harden_o: float = _setting("retrain.harden-o")  # glode.steps.train_target.target_soft_labels
+    schedule_rounds: int = _setting("retrain.schedule-rounds")  # glode.training.ChainedRun
+
+    def validate(self) -> None:
+        super().validate()
+        if self.schedule_rounds > 0 and self.init != "chain":
+            from glode.errors import ParamError
+
+            raise ParamError("retrain.schedule-rounds", f"{self.schedule_rounds} continues one optimiser over chained "
+                             f"rounds; it needs retrain.init: chain (got {self.init!r}), or 0")
 
     def train_settings(self, train: TrainSettings) -> TrainSettings:
         """``train`` with this round's epochs: ``retrain.epochs`` where set (a whole number stays

@@ -1,10 +1,13 @@
 """Shared entry-point behaviour for stage scripts and the ``glode`` command.
 
 A ``GlodeError`` becomes one clear line on stderr and exit status 1, instead of a traceback;
-a usage error (unknown option, bad value, missing option) one line and click's exit status 2.
-SIGTERM (what ``kill`` and most job schedulers send) raises ``SystemExit`` inside the stage,
-so the atomic writers of ``glode.atomic`` remove their temporary output before the process
-exits with status 143.
+a usage error (unknown option, bad value, missing option) one line and click's exit status 2;
+a full disk (or another write failure of the filesystem) one line naming what could not be
+written. SIGTERM (what ``kill`` and most job schedulers send) and SIGINT (Ctrl-C) raise
+``SystemExit`` inside the stage, so the atomic writers of ``glode.atomic`` remove their
+temporary output before the process exits with status 143 or 130 and one line saying so.
+(typer turns a ``KeyboardInterrupt`` into an exit code that its non-standalone mode returns
+instead of raising, which is how Ctrl-C used to end a stage with status 0.)
 """
 
 from __future__ import annotations
@@ -19,26 +22,44 @@ from typing import Annotated, Callable
 
 import typer
 
+from glode.atomic import WRITE_FAILURES
 from glode.errors import GlodeError
 from glode.settings import DeviceSettings, MlmVocab, Precision, TrainSettings
+
+
+INTERRUPTED = 128 + signal.SIGINT  # 130, what shells report for Ctrl-C
 
 
 def run_app(app: typer.Typer) -> None:
     """Run a Typer app, turning user-fixable errors into a message and a non-zero exit."""
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job of a script ignores Ctrl-C: keep that
+        signal.signal(signal.SIGINT, _interrupt)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except GlodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        _interrupt(signal.SIGINT, None)
     except _CLICK_ERRORS as exc:  # usage errors arrive here in non-standalone mode
         print(f"error: {usage_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; outputs are written whole or not at all, so the previous ones "
+              "are intact; free some space and run again", file=sys.stderr)
+        sys.exit(1)
+    # non-standalone typer returns an exit code instead of raising: Ctrl-C arrives as 130 when
+    # the SIGINT handler is not ours (a KeyboardInterrupt raised by other code), typer.Exit(N) as N
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == INTERRUPTED:
+            print("interrupted; partial outputs removed", file=sys.stderr)
+        sys.exit(code)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
@@ -71,6 +92,13 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: like SIGTERM, a ``SystemExit`` that the atomic writers clean up after."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    print("interrupted; partial outputs removed", file=sys.stderr)
+    raise SystemExit(INTERRUPTED)
+
+
 def single_command(fn: Callable) -> typer.Typer:
     """A one-command Typer app whose help comes from the function's docstring."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -88,6 +116,7 @@ class TrainOptions:
     batch_size = Annotated[int, typer.Option(help="Sentences per batch.")]
     seed = Annotated[int, typer.Option(help="Random seed.")]
     weight_decay = Annotated[float, typer.Option(help="AdamW weight decay.")]
+    adam_beta2 = Annotated[float, typer.Option(help="AdamW's second-moment decay (the reference: 0.98).")]
     warmup_ratio = Annotated[float, typer.Option(help="Share of steps with linear warm-up.")]
     grad_clip = Annotated[float, typer.Option(help="Gradient norm clip (0: off).")]
     mlm_weight = Annotated[float, typer.Option(help="λ, weight of the masked-LM loss on target text (0: off).")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -109,8 +110,29 @@ def _optimizer(model: SpanNERModel, cfg: TrainSettings) -> torch.optim.Optimizer
             {"params": enc, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
             {"params": head, "lr": cfg.head_lr, "weight_decay": cfg.weight_decay},
-        ]
+        ],
+        betas=(0.9, cfg.adam_beta2),
     )
+
+
+@dataclass
+class ChainedRun:
+    """One AdamW state and one learning-rate schedule over ``rounds`` chained self-training rounds
+    (``retrain.schedule-rounds``), as the reference trains its target model in one run: this
+    training is round ``index`` (1-based) of them, its schedule the ``index``-th slice of the whole
+    run's warm-up and decay; ``state`` is the previous round's optimiser state (None in round 1)
+    and holds this round's once training ends, for the model folder."""
+
+    index: int
+    rounds: int
+    state: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.rounds:
+            from glode.errors import ParamError
+
+            raise ParamError("retrain.schedule-rounds", f"round {self.index} lies outside a schedule of "
+                             f"{self.rounds} rounds; set it to the number of chained rounds")
 
 
 def corpus_vocabulary(sentences: Sequence[EncodedSentence], special_ids: set[int]) -> torch.Tensor:
@@ -164,11 +186,15 @@ class _Batches:
         return ids.to(self.device), mb.attention_mask.to(self.device), labels.to(self.device)
 
 
-def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
+def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int, offset: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``; the schedule
+    starts at step ``offset`` of that run (a later round of a :class:`ChainedRun`)."""
+
+    def factor(step: int) -> float:
+        s = step + offset
+        return (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float]) -> torch.Tensor:
@@ -263,6 +289,7 @@ def train(
     progress: bool = True,
     device: DeviceSettings | None = None,
     target_loss: str = "soft-ce",
+    chained: ChainedRun | None = None,
 ) -> list[dict]:
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
 
@@ -272,7 +299,8 @@ def train(
     (glode/distributed.py); only rank 0 scores dev and writes ``log_dir``.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
-    ``target_loss`` names the loss on the target labels (:data:`TARGET_LOSSES`).
+    ``target_loss`` names the loss on the target labels (:data:`TARGET_LOSSES`); ``chained``
+    continues a previous round's optimiser and learning-rate schedule (:class:`ChainedRun`).
     Records hold losses and dev scores only, no timings, so that the same seed gives the same
     logs. ``log_dir`` appears, complete, only when training has finished.
     """
@@ -297,7 +325,13 @@ def train(
     accum = cfg.grad_accum
     opt = _optimizer(model, cfg)
     opt_total = optimiser_steps(epoch_steps, accum)
-    sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
+    if chained is None:
+        sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
+    else:  # this round's slice of one schedule over the whole chain, every round as long as this one
+        if chained.state is not None:
+            opt.load_state_dict(chained.state)
+        whole = opt_total * chained.rounds
+        sched = _linear_schedule(opt, whole, int(whole * cfg.warmup_ratio), offset=opt_total * (chained.index - 1))
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
     opt.zero_grad(set_to_none=True)
@@ -328,6 +362,8 @@ def train(
             record.update({f"dev_{k}": v for k, v in evaluate(model).items()})
         history.append(record)
     bar.close()
+    if chained is not None:
+        chained.state = opt.state_dict()
     if log_dir is not None and world.main:
         write_logs(log_dir, history)
     model.eval()

@@ -25,9 +25,12 @@ def main(
     local_scale: Annotated[float, typer.Option(help="Local thresholds = this x the class's mean count.")] = _D.local_scale,
     local_cap: Annotated[float, typer.Option(help="Upper bound of every local threshold, as a share of k (1: none; "
                                            "below 0.5 a span can be admitted to two classes).")] = _D.local_cap,
-    m_start: Annotated[float, typer.Option(help="EMA weight of the old labels in round r1.")] = _D.m_start,
+    m_start: Annotated[float, typer.Option(help="EMA weight of the old labels in the first updating round "
+                                           "(--update-from; r1 by default).")] = _D.m_start,
     m_step: Annotated[float, typer.Option(help="How much the EMA weight drops per later round.")] = _D.m_step,
     m_min: Annotated[float, typer.Option(help="Lowest EMA weight.")] = _D.m_min,
+    update_from: Annotated[int, typer.Option(help="First round whose denoising updates labels (earlier rounds carry "
+                                             "them: m = 1); m-start is its weight.")] = _D.update_from,
     visits: Annotated[float, typer.Option(help="Update steps a label takes this round (weight m^visits; the "
                                           "reference updates a span at every visit to a batch).")] = _D.visits,
     prototype: Annotated[Prototype, typer.Option(help="'mean' (class mean) or 'ema' (the reference's momentum average).")] = Prototype(_D.prototype),

@@ -34,6 +34,9 @@ def main(
                            ] = TargetLoss(_RETRAIN.target_loss),
     harden_o: Annotated[float, typer.Option(help="A target label whose top class is O and whose entity mass is at "
                                             "most this trains as one-hot O (0: off).")] = _RETRAIN.harden_o,
+    schedule_rounds: Annotated[int, typer.Option(help="With --init chain: one AdamW state and one LR schedule over "
+                                                 "this many chained rounds (0: each round its own).")
+                               ] = _RETRAIN.schedule_rounds,
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     encoder: Annotated[Path, typer.Option(help="Encoder folder.")] = Path("encoder"),
     **train,

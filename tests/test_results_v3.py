@@ -17,6 +17,7 @@ import yaml
 
 from glode.metrics import prf
 from tests.bench_modules import load
+from tests.params_fixture import write_params
 
 ROOT = Path(__file__).resolve().parent.parent
 R = load("results")
@@ -44,12 +45,10 @@ def undefine_paper(monkeypatch) -> None:
 # --------------------------------------------------------------------------- plan and params
 
 
-def test_the_paper_variant_is_the_paper_preset_at_the_default_rounds_budget():
-    from glode.presets import PRESETS
-
+def test_the_paper_variant_is_the_pinned_paper_preset_at_the_default_rounds_budget():
     assert R.v3_defined("paper") and ("hi", "paper", 2) in R.plan_v3()
     o = R.v3_overrides("paper", 1)
-    assert all(o[k] == v for k, v in PRESETS["paper"].values.items() if k not in ("retrain.epochs", "denoise.visits"))
+    assert all(o[k] == v for k, v in R.PAPER_V3_PRESET.items() if k not in ("retrain.epochs", "denoise.visits"))
     assert R.v3_rounds("paper") == ["r0", "r1", "r2", "r3"] and R.v3_workdir("de", "paper", 1) == "de-s1"
     steps_per_epoch = math.ceil(R.V3_SIZES["source_train"] / R.TRAIN_BATCH)
     paper_steps = 3 * math.ceil(steps_per_epoch * o["retrain.epochs"] - 1e-9)  # glode.training's rounding
@@ -96,7 +95,7 @@ def test_workdirs_per_seed_and_r0_changing_variants(monkeypatch):
 
 
 def test_write_params_sets_seed_epochs_and_the_round_chain(tmp_path):
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_params(tmp_path / "params.yaml")  # the schema defaults, not the working tree's params.yaml
     params = R.write_params(tmp_path, "zh", {**R.v3_overrides("plain", 2), "denoise.gate": "none"})
     written = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert written == params

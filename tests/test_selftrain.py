@@ -57,6 +57,9 @@ def test_ema_schedule_depends_only_on_the_round():
     assert ema_weight("r1", 0.8, 0.1, 0.5) == pytest.approx(0.8)
     assert ema_weight("r2", 0.8, 0.1, 0.5) == pytest.approx(0.7)
     assert ema_weight("r9", 0.8, 0.1, 0.5) == pytest.approx(0.5)
+    # the reference's timing (5 epochs as rounds): no update in r1, r2; then 0.9125, 0.875, 0.8375
+    ref = [ema_weight(f"r{i}", 0.9125, 0.0375, 0.8, update_from=3) for i in range(1, 6)]
+    assert ref == pytest.approx([1.0, 1.0, 0.9125, 0.875, 0.8375])
     with pytest.raises(ParamError, match="denoise.m-start"):
         DenoiseSettings(m_start=1.5)
 

@@ -48,7 +48,8 @@ def test_options_become_plain_values_and_absent_options_keep_the_default():
     r = RetrainSettings.from_options({"init": Init.chain, "retrain_epochs": 0.5, "epochs": 3})
     assert (r.init, r.epochs) == ("chain", 0.5)
     assert option_keys(RetrainSettings) == {"init": "retrain.init", "retrain_epochs": "retrain.epochs",
-                                            "target_loss": "retrain.target-loss", "harden_o": "retrain.harden-o"}
+                                            "target_loss": "retrain.target-loss", "harden_o": "retrain.harden-o",
+                                            "schedule_rounds": "retrain.schedule-rounds"}
 
 
 def test_retrain_epochs_replace_train_epochs_and_a_whole_number_stays_an_int():

@@ -23,10 +23,14 @@ from glode.rounds import round_number
 from glode.settings import DenoiseSettings
 
 
-def ema_weight(round_name: str, m_start: float, m_step: float, m_min: float) -> float:
-    """EMA weight m of a round: ``m_start`` in r1, ``m_step`` less each later round, floored
-    at ``m_min``. Depends on the round alone, so adding a round never changes earlier ones."""
-    return float(max(m_min, m_start - (round_number(round_name) - 1) * m_step))
+def ema_weight(round_name: str, m_start: float, m_step: float, m_min: float, update_from: int = 1) -> float:
+    """EMA weight m of a round: 1 (no update, the labels carried) before round ``update_from``,
+    ``m_start`` in that round, ``m_step`` less each later round, floored at ``m_min``. Depends on
+    the round alone, so adding a round never changes earlier ones."""
+    n = round_number(round_name)
+    if n < update_from:
+        return 1.0
+    return float(max(m_min, m_start - (n - update_from) * m_step))
 
 
 def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labels: Path, metrics_path: Path,
@@ -44,7 +48,7 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     spans, classes = read_spans(pseudo_dir)
     Q, S, s_labels = _span_vectors(pseudo_dir, len(spans))
     Y, alignment = _starting_labels(spans, classes, prev_labels, s_labels, settings)
-    m_round = ema_weight(round_name, settings.m_start, settings.m_step, settings.m_min)
+    m_round = ema_weight(round_name, settings.m_start, settings.m_step, settings.m_min, settings.update_from)
     m = m_round**settings.visits
     res = denoise(Q, Y, S, s_labels, m=m, threads=None, **settings.step_arguments())
     gold = spans.gold.to_numpy(dtype=object)

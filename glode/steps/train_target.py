@@ -39,8 +39,10 @@ def train_target_round(
     docs/METHOD.md §7) from the pretrained encoder when the previous model is the source model
     r0 and from the previous round's model otherwise, so that r1, r2, ... are one target training
     run cut into rounds. The span cap and sequence length are the previous model's; the number
-    of epochs is ``retrain.epochs`` where set. The model trains on ``device`` (default
-    settings: ``auto``); ``command`` (the stage's command line) goes into the model card.
+    of epochs is ``retrain.epochs`` where set. With ``retrain.schedule-rounds`` > 0 the chained
+    rounds share one AdamW state (saved in each model folder) and one learning-rate schedule, as
+    the reference's single target run. The model trains on ``device`` (default settings:
+    ``auto``); ``command`` (the stage's command line) goes into the model card.
     """
     device = device or DeviceSettings()
     from glode.distributed import current_world, together
@@ -54,23 +56,49 @@ def train_target_round(
     data = encode_training_tables(SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len), tables_dir,
                                   config.classes)
     attach_target_labels(data.target, pseudo_dir, labels_path, config.classes, retrain.harden_o)
+    chained = _chained_run(retrain, round_name, chosen, prev_model_dir)
 
     with together():  # the other processes wait for rank 0's dev scores and folder, then all leave the group
         history = train(model, tokenizer, data.source, cfg, mlm_corpus=data.target, target=data.target, log_dir=log_dir,
                         evaluate=dev_scorer(tokenizer, data.dev_sentences, data.dev, cfg.eval_batch_size, progress,
                                             device.precision),
-                        progress=progress, device=device, target_loss=retrain.target_loss)
+                        progress=progress, device=device, target_loss=retrain.target_loss, chained=chained)
         if current_world().main:  # data-parallel: rank 0 writes the folder
             started = {"started_from": chosen} if retrain.init == "chain" else {}
             if retrain.target_loss != "soft-ce":  # (absent at the defaults, so that earlier folders keep their bytes)
                 started["target_loss"] = retrain.target_loss
             if retrain.harden_o > 0:
                 started["harden_o"] = retrain.harden_o
+            if chained is not None:
+                started["schedule"] = {"round": chained.index, "of": chained.rounds}
             save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
                                                                                **started},
                        extra={"round": round_name, "history": history, "encoding": data.encoding_stats(),
-                              "training_data": training_data(tables_dir)}, command=command)
+                              "training_data": training_data(tables_dir)}, command=command,
+                       optimizer_state=None if chained is None else chained.state)
     return history
+
+
+def _chained_run(retrain: RetrainSettings, round_name: str, chosen: str, prev_model_dir: Path):
+    """The round's place in one optimiser run over ``retrain.schedule-rounds`` chained rounds
+    (None: the round trains with its own optimiser and schedule), with the previous round's
+    AdamW state when the round continues the previous model."""
+    if retrain.schedule_rounds == 0:
+        return None
+    import torch
+
+    from glode.model import OPTIMIZER_FILE
+    from glode.rounds import round_number
+    from glode.training import ChainedRun
+
+    state = None  # (RetrainSettings refuses schedule-rounds without init: chain)
+    if chosen == "previous":
+        path = Path(prev_model_dir) / OPTIMIZER_FILE
+        if not path.is_file():
+            raise GlodeError(f"{path}: missing; retrain.schedule-rounds continues the previous round's optimiser, so "
+                             f"that round must have been trained with it too (rerun it: dvc repro -f train_target@...)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return ChainedRun(round_number(round_name), retrain.schedule_rounds, state)
 
 
 def round_start(init: str, prev_model_dir: Path) -> str:
