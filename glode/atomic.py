@@ -4,15 +4,18 @@ A DVC stage that dies half-way must never leave a truncated output that looks co
 every output is written to `.{name}.tmp-{pid}` in the same directory (same filesystem, so the
 final rename is atomic) and only renamed onto the real name once the writer has finished.
 
-A writer that is stopped by an exception, Ctrl-C or SIGTERM (``glode.stagecli`` turns it into
+A writer that is stopped by an exception, Ctrl-C or SIGTERM (``glode.stagecli`` turns them into
 an exception) removes its temporary path. One killed outright (SIGKILL, power loss) leaves it
 behind under its hidden name; the next write of the same output removes such leftovers of dead
-processes, and puts back a previous folder that was moved aside but never replaced.
+processes, and puts back a previous folder that was moved aside but never replaced. A write that
+fails for want of disk space (or on a read-only filesystem) is an :class:`OutputError` naming the
+output, after the temporary path is removed: the previous output is still there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -20,7 +23,51 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling", "clean_stale", "write_json"]
+from glode.errors import GlodeError
+
+__all__ = ["atomic_write_bytes", "atomic_path", "atomic_dir", "temp_sibling", "clean_stale", "write_json",
+           "OutputError", "check_output_file"]
+
+#: errno values of a write that failed for want of space or of a writable filesystem
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+class OutputError(GlodeError):
+    """An output that could not be written (disk full, read-only filesystem) or may not be;
+    ``reason`` is the filesystem's word for a failed write (None for a refused path)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _write_failure(path: Path, exc: BaseException) -> OutputError | None:
+    """The error to raise instead of ``exc`` when it is a failed write of ``path`` (or of a file
+    inside the folder ``path``, whose writer named only its own temporary file), else None."""
+    if isinstance(exc, OutputError) and exc.reason is not None:
+        reason = exc.reason
+    elif isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+        reason = exc.strerror or str(exc)
+    else:
+        return None
+    kept = (f"the previous version of {path.name} is unchanged" if path.exists() or path.is_symlink()
+            else "nothing was written")
+    return OutputError(f"{path}: writing failed ({reason}); the partial output was removed and {kept}; "
+                       "free some space (or write elsewhere) and run again", reason)
+
+
+def check_output_file(path: str | Path, force: bool = False, option: str = "--out") -> Path:
+    """Refuse a file output path before any work is done: an existing directory, a parent that is
+    a file, or (without ``force``) an existing file, which would be overwritten silently."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give {option} a file name (e.g. {path / 'out.txt'})")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{path}: {parent} is a file, not a folder; give {option} a path in a folder")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise OutputError(f"{path}: exists; pass --force to overwrite it, or give {option} another file name")
+    return path
 
 
 def temp_sibling(path: str | Path, tag: str = "tmp") -> Path:
@@ -107,8 +154,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if not tmp.exists():
             raise FileNotFoundError(f"atomic_path: the block did not create {tmp} (meant for {path})")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        failure = _write_failure(path, exc)
+        if failure is not None:
+            raise failure from exc
         raise
     _fsync_dir(path.parent)
 
@@ -159,8 +209,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             if old is not None:
                 os.replace(old, path)  # put the previous version back
             raise
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        failure = _write_failure(path, exc)
+        if failure is not None:
+            raise failure from exc
         raise
     _fsync_dir(path.parent)
     if old is not None:

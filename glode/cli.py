@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from glode.rounds import MAX_ROUNDS
 from glode.stagecli import run_app
 
 app = typer.Typer(
@@ -42,9 +43,10 @@ def _global_options(
         os.environ[QUIET_ENV] = "1"
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # `-1` is a bad N, not an unknown option
 def rounds(
-    n: Annotated[int, typer.Argument(help="Number of self-training rounds after the source model r0.")],
+    n: Annotated[int, typer.Argument(min=0, max=MAX_ROUNDS, help="Number of self-training rounds after the source "
+                                     f"model r0 (0 to {MAX_ROUNDS}).")],
     params: Annotated[Path, typer.Option(help="The params file to rewrite.")] = Path("params.yaml"),
 ) -> None:
     """Rewrite the `rounds` chain in params.yaml for N rounds (r1 <- r0, r2 <- r1, ...).
@@ -88,27 +90,38 @@ def check(
     params: Annotated[Path, typer.Option(help="The params file to check.")] = Path("params.yaml"),
 ) -> None:
     """Check every key of params.yaml at once: types, ranges, choices, label sets, input paths and
-    the rounds chain (cycles, missing predecessors, too many rounds).
+    the rounds chain (cycles, missing predecessors, too many rounds); then the limits of the
+    encoder (model.max-seq-len, denoise.dim) and of this machine (train.device, train.precision).
+    Values that have no effect (k with the local view off) get a note.
 
     The pipeline's first stage runs the same check, but DVC refuses a `rounds` cycle while it
     builds the graph, before any stage runs, with a message that does not name params.yaml:
     this command names the key.
     """
-    from glode.params import check_file
+    from glode.limits import check_params_file
     from glode.rounds import validate_rounds
 
-    chain = validate_rounds(check_file(params).get("rounds"))
+    parsed, notes = check_params_file(params)
+    chain = validate_rounds(parsed.get("rounds"))
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"{params}: every parameter is valid; {len(chain)} round(s)")
 
 
 @app.command("build-encoder")
 def build_encoder(
     name: Annotated[str, typer.Argument(help="'embedded', a local folder or a Hugging Face id.")] = "embedded",
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoder"),
+    out: Annotated[Path, typer.Option(help="Output folder (an existing encoder folder is replaced).")] = Path("encoder"),
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even when it is not an encoder folder.")] = False,
 ) -> None:
     """Materialise an encoder folder outside the pipeline (what the `encoder` stage runs)."""
-    from glode.encoder.build import materialise_encoder
+    from glode.encoder.build import MARKER_FILE, materialise_encoder
+    from glode.errors import GlodeError
 
+    if out.exists() and not force and not (out / MARKER_FILE).is_file():
+        kind = "a folder" if out.is_dir() else "a file"
+        raise GlodeError(f"{out}: exists and is {kind} that no encoder build wrote (no {MARKER_FILE}); it would be "
+                         "replaced as a whole: give --out another path, or pass --force")
     typer.echo(f"written {materialise_encoder(name, out)}")
 
 
@@ -127,8 +140,9 @@ RevOpt = Annotated[
     typer.Option(help="Read from this git revision or DVC experiment (a name from `dvc exp show`) instead of the workspace."),
 ]
 RepoOpt = Annotated[Path, typer.Option(help="Project root (the folder with dvc.yaml).")]
-WindowOpt = Annotated[int, typer.Option(help="Words of context shown on each side of a span.")]
-LimitOpt = Annotated[int, typer.Option(help="Print at most this many rows (0: all).")]
+WindowOpt = Annotated[int, typer.Option(min=0, help="Words of context shown on each side of a span.")]
+LimitOpt = Annotated[int, typer.Option(min=0, help="Print at most this many rows (0: all).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")]
 
 
 def _print_rows(headers, rows, total: int, limit: int, what: str) -> None:
@@ -146,10 +160,12 @@ def labels_show(
     round_name: Annotated[str, typer.Argument(metavar="ROUND", help="Round whose labels to show: r0, r1, ...")],
     type_: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only rows with this hard label (repeatable; O allowed).")] = None,
     changed: Annotated[bool, typer.Option("--changed", help="Only spans whose hard label flipped in this round.")] = False,
-    min_prob: Annotated[float | None, typer.Option(help="Only rows whose hard label has at least this probability.")] = None,
-    max_prob: Annotated[float | None, typer.Option(help="Only rows whose hard label has at most this probability.")] = None,
+    min_prob: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Only rows whose hard label has at least this "
+                                                   "probability (0 to 1).")] = None,
+    max_prob: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Only rows whose hard label has at most this "
+                                                   "probability (0 to 1).")] = None,
     disagree: Annotated[bool, typer.Option("--disagree", help="Only spans where the global and local views admitted different classes.")] = False,
-    sentence: Annotated[list[int] | None, typer.Option("--sentence", "-s", help="Only this sentence id (repeatable).")] = None,
+    sentence: Annotated[list[int] | None, typer.Option("--sentence", "-s", min=0, help="Only this sentence id (repeatable).")] = None,
     wrong: Annotated[bool, typer.Option("--wrong", help="Only rows whose hard label differs from the gold label.")] = False,
     include_o: Annotated[bool, typer.Option("--include-o", help="Also list rows whose hard label is O (without --type only entities are listed).")] = False,
     limit: LimitOpt = 50,
@@ -231,6 +247,7 @@ def labels_export(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-': standard output).")] = Path("-"),
     gold: Annotated[bool, typer.Option("--gold", help="Add the corpus' gold tags: conll, a middle column (token gold pseudo) "
                                        "as conlleval reads it; jsonl, a 'gold' field.")] = False,
+    force: ForceOpt = False,
     rev: RevOpt = None,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -239,13 +256,15 @@ def labels_export(
     Each stored span takes its argmax label; overlapping entity spans are resolved greedily by
     probability (as training does); every other word is O.
     """
-    from glode.atomic import atomic_path
+    from glode.atomic import atomic_path, check_output_file
     from glode.errors import GlodeError
     from glode.labels import ProjectFiles, check_alignment, export_records, read_round_labels, read_target
     from glode.tagged import format_bio, format_jsonl
 
     if format_ not in ("conll", "jsonl"):
         raise GlodeError(f"unknown export format {format_!r}; use conll or jsonl")
+    if str(out) != "-":
+        check_output_file(out, force, "--out")
     files = ProjectFiles(repo, rev)
     df = read_round_labels(files, round_name)
     target = read_target(files)
@@ -274,30 +293,31 @@ def predict(
                                                "`glode labels export`).")] = "bio",
     input_format: Annotated[str, typer.Option(help="auto (CoNLL when lines are 'token ... tag' or -DOCSTART-), text or conll.")] = "auto",
     tokenizer: Annotated[str, typer.Option(help="How text lines become words: whitespace, or simple (punctuation split off).")] = "whitespace",
-    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (batched by length).")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per forward pass (batched by length).")] = 64,
     gold: Annotated[bool, typer.Option("--gold", help="Keep a tagged CoNLL input's tags: bio, a middle column (token gold "
                                        "predicted); jsonl, a 'gold' field.")] = False,
     encoder: Annotated[Path | None, typer.Option(help="Encoder folder holding the frozen word embeddings (default: the one recorded in the model).")] = None,
-    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="Torch CPU threads (0: torch's default).")] = 0,
     device: Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, "
                                         "cuda:N or mps (train.device of params.yaml).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CUDA or CPU) or fp16 (CUDA) (train.precision).")] = "fp32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
+    force: ForceOpt = False,
 ) -> None:
     """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
     import time
 
-    from glode.atomic import atomic_path
+    from glode.atomic import atomic_path, check_output_file
     from glode.errors import GlodeError
     from glode.inference import TOKENIZERS, load_predictor, predict_items, read_input
     from glode.tagged import format_bio, format_jsonl
 
+    if str(out) != "-":
+        check_output_file(out, force, "--out")  # before any work: the model and the input take a while
     if output_format not in ("bio", "jsonl"):
         raise GlodeError(f"unknown output format {output_format!r}; use bio or jsonl")
     if tokenizer not in TOKENIZERS:
         raise GlodeError(f"unknown tokenizer {tokenizer!r}; use {' or '.join(TOKENIZERS)}")
-    if batch_size < 1:
-        raise GlodeError(f"--batch-size must be >= 1, got {batch_size}")
     from glode.settings import DeviceSettings
 
     where = DeviceSettings(device=device, precision=precision)  # a bad value is named before the input is read

@@ -17,7 +17,7 @@ from glode.errors import InputError
 from glode.spans import Span, parse_tag, tags_to_spans, to_bio2
 
 __all__ = ["Sentence", "read_conll", "read_conll_counts", "parse_conll", "looks_like_conll", "format_conll", "write_conll",
-           "DOCSTART"]
+           "DOCSTART", "decode_utf8"]
 
 DOCSTART = "-DOCSTART-"
 _BOM = b"\xef\xbb\xbf"
@@ -41,8 +41,24 @@ class Sentence:
         return tags_to_spans(self.tags)
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    """Strict UTF-8 decoding (BOM tolerated) that locates the first bad byte by offset and line."""
+# byte-order marks of the other Unicode encodings, longest first (UTF-32 LE starts like UTF-16 LE)
+_OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "little-endian"), (b"\x00\x00\xfe\xff", "UTF-32", "big-endian"),
+               (b"\xff\xfe", "UTF-16", "little-endian"), (b"\xfe\xff", "UTF-16", "big-endian"))
+
+
+def decode_utf8(path: str | Path, raw: bytes) -> str:
+    """Strict UTF-8 decoding (BOM tolerated) that locates the first bad byte by offset and line;
+    a UTF-16 or UTF-32 file (by its byte-order mark) or NUL bytes (the same without a mark) are
+    named as such, with the ``iconv`` command that converts them."""
+    for bom, encoding, order in _OTHER_BOMS:
+        if raw.startswith(bom):
+            raise InputError(path, None, f"a {encoding} file ({order}, byte-order mark {bom.hex(' ').upper()}), not "
+                             f"UTF-8; re-encode the file as UTF-8: `iconv -f {encoding} -t UTF-8 {path} > out.txt`")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError(path, raw.count(b"\n", 0, nul) + 1, f"a NUL byte at byte offset {nul}: a UTF-16 or UTF-32 file "
+                         "without a byte-order mark, or not a text file; re-encode the file as UTF-8 (e.g. `iconv -f "
+                         f"UTF-16LE -t UTF-8 {path} > out.txt`)")
     offset = len(_BOM) if raw.startswith(_BOM) else 0
     try:
         return raw[offset:].decode("utf-8")
@@ -121,7 +137,7 @@ def read_conll_counts(
     """
     path = Path(path)
     raw = _read_bytes(path)
-    sentences = parse_conll(_line_ends(path, _decode(path, raw)).split("\n"), path, strict)
+    sentences = parse_conll(_line_ends(path, decode_utf8(path, raw)).split("\n"), path, strict)
     counts, ignored, unknown = _normalise_tags(sentences, None if labels is None else set(labels), set(ignore))
     if unknown:
         raise _unknown_types_error(path, labels, unknown)
@@ -186,6 +202,25 @@ def _columns(line: str) -> list[str]:
     return _COLUMN_SEP.split(stripped) if stripped else []
 
 
+def _check_columns(source: str | Path, lineno: int, line: str, cols: list[str],
+                   width: tuple[int, int] | None) -> tuple[int, int]:
+    """A token line must not mix tabs and spaces between its columns, and must have as many
+    columns as the file's first token line: either is a tab or space inside a token, whose
+    first part would silently become the word (``Savo<TAB>yer B-PER`` read as ``Savo``)."""
+    seps = set("".join(_COLUMN_SEP.findall(line.rstrip("\r").strip(" \t"))))
+    if len(seps) > 1:
+        raise InputError(source, lineno, f"tabs and spaces both separate the columns of {_show(line.rstrip())}: a tab "
+                         "inside a token? Columns are separated by spaces or tabs, so a token cannot contain either; "
+                         "remove it or replace it (e.g. by '_')")
+    if width is None:
+        return len(cols), lineno
+    if len(cols) != width[0]:
+        raise InputError(source, lineno, f"{len(cols)} columns ({_show(line.rstrip())}) but line {width[1]} has "
+                         f"{width[0]}: a space or tab inside a token? Columns are separated by spaces or tabs, so a "
+                         "token cannot contain either; every line needs the same columns, the tag last")
+    return width
+
+
 def _tag_or_none(column: str) -> str | None:
     try:
         parse_tag(column)
@@ -209,6 +244,7 @@ def parse_conll(lines: Iterable[str], source: str | Path = "<input>", strict: bo
     tokens: list[str] = []
     tags: list[str | None] = []
     first = 0
+    width: tuple[int, int] | None = None  # (columns, line) of the first token line: every other must match
 
     def flush() -> None:
         if tokens:
@@ -236,6 +272,8 @@ def parse_conll(lines: Iterable[str], source: str | Path = "<input>", strict: bo
                 f"tag {_show(cols[-1])} is not 'O', 'B-TYPE' or 'I-TYPE'; the tag must be the last column "
                 "(convert BIOES/BILOU tags to BIO first)",
             )
+        if strict:
+            width = _check_columns(source, lineno, line, cols, width)
         if not tokens:
             first = lineno
         tokens.append(cols[0])

@@ -52,9 +52,12 @@ def check_labels_match(model_classes: Sequence[str], labels: Sequence[str], wher
 
 
 def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, int] | None) -> tuple[list, list[EncodedSentence]]:
-    """Read a sentence table and encode it; attach gold span labels when ``label_index`` is given."""
+    """Read a sentence table and encode it; attach gold span labels when ``label_index`` is given.
+    Gold entities that the sequence length cuts out are warned about on the terminal
+    (:func:`warn_lost_gold`)."""
     sentences = read_sentences(path)
     encoded = encoder.encode([s.tokens for s in sentences], progress=True, desc=f"encoding {Path(path).name}")
+    warn_lost_gold(path, sentences, encoded, encoder.max_span_len, encoder.max_seq_len)
     if label_index is not None:
         from glode.features import attach_gold
         from glode.spans import tags_to_spans
@@ -62,6 +65,37 @@ def encode_table(encoder: SentenceEncoder, path: Path, label_index: dict[str, in
         for sent, enc in zip(sentences, encoded):
             attach_gold(enc, tags_to_spans(sent.tags), label_index)
     return sentences, encoded
+
+
+def lost_gold_entities(sentences, encoded: Sequence[EncodedSentence], max_span_len: int) -> tuple[int, int]:
+    """(lost, total): gold entities within the span cap that no window holds whole (never scored,
+    never trained on), and all gold entities within the cap."""
+    from glode.spans import tags_to_spans
+
+    lost = total = 0
+    for sent, enc in zip(sentences, encoded):
+        if not sent.tags:
+            continue
+        gone = {(int(a), int(b)) for a, b in enc.lost_spans}
+        for sp in tags_to_spans(sent.tags):
+            if sp.end - sp.start <= max_span_len:
+                total += 1
+                lost += (sp.start, sp.end) in gone
+    return lost, total
+
+
+def warn_lost_gold(path: Path, sentences, encoded: Sequence[EncodedSentence], max_span_len: int, max_seq_len: int) -> int:
+    """Print a warning when ``model.max-seq-len`` is so short that gold entities fit in no window
+    (they count as misses, and training never sees them); returns how many. The metrics record
+    the count too (``gold_entities_truncated``), but a run should not have to be read to see it."""
+    lost, total = lost_gold_entities(sentences, encoded, max_span_len)
+    if lost:
+        import sys
+
+        print(f"warning: {path}: {lost} of {total} gold entities fit in no window of model.max-seq-len={max_seq_len} "
+              "sub-tokens, so they are never scored or trained on (a miss in every score); raise model.max-seq-len",
+              file=sys.stderr)
+    return lost
 
 
 def encoding_stats(encoded: Sequence[EncodedSentence]) -> dict[str, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glode.conll import looks_like_conll, parse_conll
+from glode.conll import decode_utf8, looks_like_conll, parse_conll
 from glode.errors import GlodeError, InputError
 from glode.progress import progress as progress_bar
 from glode.tagged import TaggedSentence
@@ -56,10 +56,7 @@ def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[l
         p = Path(path)
         if not p.is_file():
             raise InputError(p, None, "file not found; give a text file with one sentence per line, or a CoNLL file")
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(p, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start}); re-encode it as UTF-8") from None
+        text = decode_utf8(p, p.read_bytes())  # a UTF-16 file is named as such, with the iconv command
         name = str(p)
     lines = text.split("\n")
     if fmt == "auto":

@@ -112,10 +112,13 @@ def rewrite_rounds(params_path: str | Path, n: int) -> dict:
     """Replace the top-level ``rounds`` block of the params file by an ``n``-round chain
     (:func:`rounds_text`), atomically."""
     from glode.atomic import atomic_path
+    from glode.params import load_file
 
     path = Path(params_path)
+    chain(n)  # a bad N is named before the file is read
+    text, _ = load_file(path)  # a missing file or a YAML error: one line, as `glode check` says it
     try:
-        text = rounds_text(path.read_text(encoding="utf-8"), n)
+        text = rounds_text(text, n)
     except ParamError as exc:
         raise ParamError("rounds", f"{path}: {exc.problem}") from None
     with atomic_path(path) as tmp:

@@ -13,8 +13,10 @@ def main(
     params: Annotated[Path, typer.Option(help="The params file to check.")] = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Stamp file written when every key is valid (same bytes for any valid file).")] = Path("logs/params-check.txt"),
 ) -> None:
-    """Check types, ranges, choices, label sets, input paths and the rounds chain of params.yaml."""
-    write_check_stamp(params, out)
+    """Check types, ranges, choices, label sets, input paths and the rounds chain of params.yaml,
+    and the limits of the encoder and the machine."""
+    for note in write_check_stamp(params, out):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"{params}: every parameter is valid")
 
 

@@ -34,7 +34,7 @@ def test_iob1_normalised(tmp_path):
 
 
 def test_crlf_bom_multicolumn_and_tabs(tmp_path):
-    content = "\ufeffEU NNP B-NP B-ORG\r\nrejects\tVBZ\tB-VP\tO\r\n\r\nPeter  NNP   I-PER\r\n"
+    content = "\ufeffEU NNP B-NP B-ORG\r\nrejects\tVBZ\tB-VP\tO\r\n\r\nPeter  NNP  B-NP   I-PER\r\n"
     sents = read_conll(write(tmp_path, content), LABELS)
     assert [s.tokens for s in sents] == [["EU", "rejects"], ["Peter"]]
     assert [s.tags for s in sents] == [["B-ORG", "O"], ["B-PER"]]
@@ -213,3 +213,45 @@ def test_implausible_counts_for_the_size_are_warned(tmp_path):
     # few tokens for many bytes (e.g. a tag column that swallowed the text)
     _, counts = read_conll_counts(write(tmp_path, "".join(f"{'x' * 300} O\n\n" for _ in range(10)), "big.txt"), LABELS)
     assert len(counts["warnings"]) == 1 and "bytes per token line" in counts["warnings"][0]
+
+
+# ------------------------------------------------------------------ issue 39: tokens cut short, other encodings
+
+
+def test_a_tab_inside_a_token_is_an_error_naming_the_line(tmp_path):
+    """`Savo<TAB>yer B-PER` used to become the word `Savo`, silently."""
+    p = write(tmp_path, "Tom B-PER\nSavo\tyer I-PER\nlebt O\n")
+    with pytest.raises(InputError, match="a tab inside a token") as err:
+        read_conll(p, LABELS)
+    assert err.value.line == 2 and f"{p}:2:" in str(err.value) and "'Savo\\tyer I-PER'" in str(err.value)
+    # a tab-separated file with a tab inside a token has one column too many: named as well
+    p = write(tmp_path, "Tom\tB-PER\nSavo\tyer\tI-PER\n", "tsv.txt")
+    with pytest.raises(InputError, match=r"3 columns .* but line 1 has 2: a space or tab inside a token") as err:
+        read_conll(p, LABELS)
+    assert err.value.line == 2
+
+
+def test_a_space_inside_a_token_is_an_error_not_a_shorter_word(tmp_path):
+    p = write(tmp_path, "in O\nBerlin B-LOC\n\nNew York B-LOC\n")
+    with pytest.raises(InputError, match="3 columns .* but line 1 has 2") as err:
+        read_conll(p, LABELS)
+    assert err.value.line == 4
+    # the same number of columns everywhere (CoNLL-2003's four) is fine, however they are separated
+    assert read_conll(write(tmp_path, "EU NNP B-NP B-ORG\nrejects\tVBZ\tB-VP\tO\n", "four.txt"), LABELS)[0].tags == ["B-ORG", "O"]
+
+
+@pytest.mark.parametrize("encoding, bom, name", [("utf-16-le", b"\xff\xfe", "UTF-16"), ("utf-16-be", b"\xfe\xff", "UTF-16"),
+                                                  ("utf-32-le", b"\xff\xfe\x00\x00", "UTF-32"),
+                                                  ("utf-32-be", b"\x00\x00\xfe\xff", "UTF-32")])
+def test_utf16_and_utf32_files_are_named_with_the_iconv_command(tmp_path, encoding, bom, name):
+    """A UTF-16 file used to be 'not valid UTF-8' with an `iconv -f latin1` hint, the wrong fix."""
+    p = write(tmp_path, bom + GOOD.encode(encoding))
+    with pytest.raises(InputError) as err:
+        read_conll(p, LABELS)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: a {name} file") and f"iconv -f {name} -t UTF-8 {p}" in msg and "latin1" not in msg
+    assert msg.count("\n") == 0
+    # without a byte-order mark: NUL bytes, named with the line
+    p = write(tmp_path, GOOD.encode("utf-16-le"), "nobom.txt")
+    with pytest.raises(InputError, match="NUL byte at byte offset 1: a UTF-16 or UTF-32 file without a byte-order mark"):
+        read_conll(p, LABELS)

@@ -27,17 +27,21 @@ from glode.params import DEFAULTS, SCHEMA, ParamsError, check_file, check_params
 from glode.steps.check import CHECK_STAMP, write_check_stamp
 from glode.rounds import MAX_ROUNDS, check_prev, rewrite_rounds
 from glode.stagecli import single_command
+from tests.params_fixture import default_params, default_params_text
 from tests.synthetic import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+# the schema defaults, generated: never the working tree's params.yaml, which may hold a user's
+# `dvc exp run -S k=500` (issue 39)
+COMMITTED = default_params()
+DEFAULT_TEXT = default_params_text()
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    """A project folder with the committed params.yaml and tiny input files where it expects them."""
+    """A project folder with a params.yaml of the schema defaults and tiny input files where it expects them."""
     root = tmp_path_factory.mktemp("proj")
-    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    (root / "params.yaml").write_text(DEFAULT_TEXT, encoding="utf-8")
     for i, f in enumerate(("en/train.txt", "en/dev.txt", "de/train.txt", "de/test.txt")):
         write_corpus(root / "data" / f, 3, seed=i)
     return root
@@ -67,8 +71,23 @@ def with_rounds(params: dict, rounds) -> dict:
 
 
 def test_committed_params_are_valid_and_the_schema_defaults_equal_them(root):
+    """The project's params.yaml holds the schema defaults: the committed one (git HEAD) or, while
+    both are being changed, the working tree's. Either will do, so that a user's `dvc exp run -S
+    k=500` in the workspace does not fail the test, nor a change not committed yet."""
     assert check_params(COMMITTED, root) == []
-    assert {k: v for k, v in flat(COMMITTED).items() if k not in ("rounds", "models")} == DEFAULTS
+    versions = {"working tree": (ROOT / "params.yaml").read_text(encoding="utf-8")}
+    head = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:
+        versions["HEAD"] = head.stdout
+    differ = {}
+    for name, text in versions.items():
+        params = yaml.safe_load(text)
+        values = {k: v for k, v in flat(params).items() if k not in ("rounds", "models")}
+        if values == DEFAULTS and check_params(params, root) == []:
+            return
+        differ[name] = {k: (values.get(k, "missing"), DEFAULTS.get(k, "unknown")) for k in sorted({*values, *DEFAULTS})
+                        if values.get(k, "missing") != DEFAULTS.get(k, "unknown")}
+    pytest.fail(f"no params.yaml of the project holds the schema defaults of glode/params.py: {differ}")
 
 
 BAD = {
@@ -85,7 +104,7 @@ BAD = {
     "bool": ("denoise.use-local", "yes", "expected true or false"),
     "missing target files": ("target", "xx", "target: 'xx': file "),
     "missing source file": ("data.source-dev", "data/en/nope.txt", "data.source-dev: 'data/en/nope.txt': file"),
-    "missing encoder folder": ("encoder.name", "./models/enc", "neither 'embedded', an existing folder"),
+    "missing encoder folder": ("encoder.name", "./models/enc", "'./models/enc': no such folder (a path)"),
     "unknown key": ("denoise.dimm", 64, "denoise.dimm: unknown key (did you mean denoise.dim?)"),
     "section not a mapping": ("denoise", 5, "denoise: 5 is not allowed; expected a mapping of its keys (dim, "),
 }
@@ -158,7 +177,7 @@ def test_unreadable_params_file_is_one_error(tmp_path):
 
 def test_glode_rounds_refuses_absurd_lengths(tmp_path):
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    params.write_text(DEFAULT_TEXT, encoding="utf-8")
     before = params.read_bytes()
     with pytest.raises(ParamError, match=f"between 0 and {MAX_ROUNDS}, got 1000000"):
         rewrite_rounds(params, 1_000_000)
@@ -173,10 +192,10 @@ def test_check_stamp_does_not_depend_on_valid_values(root, tmp_path):
     reruns check but nothing that depends on its output."""
     for k in (300, 500):
         shutil.copytree(root, tmp_path / str(k))
-        (tmp_path / str(k) / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("\nk: 300\n", f"\nk: {k}\n"))
+        (tmp_path / str(k) / "params.yaml").write_text(DEFAULT_TEXT.replace("\nk: 300\n", f"\nk: {k}\n"))
         write_check_stamp(tmp_path / str(k) / "params.yaml", tmp_path / str(k) / "logs/check.txt")
     assert (tmp_path / "300/logs/check.txt").read_bytes() == (tmp_path / "500/logs/check.txt").read_bytes() == CHECK_STAMP.encode()
-    (tmp_path / "300/params.yaml").write_text((ROOT / "params.yaml").read_text().replace("\nk: 300\n", "\nk: -1\n"))
+    (tmp_path / "300/params.yaml").write_text(DEFAULT_TEXT.replace("\nk: 300\n", "\nk: -1\n"))
     (tmp_path / "300/logs/check.txt").unlink()
     with pytest.raises(ParamsError, match="k: -1"):
         write_check_stamp(tmp_path / "300/params.yaml", tmp_path / "300/logs/check.txt")
@@ -194,7 +213,7 @@ def test_dvc_repro_with_a_bad_key_fails_in_the_check_stage(tmp_path):
             shutil.copy(src, tmp_path / name)
     for i, f in enumerate(("en/train.txt", "en/dev.txt", "de/train.txt", "de/test.txt")):
         write_corpus(tmp_path / "data" / f, 3, seed=i)
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("\nk: 300\n", "\nk: 0\n"))
+    (tmp_path / "params.yaml").write_text(DEFAULT_TEXT.replace("\nk: 300\n", "\nk: 0\n"))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(tmp_path),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

@@ -50,3 +50,30 @@ def test_glode_version_prints_the_projects_version_and_exits_0(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "glode.cli", "--version"], cwd=tmp_path, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"glode {version}\n", "")
+
+
+GLODE_RANGES = {
+    # issue 39: out-of-range values used to be accepted, or `-1` read as an unknown option
+    "rounds -1": (["rounds", "-1"], "Invalid value for 'n': Input should be greater than or equal to 0"),
+    "rounds 21": (["rounds", "21"], "Invalid value for 'n': Input should be less than or equal to 20"),
+    "min-prob 2": (["labels", "show", "r1", "--min-prob", "2"], "Invalid value for '--min-prob'"),
+    "max-prob -0.1": (["labels", "show", "r1", "--max-prob", "-0.1"], "Invalid value for '--max-prob'"),
+    "limit -5": (["labels", "show", "r1", "--limit", "-5"], "Invalid value for '--limit'"),
+    "window -1": (["labels", "diff", "r0", "r1", "--window", "-1"], "Invalid value for '--window'"),
+    "sentence -3": (["labels", "show", "r1", "-s", "-3"], "Invalid value for '--sentence'"),
+    "batch-size 0": (["predict", "in.txt", "--model", "m", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    "threads -2": (["predict", "in.txt", "--model", "m", "--threads", "-2"], "Invalid value for '--threads'"),
+}
+
+
+def test_glode_options_are_range_checked_as_usage_errors(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "glode.cli", *args], cwd=tmp_path, env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for name, (args, _) in GLODE_RANGES.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and GLODE_RANGES[name][1] in err, (name, err)
+        assert "Traceback" not in err and out == "", (name, err)
+    assert not any(tmp_path.iterdir()), "a usage error wrote something"

