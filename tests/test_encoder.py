@@ -275,7 +275,7 @@ def test_materialise_missing_sources_fail_cleanly(tmp_path, monkeypatch):
     with pytest.raises(GlodeError, match="local path") as err:
         materialise_encoder("glode-tests/no-such-model-1f3a", tmp_path / "enc")
     assert "huggingface-cli download glode-tests/no-such-model-1f3a" in str(err.value)
-    with pytest.raises(GlodeError, match="no such directory"):
+    with pytest.raises(GlodeError, match="encoder.name.*no such folder"):
         materialise_encoder(str(tmp_path / "nowhere"), tmp_path / "enc")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     with pytest.raises(GlodeError, match="not an encoder directory"):
