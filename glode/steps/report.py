@@ -1,5 +1,5 @@
 """The ``report`` stage: a row per round across the pipeline's metrics, flips and the last round's
-confusion rows, for `dvc plots` and quick reading."""
+confusion rows, for `dvc plots` and quick reading; and the few scores that are DVC metrics."""
 
 from __future__ import annotations
 
