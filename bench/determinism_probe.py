@@ -5,6 +5,7 @@ Run in a project (or a bench work folder) after `dvc repro prepare encoder`, or 
 
     python bench/determinism_probe.py --threads 2 bisect --repeats 6
     python bench/determinism_probe.py --threads 2 train --runs 3
+    python bench/determinism_probe.py --threads 2 score --runs 3
     python bench/determinism_probe.py --threads 2 time --steps 30
 
 `--gather` picks how the span model takes its span endpoints' rows of the encoder output:
@@ -19,9 +20,15 @@ Run in a project (or a bench work folder) after `dvc repro prepare encoder`, or 
 - `train`: `glode.training.train` on the first `--sentences` source sentences with masked LM
   (seed 0, one epoch of batch 16: ten steps), `--runs` times in this process; prints each run's
   classifier weight sum and whether every weight equals the first run's bit for bit.
+- `score`: the span scores and features of the first `--sentences` target sentences
+  (`glode.predict.score_spans`, the model `train` makes from seed 0 in one step), their SVD
+  projection (`reduce_dim`) and one denoising step (`glode.denoise.denoise`, exact and IVF
+  search) on them, `--runs` times; whether each output equals the first run's bit for bit.
 - `time`: one full training step (source loss + masked LM over the whole vocabulary, backward,
   clipping, AdamW), the old and the new gather alternating on the same batches (the order
-  swapped every step, so load changes hit both alike); medians and the ratio.
+  swapped every step, so load changes hit both alike); medians, their ratio, and the median of
+  the per-step ratios (each pair ran back to back on the same batch); and the median time of the
+  span-endpoint gathers alone (forward and backward) on each step's batch shape.
 """
 
 from __future__ import annotations
@@ -153,6 +160,29 @@ def train_runs(args) -> dict:
             "tensors_differing": len(differing), "first_differing": differing[:5]}
 
 
+def scoring(args) -> dict:
+    from glode.denoise import denoise
+    from glode.predict import score_spans
+    from glode.steps.pseudo_label import reduce_dim
+
+    model, tok, src, tgt = setup(args)
+    train(model, tok, src[:16], TrainSettings(epochs=1, batch_size=16, seed=0), mlm_corpus=tgt[:16], progress=False)
+    outputs = []
+    for _ in range(args.runs):
+        scores = score_spans(model, tgt[: args.sentences], tok.pad_token_id, with_features=True, progress=False)
+        probs = np.concatenate([s.probs for s in scores])
+        (vectors,) = reduce_dim([np.concatenate([s.features for s in scores])], 128, seed=0)
+        out = {"probs": probs, "features": np.concatenate([s.features for s in scores]), "projected": vectors}
+        half = len(vectors) // 2  # the first half stands in for the source bank, labelled by its argmax
+        for index in ("exact", "ivf"):
+            r = denoise(vectors[half:], probs[half:], vectors[:half], probs[:half].argmax(1), m=0.8, k=30,
+                        o_keep_rate=0.1, seed=0, index=index, nlist=16, nprobe=4)
+            out[f"denoised labels ({index})"] = r.Y_new
+        outputs.append(out)
+    differing = sorted(k for o in outputs[1:] for k in o if not np.array_equal(o[k], outputs[0][k]))
+    return {"spans": len(outputs[0]["probs"]), "identical": not differing, "differing": sorted(set(differing))}
+
+
 def timing(args) -> dict:
     model, tok, src, tgt = setup(args)
     model.freeze_word_embeddings(True)
@@ -164,6 +194,20 @@ def timing(args) -> dict:
     special, gen = set(tok.all_special_ids), torch.Generator().manual_seed(0)
     names = [args.gather, args.against]
     times = {n: [] for n in names}
+    op_times = {n: [] for n in names}
+    hidden_size = model.encoder.config.hidden_size
+
+    def gather_op(name: str, k: int) -> float:
+        """Forward and backward of the two span-endpoint gathers alone, on a random encoder
+        output of batch k's shape (the step's own share of the gather)."""
+        b = collate([src[i] for i in src_batches[k % len(src_batches)]], tok.pad_token_id)
+        hidden = torch.randn(*b.input_ids.shape, hidden_size, requires_grad=True)
+        upstream = torch.randn(len(b.span_sentence), 2 * hidden_size)
+        t = time.perf_counter()
+        out = torch.cat([GATHERS[name](hidden, b.span_sentence, b.span_start),
+                         GATHERS[name](hidden, b.span_sentence, b.span_end)], -1)
+        out.backward(upstream)
+        return time.perf_counter() - t
 
     def step(k: int) -> None:
         b = collate([src[i] for i in src_batches[k % len(src_batches)]], tok.pad_token_id)
@@ -182,11 +226,13 @@ def timing(args) -> dict:
             t = time.perf_counter()
             step(k)
             times[name].append(time.perf_counter() - t)
+            op_times[name].append(gather_op(name, k))
     med = {n: statistics.median(v) for n, v in times.items()}
-    ratio = med[args.gather] / med[args.against]
+    paired = statistics.median(a / b for a, b in zip(times[args.gather], times[args.against]))
     return {"median_step_s": {n: round(v, 4) for n, v in med.items()},
-            f"{args.gather}_over_{args.against}": round(ratio, 3),
-            "steps_each": args.steps}
+            f"{args.gather}_over_{args.against}": round(med[args.gather] / med[args.against], 3),
+            "median_of_paired_ratios": round(paired, 3), "steps_each": args.steps,
+            "median_gather_ms": {n: round(1000 * statistics.median(v), 2) for n, v in op_times.items()}}
 
 
 def main() -> None:
@@ -207,13 +253,16 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--runs", type=int, default=3)
     t.add_argument("--sentences", type=int, default=160)
+    c = sub.add_parser("score")
+    c.add_argument("--runs", type=int, default=3)
+    c.add_argument("--sentences", type=int, default=400)
     m = sub.add_parser("time")
     m.add_argument("--steps", type=int, default=30)
     m.add_argument("--against", choices=sorted(GATHERS), default="index")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     use_gather(args.gather)
-    result = {"bisect": bisect, "train": train_runs, "time": timing}[args.mode](args)
+    result = {"bisect": bisect, "train": train_runs, "score": scoring, "time": timing}[args.mode](args)
     result.update(mode=args.mode, gather=args.gather, threads=torch.get_num_threads(), tiny=args.tiny,
                   torch=torch.__version__)
     emit(result, args.out)

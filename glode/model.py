@@ -76,9 +76,9 @@ def gather_tokens(hidden: torch.Tensor, sentence: torch.Tensor, position: torch.
     once the gradient has 32,768 elements or more; a token that starts or ends several spans then
     sums its gradient in an order that changes from run to run (issue 40, docs/RELIABILITY.md).
     An embedding lookup into the flattened rows computes the same values, and its backward adds
-    each row's gradients in index order on the CPU (sorted segments on CUDA, where the backward of
-    ``index_select`` would use atomics): deterministic, and faster than the atomic adds
-    (docs/BENCHMARKS.md, "Deterministic span gather")."""
+    each row's gradients in index order on the CPU: deterministic, and faster than the atomic adds
+    (docs/BENCHMARKS.md, "Deterministic span gather"). (Not ``index_select``: torch lists its
+    backward on CUDA among the nondeterministic ops, and not the embedding's.)"""
     return nn.functional.embedding(sentence * hidden.shape[1] + position, hidden.flatten(0, 1))
 
 
