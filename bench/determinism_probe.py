@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -241,6 +242,9 @@ def main() -> None:
     ap.add_argument("--tables", default="tables")
     ap.add_argument("--tiny", action="store_true", help="use the tests' tiny random encoder instead of --encoder")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="run every thread on one CPU (Linux): a loaded machine on demand; the old gather's "
+                         "order of atomic adds depended on when the second thread ran, and rarely changed when idle")
     ap.add_argument("--gather", choices=sorted(GATHERS), default="fixed")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--mlm-batch-size", type=int, default=8)
@@ -260,11 +264,13 @@ def main() -> None:
     m.add_argument("--steps", type=int, default=30)
     m.add_argument("--against", choices=sorted(GATHERS), default="index")
     args = ap.parse_args()
+    if args.one_cpu:  # before the first parallel region: torch's threads start with this mask
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     torch.set_num_threads(args.threads)
     use_gather(args.gather)
     result = {"bisect": bisect, "train": train_runs, "score": scoring, "time": timing}[args.mode](args)
     result.update(mode=args.mode, gather=args.gather, threads=torch.get_num_threads(), tiny=args.tiny,
-                  torch=torch.__version__)
+                  one_cpu=args.one_cpu, torch=torch.__version__, load_average=[round(x, 2) for x in os.getloadavg()])
     emit(result, args.out)
 
 
