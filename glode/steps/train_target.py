@@ -96,7 +96,8 @@ def _chained_run(retrain: RetrainSettings, round_name: str, chosen: str, prev_mo
         path = Path(prev_model_dir) / OPTIMIZER_FILE
         if not path.is_file():
             raise GlodeError(f"{path}: missing; retrain.schedule-rounds continues the previous round's optimiser, so "
-                             f"that round must have been trained with it too (rerun it: dvc repro -f train_target@...)")
+                             f"that round must have been trained with it too (rerun it: dvc repro -f "
+                             f"train_target@{Path(prev_model_dir).name})")
         state = torch.load(path, map_location="cpu", weights_only=True)
     return ChainedRun(round_number(round_name), retrain.schedule_rounds, state)
 
