@@ -61,19 +61,20 @@ def rounds(
 
 @app.command()
 def preset(
-    name: Annotated[str, typer.Argument(help="'glode' (the global and local views on), 'paper' (the paper's "
-                                                "progressive mode), 'plain' (self-training without denoising, "
-                                                "the default) or 'default' (glode's defaults).")],
+    name: Annotated[str, typer.Argument(help="'glode' (the global and local views on, the default), 'paper' (the "
+                                                "paper's progressive mode at the reference's timing), 'plain' "
+                                                "(self-training without denoising) or 'default' (glode's defaults).")],
     params: Annotated[Path, typer.Option(help="The params file to rewrite.")] = Path("params.yaml"),
 ) -> None:
     """Switch params.yaml to a named set of values, then run `dvc repro` (or `dvc exp run`).
 
-    `glode`: GLoDe's denoising at glode's settings, the global and local views on (measured level
-    with or below plain self-training on the real corpora, docs/RESULTS.md). `paper`: the paper's
-    progressive mode (docs/METHOD.md §7): three one-epoch rounds that continue one target model,
-    each refining the previous round's labels with the reference's views and weights. `plain`:
-    plain self-training, the views off (glode's default, the best-measured variant); the rounds
-    chain stays as it is. `default`: back to glode's defaults for every key a preset sets, rounds
+    `glode`: GLoDe's denoising at glode's settings, the global and local views on (the default;
+    above plain self-training at the README's settings, level with it on protocol v3's table,
+    docs/RESULTS.md); the rounds chain stays as it is. `paper`: the paper's progressive mode at
+    the reference's timing (docs/METHOD.md §7): five one-epoch rounds of one target run (one
+    AdamW state and schedule), labels refined from r3 on with the reference's views, loss and
+    optimiser values. `plain`: plain self-training, the views off; the rounds chain stays as it
+    is. `default`: back to glode's defaults for every key a preset sets, rounds
     included. Only the values change; comments stay, and the file is replaced only if the whole
     new file passes `glode check`.
     """
