@@ -203,6 +203,15 @@ def check_label_sets(labels: list[str], ignore_labels: list[str]) -> None:
         raise ParamError("data.labels", f"{labels}: entity types must be distinct, non-empty, without spaces and not 'O'")
 
 
+def schedule_rounds_problem(schedule_rounds: int, init: str) -> str | None:
+    """Why ``retrain.schedule-rounds`` cannot go with ``retrain.init`` (the file check and the
+    train_target stage's settings both ask), or None."""
+    if schedule_rounds > 0 and init != "chain":
+        return (f"{schedule_rounds} continues one optimiser over chained rounds; it needs retrain.init: chain "
+                f"(got {init!r}), or 0")
+    return None
+
+
 def check_options(options: dict[str, Any], keys: dict[str, str]) -> None:
     """Check a stage's options against the schema: ``keys`` maps option names to params.yaml keys.
 
@@ -285,9 +294,9 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
 
     if ok("retrain.schedule-rounds") and flat["retrain.schedule-rounds"] > 0:
         rounds_n = len(params.get("rounds") or {})
-        if ok("retrain.init") and flat["retrain.init"] != "chain":
-            problems.append(f"retrain.schedule-rounds: {flat['retrain.schedule-rounds']} continues one optimiser over "
-                            f"chained rounds; it needs retrain.init: chain (got {flat['retrain.init']!r}), or 0")
+        why = schedule_rounds_problem(flat["retrain.schedule-rounds"], flat["retrain.init"]) if ok("retrain.init") else None
+        if why:
+            problems.append(f"retrain.schedule-rounds: {why}")
         elif rounds_n > flat["retrain.schedule-rounds"]:
             problems.append(f"retrain.schedule-rounds: {flat['retrain.schedule-rounds']} is fewer than the {rounds_n} "
                             "rounds; the schedule must cover every chained round")

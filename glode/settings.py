@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
-from glode.params import SCHEMA, check_label_sets, check_options
+from glode.params import SCHEMA, check_label_sets, check_options, schedule_rounds_problem
 
 __all__ = ["DataSettings", "ModelSettings", "TrainSettings", "DeviceSettings", "EvaluateSettings", "DenoiseSettings",
            "RetrainSettings", "Precision", "Projection", "Features", "Prototype", "PrototypeFrom", "Start", "Gate", "Index",
@@ -240,11 +240,11 @@ class RetrainSettings(Settings):
 
     def validate(self) -> None:
         super().validate()
-        if self.schedule_rounds > 0 and self.init != "chain":
+        why = schedule_rounds_problem(self.schedule_rounds, self.init)
+        if why:
             from glode.errors import ParamError
 
-            raise ParamError("retrain.schedule-rounds", f"{self.schedule_rounds} continues one optimiser over chained "
-                             f"rounds; it needs retrain.init: chain (got {self.init!r}), or 0")
+            raise ParamError("retrain.schedule-rounds", why)
 
     def train_settings(self, train: TrainSettings) -> TrainSettings:
         """``train`` with this round's epochs: ``retrain.epochs`` where set (a whole number stays
