@@ -4,7 +4,7 @@ Pure functions over DataFrames and strings; ``glode labels ...`` (glode/cli.py) 
 options and prints. Files are read from the workspace or, with a git revision or experiment
 name, through ``dvc.api.DVCFileSystem`` without touching the workspace.
 
-Label tables are sparse (see README, "Refined labels"): every candidate span without a row is
+Label tables are sparse (see docs/PIPELINE.md, "Refined labels"): every candidate span without a row is
 one-hot ``O``, so a span missing from one round's table has the hard label ``O`` there.
 """
 
