@@ -116,6 +116,37 @@ def read_labels_dense(path: Path, spans: pd.DataFrame, classes: Sequence[str]) -
     return Y
 
 
+
+def read_neighbour_weights(path: Path, spans: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """Per-span loss weights from the local view's neighbour agreement (``retrain.span-weights:
+    neighbours``; the views as instance weights, as CoLaDa weights its tokens, instead of or
+    besides relabelling).
+
+    A span whose top class is entity class c weighs ``min(1, a / mean_c)``, ``a`` being how many
+    of its k neighbours carry c (the table's ``local_count``) and ``mean_c`` that count's mean
+    over every span whose top class is c: a pseudo entity its neighbourhood agrees with as much as
+    its class's average trains at full weight, one in a neighbourhood of other classes at less.
+    Spans whose top class is O weigh 1: the memory bank keeps only a sample of O spans, so their
+    neighbour counts say little. Every span with entity mass has a row in the table whatever the
+    gold, so no weight depends on the gold labels stored for diagnostics."""
+    table = read_table(path, LABELS_KIND)
+    weights = np.ones(len(spans), dtype=np.float32)
+    entity = table[table.label != classes[0]]
+    if not len(entity):
+        return weights
+    if any(len(c) == 0 for c in entity.local_counts):
+        raise GlodeError(f"{path}: no neighbour counts (the round's denoising ran without the local view); "
+                         "retrain.span-weights: neighbours needs denoise.use-local: true")
+    agree = entity.local_count.to_numpy(dtype=np.float64)
+    mean = entity.groupby("label").local_count.transform("mean").to_numpy(dtype=np.float64)
+    w = np.where(mean > 0, np.minimum(1.0, agree / np.where(mean > 0, mean, 1.0)), 1.0)
+    key = pd.MultiIndex.from_arrays([spans.sentence_id, spans.start, spans.end])
+    pos = key.get_indexer(pd.MultiIndex.from_arrays([entity.sentence_id, entity.start.astype(np.int32),
+                                                     entity.end.astype(np.int32)]))
+    found = pos >= 0
+    weights[pos[found]] = w[found]
+    return weights
+
 def rows_to_store(Y_prev: np.ndarray, Y_new: np.ndarray, gold, G=None, L=None) -> np.ndarray:
     """The spans a sparse table keeps: entity mass in the old or new label, admitted as an entity
     by a view, or a gold entity."""

@@ -11,7 +11,7 @@ import numpy as np
 from glode.corpus import check_labels_match, dev_scorer, encode_training_tables, table_labels, training_data
 from glode.errors import GlodeError
 from glode.features import EncodedSentence, SentenceEncoder
-from glode.label_table import read_labels_dense
+from glode.label_table import read_labels_dense, read_neighbour_weights
 from glode.pseudo_folder import read_spans
 from glode.settings import DeviceSettings, RetrainSettings, TrainSettings
 from glode.spans import resolve_overlaps
@@ -128,18 +128,26 @@ def _starting_model(chosen: str, prev_model_dir: Path, tables_dir: Path, encoder
 
 
 def attach_target_labels(target: Sequence[EncodedSentence], pseudo_dir: Path, labels_path: Path,
-                         classes: Sequence[str], harden_o: float = 0.0) -> None:
-    """Set each target sentence's soft span targets (``span_soft``) from the round's label table."""
+                         classes: Sequence[str], harden_o: float = 0.0, span_weights: str = "none") -> None:
+    """Set each target sentence's soft span targets (``span_soft``) from the round's label table.
+
+    With ``span_weights="neighbours"`` a pseudo entity's target row is scaled by its neighbour
+    weight (:func:`glode.label_table.read_neighbour_weights`): both target losses are linear in
+    the label, so a row ``w·Y`` is the span's loss times ``w``."""
     spans, scored_for = read_spans(pseudo_dir)
     if scored_for != list(classes):
         raise GlodeError(f"{pseudo_dir}: spans scored for classes {scored_for}, model has {list(classes)}")
     Y = read_labels_dense(labels_path, spans, scored_for)
+    weights = read_neighbour_weights(labels_path, spans, scored_for) if span_weights == "neighbours" else None
     bounds = np.cumsum([0] + [len(e.span_word_start) for e in target])
     if bounds[-1] != len(spans):
         raise GlodeError(f"{pseudo_dir}: {len(spans)} spans, but the target corpus has {bounds[-1]} candidate spans "
                          "with this model's span cap; rerun the pseudo_label stage")
     for i, e in enumerate(target):
         e.span_soft = target_soft_labels(e, Y[bounds[i] : bounds[i + 1]], harden_o)
+        if weights is not None:
+            entity = e.span_soft.argmax(axis=1) != 0  # after overlap resolution: a lost entity trains as O, weight 1
+            e.span_soft[entity] *= weights[bounds[i] : bounds[i + 1]][entity, None]
 
 
 def target_soft_labels(encoded: EncodedSentence, Y: np.ndarray, harden_o: float = 0.0) -> np.ndarray:
