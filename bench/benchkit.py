@@ -30,11 +30,11 @@ def source_step_parts(encoder: str | Path, tables: str | Path, batch_size: int, 
     import numpy as np
 
     from glode.settings import TrainSettings
-    from glode.training import _optimizer, length_grouped_batches
+    from glode.training import build_optimizer, length_grouped_batches
 
     model, tok, _, src, tgt = step_setup(encoder, tables)
     model.freeze_word_embeddings(True)
-    opt = _optimizer(model, TrainSettings())
+    opt = build_optimizer(model, TrainSettings())
     rng = np.random.default_rng(0)
     src_batches = length_grouped_batches([len(s.input_ids) for s in src], batch_size, rng)
     mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], mlm_batch_size, rng)

@@ -50,7 +50,7 @@ import glode.model
 from glode.features import collate
 from glode.model import mask_tokens
 from glode.settings import TrainSettings
-from glode.training import _optimizer, length_grouped_batches, train
+from glode.training import build_optimizer, length_grouped_batches, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -133,7 +133,7 @@ def bisect_batch(args, base, tok, batch, mlm_sentences) -> dict:
             out[f"grad of {name} w.r.t. the encoder output"] = grads[0]
             out.update({f"grad of {name}: {n}": g for n, g in zip(params, grads[1:]) if g is not None})
         loss = sum(parts.values())
-        opt = _optimizer(model, TrainSettings())
+        opt = build_optimizer(model, TrainSettings())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
         opt.step()
@@ -188,7 +188,7 @@ def timing(args) -> dict:
     model, tok, src, tgt = setup(args)
     model.freeze_word_embeddings(True)
     model.train()
-    opt = _optimizer(model, TrainSettings())
+    opt = build_optimizer(model, TrainSettings())
     rng = np.random.default_rng(0)
     src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)
     mlm_batches = length_grouped_batches([len(s.input_ids) for s in tgt], args.mlm_batch_size, rng)

@@ -48,7 +48,7 @@ def main() -> None:
     from glode.features import collate
     from glode.model import mask_tokens
     from glode.settings import TrainSettings as TrainConfig
-    from glode.training import _optimizer, corpus_vocabulary, length_grouped_batches, soft_cross_entropy
+    from glode.training import build_optimizer, corpus_vocabulary, length_grouped_batches, soft_cross_entropy
 
     model, tok, classes, src, tgt = step_setup(args.encoder, args.tables)
     model.freeze_word_embeddings(True)
@@ -56,7 +56,7 @@ def main() -> None:
     for e in tgt:
         e.span_soft = np.tile(onehot_o, (len(e.span_word_start), 1))
     cfg = TrainConfig()
-    opt = _optimizer(model, cfg)
+    opt = build_optimizer(model, cfg)
     rng = np.random.default_rng(0)
     src_batches = length_grouped_batches([len(s.input_ids) for s in src], args.batch_size, rng)
     tgt_batches = length_grouped_batches([len(s.input_ids) for s in tgt], args.batch_size, rng)

@@ -95,8 +95,9 @@ def _lengths(sentences: Sequence[EncodedSentence]) -> list[int]:
     return [len(s.input_ids) for s in sentences]
 
 
-def _optimizer(model: SpanNERModel, cfg: TrainSettings) -> torch.optim.Optimizer:
-    """AdamW; the randomly initialised head learns faster than the pretrained encoder."""
+def build_optimizer(model: SpanNERModel, cfg: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW; the randomly initialised head learns faster than the pretrained encoder. Public:
+    the bench scripts time and probe the same optimiser."""
     enc, head, no_decay = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -323,7 +324,7 @@ def train(
     total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # micro-batches; whole epochs: exactly epochs x steps
     epoch_steps = [min(steps_per_epoch, total - e * steps_per_epoch) for e in range(math.ceil(total / steps_per_epoch))]
     accum = cfg.grad_accum
-    opt = _optimizer(model, cfg)
+    opt = build_optimizer(model, cfg)
     opt_total = optimiser_steps(epoch_steps, accum)
     if chained is None:
         sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
