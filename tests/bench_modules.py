@@ -1,17 +1,20 @@
-"""The bench/ scripts as modules for the tests (bench/ is not a package): bench/results.py is
-loaded by path, the others through its own loader (``bench_module``)."""
+"""The bench/ scripts as modules for the tests (bench/ is not a package): `bench/results.py` and
+its protocol modules (`results_*`) import one another by name, so they are imported by name with
+bench/ on sys.path (one module object each, which the tests monkeypatch); the other scripts are
+loaded by path through the harness's own loader (``bench_module``)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
 
 def load(name: str):
-    if "glode_bench_results" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("glode_bench_results", Path(__file__).parent.parent / "bench" / "results.py")
-        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    results = sys.modules["glode_bench_results"]
-    return results if name == "results" else results.bench_module(name)
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
+    if name == "results" or name.startswith("results_"):
+        return importlib.import_module(name)
+    return importlib.import_module("results_harness").bench_module(name)

@@ -1,5 +1,6 @@
-"""bench/results.py protocol v3: the plan, work folders, params, cost estimate, status and the
-rendered table (fake cell JSONs in a tmp dir); v1/v2 rendering stays byte-identical."""
+"""Protocol v3 (bench/results_v3.py) through bench/results.py: the plan, work folders, params, cost
+estimate, status and the rendered table (fake cell JSONs in a tmp dir); the retired v1/v2 blocks
+of docs/RESULTS.md are left byte-identical."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from tests.params_fixture import write_params
 
 ROOT = Path(__file__).resolve().parent.parent
 R = load("results")
+H = load("results_harness")
+V3 = load("results_v3")
+P = V3.PROTOCOL
 SC = load("sentence_counts")
 
 
@@ -29,13 +33,13 @@ def v3(monkeypatch, tmp_path):
     """Protocol v3 with its cells in a tmp dir and a cheap bootstrap."""
     proto = dataclasses.replace(R.PROTOCOLS["v3"], cells=tmp_path / "cells-v3")
     monkeypatch.setitem(R.PROTOCOLS, "v3", proto)
-    monkeypatch.setitem(R.V3_BOOTSTRAP, "n_resamples", 1000)
+    monkeypatch.setitem(V3.V3_BOOTSTRAP, "n_resamples", 1000)
     undefine_paper(monkeypatch)  # the rendering tests below check how an undefined variant shows
     return proto
 
 
 def define_paper(monkeypatch, overrides: dict | None) -> None:
-    monkeypatch.setitem(R.V3_VARIANTS, "paper", ("the paper's progressive mode (test definition)", overrides))
+    monkeypatch.setitem(V3.V3_VARIANTS, "paper", ("the paper's progressive mode (test definition)", overrides))
 
 
 def undefine_paper(monkeypatch) -> None:
@@ -46,69 +50,69 @@ def undefine_paper(monkeypatch) -> None:
 
 
 def test_the_paper_variant_is_the_pinned_paper_preset_at_the_default_rounds_budget():
-    assert R.v3_defined("paper") and ("hi", "paper", 2) in R.plan_v3()
-    o = R.v3_overrides("paper", 1)
-    assert all(o[k] == v for k, v in R.PAPER_V3_PRESET.items() if k not in ("retrain.epochs", "denoise.visits"))
-    assert R.v3_rounds("paper") == ["r0", "r1", "r2", "r3"] and R.v3_workdir("de", "paper", 1) == "de-s1"
-    steps_per_epoch = math.ceil(R.V3_SIZES["source_train"] / R.TRAIN_BATCH)
+    assert P.defined("paper") and ("hi", "paper", 2) in V3.plan_v3()
+    o = P.overrides("paper", 1)
+    assert all(o[k] == v for k, v in V3.PAPER_V3_PRESET.items() if k not in ("retrain.epochs", "denoise.visits"))
+    assert P.rounds_of("paper") == ["r0", "r1", "r2", "r3"] and P.workdir("de", "paper", 1) == "de-s1"
+    steps_per_epoch = math.ceil(V3.V3_SIZES["source_train"] / V3.TRAIN_BATCH)
     paper_steps = 3 * math.ceil(steps_per_epoch * o["retrain.epochs"] - 1e-9)  # glode.training's rounding
-    assert abs(paper_steps - R.V3_EPOCHS * steps_per_epoch) <= 3  # 378 against the default round's 376
+    assert abs(paper_steps - V3.V3_EPOCHS * steps_per_epoch) <= 3  # 378 against the default round's 376
     assert o["denoise.visits"] == pytest.approx(o["retrain.epochs"])  # equal source and target sizes
 
 
 def test_plan_skips_an_undefined_variant_and_puts_seed_0_first(monkeypatch):
     undefine_paper(monkeypatch)
-    plan = R.plan_v3()
-    assert not R.v3_defined("paper")
+    plan = V3.plan_v3()
+    assert not P.defined("paper")
     assert len(plan) == len(set(plan)) == 6 * 3 * 3 + 2 * 3
     assert all(v != "paper" for _, v, _ in plan)
-    assert len(R.plan_v3(include_undefined=True)) == len(plan) + 6 * 3
+    assert len(V3.plan_v3(include_undefined=True)) == len(plan) + 6 * 3
     first_seed1 = next(i for i, c in enumerate(plan) if c[2] == 1)
-    assert {c[0] for c in plan[:first_seed1]} == set(R.ORDER) and all(c[2] == 0 for c in plan[:first_seed1])
-    ablations = [c for c in plan if c[1] in R.V3_ABLATIONS]
+    assert {c[0] for c in plan[:first_seed1]} == set(H.ORDER) and all(c[2] == 0 for c in plan[:first_seed1])
+    ablations = [c for c in plan if c[1] in V3.V3_ABLATIONS]
     assert sorted(ablations) == sorted((lang, v, 0) for lang in ("de", "ar") for v in ("global", "local", "nomlm"))
-    for lang in R.ORDER:
-        for seed in R.V3_SEEDS:
+    for lang in H.ORDER:
+        for seed in V3.V3_SEEDS:
             assert plan.index((lang, "zeroshot", seed)) < plan.index((lang, "default", seed))
 
 
 def test_paper_once_defined_is_planned_with_its_rounds(monkeypatch):
     define_paper(monkeypatch, {"retrain.init": "previous", "rounds": 4})
-    assert ("de", "paper", 2) in R.plan_v3()
-    assert R.v3_rounds("paper") == ["r0", "r1", "r2", "r3", "r4"]
-    names = R.v3_stage_names(R.v3_rounds("paper"))
+    assert ("de", "paper", 2) in V3.plan_v3()
+    assert P.rounds_of("paper") == ["r0", "r1", "r2", "r3", "r4"]
+    names = H.stage_names(P.rounds_of("paper"))
     assert [n for n in names if n.startswith("evaluate")] == ["evaluate@r0", "evaluate@r4"]
     assert names.count("train_target@r3") == 1
-    assert R.v3_overrides("paper", 1)["rounds"] == 4 and R.v3_overrides("paper", 1)["train.seed"] == 1
-    assert R.v3_workdir("de", "paper", 1) == "de-s1"  # shares seed 1's r0
+    assert P.overrides("paper", 1)["rounds"] == 4 and P.overrides("paper", 1)["train.seed"] == 1
+    assert P.workdir("de", "paper", 1) == "de-s1"  # shares seed 1's r0
     define_paper(monkeypatch, {"train.epochs": 1, "rounds": 10})
-    assert R.v3_workdir("de", "paper", 1) == "de-s1-paper"  # changes r0: its own folder
+    assert P.workdir("de", "paper", 1) == "de-s1-paper"  # changes r0: its own folder
 
 
 def test_workdirs_per_seed_and_r0_changing_variants(monkeypatch):
-    assert {R.v3_workdir("ar", v, 2) for v in ("zeroshot", "plain", "default", "global", "local")} == {"ar-s2"}
-    assert R.v3_workdir("ar", "nomlm", 0) == "ar-s0-nomlm"
-    assert R.v3_rounds("zeroshot") == ["r0"] and R.v3_rounds("default") == ["r0", "r1"]
+    assert {P.workdir("ar", v, 2) for v in ("zeroshot", "plain", "default", "global", "local")} == {"ar-s2"}
+    assert P.workdir("ar", "nomlm", 0) == "ar-s0-nomlm"
+    assert P.rounds_of("zeroshot") == ["r0"] and P.rounds_of("default") == ["r0", "r1"]
     undefine_paper(monkeypatch)
     with pytest.raises(KeyError, match="not defined"):
-        R.v3_overrides("paper", 0)
+        P.overrides("paper", 0)
 
 
 def test_write_params_sets_seed_epochs_and_the_round_chain(tmp_path):
     write_params(tmp_path / "params.yaml")  # the schema defaults, not the working tree's params.yaml
-    params = R.write_params(tmp_path, "zh", {**R.v3_overrides("plain", 2), "denoise.gate": "none"})
+    params = H.write_params(tmp_path, "zh", {**P.overrides("plain", 2), "denoise.gate": "none"})
     written = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert written == params
-    assert params["train"]["seed"] == 2 and params["train"]["epochs"] == R.V3_EPOCHS
+    assert params["train"]["seed"] == 2 and params["train"]["epochs"] == V3.V3_EPOCHS
     assert params["rounds"] == {"r1": {"prev": "r0"}}
     assert params["models"] == {"r0": {"prev": "source"}, "r1": {"prev": "r0"}}
     assert params["denoise"]["use-global"] is False and params["target"] == "zh"
     assert params["denoise"]["gate"] == "none"
-    params = R.write_params(tmp_path, "zh", {"rounds": 3})  # from the kept snapshot defaults again
+    params = H.write_params(tmp_path, "zh", {"rounds": 3})  # from the kept snapshot defaults again
     assert list(params["rounds"]) == ["r1", "r2", "r3"] and params["rounds"]["r3"] == {"prev": "r2"}
     assert params["denoise"]["gate"] == "agree"
     with pytest.raises(KeyError, match="no such parameter"):
-        R.write_params(tmp_path, "zh", {"train.no-such-key": 1})
+        H.write_params(tmp_path, "zh", {"train.no-such-key": 1})
 
 
 # --------------------------------------------------------------------------- estimate
@@ -117,7 +121,7 @@ def test_write_params_sets_seed_epochs_and_the_round_chain(tmp_path):
 def _fake_v2(seconds: dict[str, float]) -> dict:
     """v2 cells whose stages all ran with the given seconds per kind, for every language."""
     cells = {}
-    for lang in R.ORDER:
+    for lang in H.ORDER:
         stages = {k: {"seconds": v, "ran": True} for k, v in seconds.items() if k in ("prepare", "encoder", "train_source",
                                                                                       "initial_labels")}
         stages |= {f"{k}@r{i}": {"seconds": v, "ran": True} for k, v in seconds.items()
@@ -130,31 +134,31 @@ def _fake_v2(seconds: dict[str, float]) -> dict:
 def test_estimate_arithmetic_on_round_numbers(monkeypatch):
     s = {"prepare": 1, "encoder": 9, "train_source": 564, "initial_labels": 20, "pseudo_label": 40, "denoise": 10,
          "train_target": 846, "evaluate": 10}
-    est = R.estimate_v3(_fake_v2(s))
-    f = est["steps_per_round"] / R.V2_TRAIN_STEPS
-    assert est["steps_per_round"] == R.V3_EPOCHS * math.ceil(3000 / 16) == 376
-    ev = {lang: 10 * min(3000, R.TEST_AVAILABLE[lang]) / 1000 for lang in R.ORDER}
-    r0 = R.CHECK_S + 1 + 9 + 564 * f + 20 + ev["de"]
+    est = V3.estimate_v3(_fake_v2(s))
+    f = est["steps_per_round"] / V3.V2_TRAIN_STEPS
+    assert est["steps_per_round"] == V3.V3_EPOCHS * math.ceil(3000 / 16) == 376
+    ev = {lang: 10 * min(3000, V3.TEST_AVAILABLE[lang]) / 1000 for lang in H.ORDER}
+    r0 = V3.CHECK_S + 1 + 9 + 564 * f + 20 + ev["de"]
     c = est["cells"]
     assert c[("de", "zeroshot", 0)] == pytest.approx(r0 + ev["de"])  # r0's stages, then its counts
     round_cost = 10 + 846 * f + 2 * ev["de"]
     assert c[("de", "plain", 0)] == pytest.approx(40 + round_cost)  # pays the round's shared pseudo labels
     assert c[("de", "default", 0)] == pytest.approx(round_cost)
-    paper = R.v3_overrides("paper", 0)["retrain.epochs"] / R.V3_EPOCHS  # each round's share of a default round
+    paper = P.overrides("paper", 0)["retrain.epochs"] / V3.V3_EPOCHS  # each round's share of a default round
     assert c[("de", "paper", 0)] == pytest.approx(3 * 10 + 2 * 40 + 3 * 846 * f * paper + 2 * ev["de"])
     assert c[("de", "nomlm", 0)] == pytest.approx(r0 + 40 + round_cost)  # its own folder and r0
     assert c[("hi", "default", 1)] == pytest.approx(10 + 846 * f + 2 * 10)  # hi has 1000 test sentences
     assert est["filled"] == []
     undefine_paper(monkeypatch)
-    assert R.estimate_v3(_fake_v2(s))["cells"][("de", "paper", 0)] == pytest.approx(round_cost)  # as a default round
+    assert V3.estimate_v3(_fake_v2(s))["cells"][("de", "paper", 0)] == pytest.approx(round_cost)  # as a default round
 
 
 def test_estimate_from_the_committed_v2_cells_fits_the_budget():
-    est = R.estimate_v3(R.load_cells(R.PROTOCOLS["v2"]))
+    est = V3.estimate_v3(V3.load_v2_cells())
     assert len(est["cells"]) == 78
     assert 10 * 3600 < est["total_s"] < 15 * 3600
     assert "es train_source" in est["filled"]  # es's r0 stages were not recorded in v2
-    text = R.render_estimate(est)
+    text = V3.render_estimate(est)
     assert "an estimate" in text and f"**{est['total_s'] / 3600:.1f}**" in text
 
 
@@ -180,10 +184,30 @@ def test_run_refuses_undefined_and_unknown_cells(v3, tmp_path, capsys):
 
 def test_only_without_a_seed_means_every_planned_seed():
     proto = R.PROTOCOLS["v3"]
-    assert R.parse_only(proto, ["de:default"]) == [("de", "default", s) for s in R.V3_SEEDS]
+    assert R.parse_only(proto, ["de:default"]) == [("de", "default", s) for s in V3.V3_SEEDS]
     assert R.parse_only(proto, ["ar:local"]) == [("ar", "local", 0)]
     assert R.parse_only(proto, ["de:plain:2"]) == [("de", "plain", 2)]
-    assert R.parse_only(R.PROTOCOLS["v2"], ["de:glode"]) == [("de", "glode")]
+    assert R.parse_only(R.PROTOCOLS["x4"], ["ar:views-ce"]) == [("ar", "views-ce", 0)]  # no plan: seed 0
+
+
+def test_each_registered_protocol_is_its_own_module_named_after_it():
+    for name, proto in R.PROTOCOLS.items():
+        assert proto.name == name and (ROOT / proto.source).is_file()
+        assert load(f"results_{name}").PROTOCOL is proto
+        assert proto.begin.startswith(f"<!-- results-{name}:begin") and proto.end == f"<!-- results-{name}:end -->"
+
+
+def test_an_exploration_has_no_plan_so_status_lists_its_cells_and_estimate_refuses(monkeypatch, tmp_path, capsys):
+    x4 = dataclasses.replace(R.PROTOCOLS["x4"], cells=tmp_path / "explore")
+    monkeypatch.setitem(R.PROTOCOLS, "x4", x4)
+    x4.cells.mkdir()
+    x4.cell_path("ar", "views-ref", 0).write_text(json.dumps({"language": "ar", "variant": "views-ref", "seed": 0}))
+    assert R.main(["--protocol", "x4", "status"]) == 0
+    assert capsys.readouterr().out == "ar:views-ref s0 measured (not planned)\n"
+    assert R.main(["--protocol", "x4", "estimate"]) == 2
+    assert "no plan" in capsys.readouterr().err
+    assert R.main(["--protocol", "x4", "run", "--workdir", str(tmp_path / "work")]) == 2  # names no cell
+    assert x4.overrides("views-ref", 0)["train.epochs"] == 3 and "retrain.target-loss" in x4.overrides("views-ref", 0)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -198,7 +222,7 @@ def _counts(rng, gold, skill):
 
 
 def _cell(lang, variant, seed, counts, r0_f1=None):
-    rounds = R.v3_rounds(variant)
+    rounds = P.rounds_of(variant)
     f1 = prf(*(int(x) for x in counts.sum(0)))["f1"]
     per_round = {r: {"f1": f1 if r == rounds[-1] else r0_f1, "pseudo_label_f1": 0.5 + 0.01 * i, "optimizer_steps": 376}
                  for i, r in enumerate(rounds)}
@@ -214,9 +238,9 @@ def write_fake_cells(proto, skip=()) -> dict:
     rng = np.random.default_rng(0)
     proto.cells.mkdir(parents=True, exist_ok=True)
     written = {}
-    for t, lang in enumerate(R.ORDER):
+    for t, lang in enumerate(H.ORDER):
         gold = rng.integers(1, 4, size=N_SENT)
-        for seed in R.V3_SEEDS:
+        for seed in V3.V3_SEEDS:
             zs = _counts(rng, gold, 0.3)
             plain = _counts(rng, gold, 0.5)
             default = plain.copy()
@@ -224,8 +248,8 @@ def write_fake_cells(proto, skip=()) -> dict:
             r0 = prf(*(int(x) for x in zs.sum(0)))["f1"]
             for variant, counts in (("zeroshot", zs), ("plain", plain), ("default", default)):
                 written[(lang, variant, seed)] = _cell(lang, variant, seed, counts, r0)
-            if seed == 0 and lang in R.ABLATION_LANGS:
-                for variant in R.V3_ABLATIONS:
+            if seed == 0 and lang in H.ABLATION_LANGS:
+                for variant in V3.V3_ABLATIONS:
                     written[(lang, variant, seed)] = _cell(lang, variant, seed, _counts(rng, gold, 0.4), r0)
     for key, cell in written.items():
         if key not in skip:
@@ -234,7 +258,7 @@ def write_fake_cells(proto, skip=()) -> dict:
 
 
 def test_render_all_pending_today(v3):
-    text = R.render_v3(R.load_cells(v3), v3)
+    text = V3.render_v3(H.load_cells(v3), v3)
     assert "Measured cells: 0 of 60 planned; skipped, definition missing: paper (18 cells" in text
     table = text.split("### Paired bootstrap")[0].split("(n seeds)")[1]
     assert "*pending* (not defined yet)" in table and "±" not in table and "." not in table
@@ -246,13 +270,13 @@ def test_render_all_pending_today(v3):
 def test_render_fake_cells_mean_sd_and_bootstrap(v3):
     bs = load("bootstrap")
     cells = write_fake_cells(v3)
-    text = R.render_v3(R.load_cells(v3), v3)
-    f1s = [cells[("nl", "default", s)]["rounds"]["r1"]["f1"] for s in R.V3_SEEDS]
+    text = V3.render_v3(H.load_cells(v3), v3)
+    f1s = [cells[("nl", "default", s)]["rounds"]["r1"]["f1"] for s in V3.V3_SEEDS]
     expected = f"{100 * np.mean(f1s):.1f} ± {100 * np.std(f1s, ddof=1):.1f} (n=3)"
     row = next(line for line in text.splitlines() if line.startswith("| nl (CoNLL)"))
     assert row.split(" | ")[3] == expected
     assert row.split(" | ")[4].startswith("*pending* (not defined yet)")  # paper: never filled
-    per_seed_avg = [np.mean([cells[(lang, "plain", s)]["rounds"]["r1"]["f1"] for lang in R.ORDER]) for s in R.V3_SEEDS]
+    per_seed_avg = [np.mean([cells[(lang, "plain", s)]["rounds"]["r1"]["f1"] for lang in H.ORDER]) for s in V3.V3_SEEDS]
     avg_row = next(line for line in text.splitlines() if line.startswith("| **average** | **"))
     assert avg_row.split(" | ")[2] == f"**{100 * np.mean(per_seed_avg):.1f} ± {100 * np.std(per_seed_avg, ddof=1):.1f} (n=3)**"
     boot = text.split("### Paired bootstrap")[1].split("###")[0]
@@ -264,7 +288,7 @@ def test_render_fake_cells_mean_sd_and_bootstrap(v3):
     other = text.split("### All seeds, the other pairs: paired bootstrap")[1].split("###")[0]
     assert "| target | plain − zero-shot | paper − plain | paper − default |" in other
     counts = {v: np.stack([SC.decode_counts(cells[("nl", v, s)]["sentence_counts"]["r1" if v != "zeroshot" else "r0"])
-                           for s in R.V3_SEEDS]) for v in ("plain", "zeroshot")}
+                           for s in V3.V3_SEEDS]) for v in ("plain", "zeroshot")}
     nl = next(line for line in other.splitlines() if line.startswith("| nl |")).split(" | ")
     assert nl[1].startswith(f"{100 * (bs.mean_f1(counts['plain']) - bs.mean_f1(counts['zeroshot'])):+.1f} [")
     assert nl[2].strip(" |") == "*pending*"  # paper: not defined in this fake plan
@@ -274,7 +298,7 @@ def test_render_fake_cells_mean_sd_and_bootstrap(v3):
 
 def test_render_partial_seeds_are_said_and_block_the_bootstrap(v3):
     write_fake_cells(v3, skip={("de", "plain", 1), ("es", "default", 0), ("es", "default", 1), ("es", "default", 2)})
-    text = R.render_v3(R.load_cells(v3), v3)
+    text = V3.render_v3(H.load_cells(v3), v3)
     de = next(line for line in text.splitlines() if line.startswith("| de (CoNLL)"))
     assert "(n=2 of 3)" in de.split(" | ")[2]
     es = next(line for line in text.splitlines() if line.startswith("| es (CoNLL)"))
@@ -289,9 +313,9 @@ def test_interim_seed_0_bootstrap_fills_before_the_other_seeds(v3):
     """Seed 0 alone fills the interim table (its own computation, checked against bootstrap.py),
     while the three-seed table stays pending; a variant without seed 0 stays pending there too."""
     bs = load("bootstrap")
-    cells = write_fake_cells(v3, skip={(lang, v, s) for lang in R.ORDER for v in ("zeroshot", "plain", "default")
-                                       for s in R.V3_SEEDS[1:]} | {("hi", "plain", 0)})
-    text = R.render_v3(R.load_cells(v3), v3)
+    cells = write_fake_cells(v3, skip={(lang, v, s) for lang in H.ORDER for v in ("zeroshot", "plain", "default")
+                                       for s in V3.V3_SEEDS[1:]} | {("hi", "plain", 0)})
+    text = V3.render_v3(H.load_cells(v3), v3)
     boot = text.split("### Paired bootstrap")[1].split("###")[0]
     assert "| de | *pending* | *pending* |" in boot
     interim = text.split("### Interim, seed 0 only: paired bootstrap")[1].split("###")[0]
@@ -307,7 +331,11 @@ def test_interim_seed_0_bootstrap_fills_before_the_other_seeds(v3):
     assert "| **average** | *pending* (5/6 targets) | **+" in interim
 
 
-def test_cmd_render_keeps_v1_v2_blocks_byte_identical(v3, monkeypatch, tmp_path):
+RETIRED_BLOCKS = (("<!-- results:begin (bench/results.py render) -->", "<!-- results:end -->"),  # v1
+                  ("<!-- results-v2:begin (bench/results.py render) -->", "<!-- results-v2:end -->"))
+
+
+def test_cmd_render_rewrites_v3_and_keeps_the_retired_v1_v2_blocks(v3, monkeypatch, tmp_path):
     page = tmp_path / "RESULTS.md"
     original = (ROOT / "docs" / "RESULTS.md").read_text()
     page.write_text(original)
@@ -315,10 +343,9 @@ def test_cmd_render_keeps_v1_v2_blocks_byte_identical(v3, monkeypatch, tmp_path)
     write_fake_cells(v3)
     assert R.main(["--protocol", "v3", "render"]) == 0
     new = page.read_text()
-    for proto in ("v1", "v2"):
-        p = R.PROTOCOLS[proto]
-        block = lambda s: s.split(p.begin, 1)[1].split(p.end, 1)[0]  # noqa: E731
-        assert block(new) == block(original)
+    for begin, end in RETIRED_BLOCKS:
+        block = lambda s: s.split(begin, 1)[1].split(end, 1)[0]  # noqa: E731
+        assert block(original).count("|") > 100 and block(new) == block(original)
     v3_block = new.split(v3.begin, 1)[1].split(v3.end, 1)[0]
     assert "Measured cells: 60 of 60" in v3_block
     assert new.split(v3.begin)[0] == original.split(v3.begin)[0]
@@ -342,19 +369,19 @@ def test_tiny_cells_run_share_r0_and_store_checked_counts(v3, monkeypatch, tmp_p
     encoder = build_tiny_encoder(tmp_path / "tiny-encoder", words=all_words())
     tiny = {"encoder.name": str(encoder), "train.batch-size": 8, "denoise.dim": 16, "k": 5}
     for name in ("zeroshot", "plain", "default"):
-        desc, own = R.V3_VARIANTS[name]
-        monkeypatch.setitem(R.V3_VARIANTS, name, (desc, {**tiny, **own}))
-    monkeypatch.setattr(R, "V3_EPOCHS", 1)
-    monkeypatch.setattr(R, "V3_SIZES", {"source_train": 40, "source_dev": 12, "target_unlabelled": 24, "target_test": 16})
+        desc, own = V3.V3_VARIANTS[name]
+        monkeypatch.setitem(V3.V3_VARIANTS, name, (desc, {**tiny, **own}))
+    tiny_sizes = {"source_train": 40, "source_dev": 12, "target_unlabelled": 24, "target_test": 16}
+    monkeypatch.setitem(R.PROTOCOLS, "v3", dataclasses.replace(v3, epochs=1, sizes=tiny_sizes))
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":" + os.environ["PATH"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     only = [a for v in ("zeroshot", "plain", "default") for a in ("--only", f"ar:{v}:0")]
     args = ["--protocol", "v3", "run", *only, "--workdir", str(tmp_path / "work"), "--shared", str(shared)]
     assert R.main(args) == 0
-    cells = R.load_cells(v3)
+    cells = H.load_cells(v3)
     assert set(cells) == {("ar", v, 0) for v in ("zeroshot", "plain", "default")}
     for (_, variant, _), c in cells.items():
-        last = R.v3_rounds(variant)[-1]
+        last = P.rounds_of(variant)[-1]
         counts = SC.decode_counts(c["sentence_counts"][last])
         assert len(counts) == 16 == c["sentences"]["target_test"]
         assert prf(*(int(x) for x in counts.sum(0)))["f1"] == c["rounds"][last]["f1"]
@@ -377,10 +404,10 @@ def test_two_whole_seeds_add_a_two_seed_interim_table_and_per_seed_averages(v3):
     the mean of the two seeds' differences), per-seed averages fill for 0 and 1 only, and the
     three-seed table stays pending."""
     bs = load("bootstrap")
-    cells = write_fake_cells(v3, skip={(lang, "plain", 2) for lang in R.ORDER[:3]})
-    loaded = R.load_cells(v3)
-    assert R.complete_seed_prefix(loaded) == (0, 1)
-    text = R.render_v3(loaded, v3)
+    cells = write_fake_cells(v3, skip={(lang, "plain", 2) for lang in H.ORDER[:3]})
+    loaded = H.load_cells(v3)
+    assert V3.complete_seed_prefix(loaded) == (0, 1)
+    text = V3.render_v3(loaded, v3)
     two = text.split("### Interim, seeds 0 and 1: paired bootstrap")[1].split("###")[0]
     nl = next(line for line in two.splitlines() if line.startswith("| nl |")).split(" | ")
     stack = {v: np.stack([SC.decode_counts(cells[("nl", v, s)]["sentence_counts"]["r1"]) for s in (0, 1)])
@@ -388,7 +415,7 @@ def test_two_whole_seeds_add_a_two_seed_interim_table_and_per_seed_averages(v3):
     assert nl[1].startswith(f"{100 * (bs.mean_f1(stack['default']) - bs.mean_f1(stack['plain'])):+.1f} [")
     assert "| **average** | **+" in two
     per_seed = text.split("### Six-target average test F1 per seed (%)")[1].split("###")[0]
-    avg1 = np.mean([cells[(lang, "plain", 1)]["rounds"]["r1"]["f1"] for lang in R.ORDER])
+    avg1 = np.mean([cells[(lang, "plain", 1)]["rounds"]["r1"]["f1"] for lang in H.ORDER])
     row1 = next(line for line in per_seed.splitlines() if line.startswith("| 1 |")).split(" | ")
     assert row1[2] == f"{100 * avg1:.1f}"
     row2 = next(line for line in per_seed.splitlines() if line.startswith("| 2 |")).split(" | ")
@@ -397,10 +424,10 @@ def test_two_whole_seeds_add_a_two_seed_interim_table_and_per_seed_averages(v3):
 
 
 def test_one_whole_seed_adds_no_second_interim_table(v3):
-    write_fake_cells(v3, skip={(lang, v, s) for lang in R.ORDER for v in ("zeroshot", "plain", "default")
-                               for s in R.V3_SEEDS[1:]})
-    text = R.render_v3(R.load_cells(v3), v3)
-    assert R.complete_seed_prefix(R.load_cells(v3)) == (0,)
+    write_fake_cells(v3, skip={(lang, v, s) for lang in H.ORDER for v in ("zeroshot", "plain", "default")
+                               for s in V3.V3_SEEDS[1:]})
+    text = V3.render_v3(H.load_cells(v3), v3)
+    assert V3.complete_seed_prefix(H.load_cells(v3)) == (0,)
     assert "### Interim, seed 0 only" in text and "### Interim, seeds" not in text
 
 
@@ -414,13 +441,13 @@ def _labelled_round(hard, soft, brier):
 def test_denoise_effect_table_counts_targets_raised_on_every_seed():
     up = _labelled_round((0.50, 0.52), (0.40, 0.41), (0.020, 0.019))
     down_soft = _labelled_round((0.50, 0.52), (0.40, 0.39), (0.020, 0.021))
-    cells = {(lang, "default", s): up for lang in R.ORDER for s in R.V3_SEEDS}
+    cells = {(lang, "default", s): up for lang in H.ORDER for s in V3.V3_SEEDS}
     cells[("es", "default", 1)] = down_soft  # one seed's soft F1 falls: es does not count
     del cells[("zh", "default", 2)]  # not measured: pending, and zh does not count
-    text = "\n".join(R.render_denoise_effect(cells))
+    text = "\n".join(V3.render_denoise_effect(cells))
     de = next(line for line in text.splitlines() if line.startswith("| de |"))
     assert de == "| de | r1 | +2.0 / +2.0 / +2.0 | +1.0 / +1.0 / +1.0 | -1.00 / -1.00 / -1.00 |"
     es = next(line for line in text.splitlines() if line.startswith("| es |"))
     assert "+1.0 / -1.0 / +1.0" in es and "+1.00" in es
     assert "*pending*" in next(line for line in text.splitlines() if line.startswith("| zh |"))
-    assert f"r1: {len(R.ORDER) - 2} of {len(R.ORDER)}" in text
+    assert f"r1: {len(H.ORDER) - 2} of {len(H.ORDER)}" in text
