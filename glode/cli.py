@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from glode.rounds import MAX_ROUNDS
-from glode.stagecli import run_app
+from glode.settings import DeviceSettings
+from glode.stagecli import run_app, with_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -285,6 +286,7 @@ def labels_export(
 
 
 @app.command()
+@with_settings
 def predict(
     input_: Annotated[str, typer.Argument(metavar="INPUT", help="Text file (one sentence per line) or CoNLL file; '-' reads standard input.")],
     model: Annotated[Path, typer.Option(help="Model folder (models/rN).")],
@@ -299,11 +301,10 @@ def predict(
                                        "predicted); jsonl, a 'gold' field.")] = False,
     encoder: Annotated[Path | None, typer.Option(help="Encoder folder holding the frozen word embeddings (default: the one recorded in the model).")] = None,
     threads: Annotated[int, typer.Option(min=0, help="Torch CPU threads (0: torch's default).")] = 0,
-    device: Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, "
-                                        "cuda:N or mps (train.device of params.yaml).")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (CUDA or CPU) or fp16 (CUDA) (train.precision).")] = "fp32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
     force: ForceOpt = False,
+    *,
+    where: DeviceSettings,  # --device and --precision: train.device and train.precision of params.yaml
 ) -> None:
     """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
     import time
@@ -319,9 +320,6 @@ def predict(
         raise GlodeError(f"unknown output format {output_format!r}; use bio or jsonl")
     if tokenizer not in TOKENIZERS:
         raise GlodeError(f"unknown tokenizer {tokenizer!r}; use {' or '.join(TOKENIZERS)}")
-    from glode.settings import DeviceSettings
-
-    where = DeviceSettings(device=device, precision=precision)  # a bad value is named before the input is read
     items, used = read_input(input_, input_format, tokenizer)
     if threads > 0:
         import torch

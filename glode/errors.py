@@ -29,6 +29,17 @@ class ParamError(GlodeError):
         super().__init__(f"parameter '{name}': {problem}")
 
 
+class ParamsError(GlodeError):
+    """Every problem found in a params file (or a stage's options), one per line."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = list(problems)
+        if len(problems) == 1:
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            super().__init__(f"{source}: {len(problems)} bad parameters:\n  " + "\n  ".join(problems))
+
+
 class LabelError(GlodeError, ValueError):
     """A malformed tag or span (BIO <-> span conversion). Also a ValueError, so callers that
     validate with ``except ValueError`` keep working; readers turn it into an InputError that

@@ -8,23 +8,29 @@ written. SIGTERM (what ``kill`` and most job schedulers send) and SIGINT (Ctrl-C
 temporary output before the process exits with status 143 or 130 and one line saying so.
 (typer turns a ``KeyboardInterrupt`` into an exit code that its non-standalone mode returns
 instead of raising, which is how Ctrl-C used to end a stage with status 0.)
+
+A stage declares none of the options DVC fills from ``params.yaml``: :func:`with_settings` makes
+them from the declarations of ``glode/settings.py`` and hands the stage its settings objects.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
+import re
 import signal
-from dataclasses import fields
 import sys
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated, Any, Callable
 
 import typer
 
 from glode.atomic import WRITE_FAILURES
 from glode.errors import GlodeError
-from glode.settings import DeviceSettings, MlmVocab, Precision, TrainSettings
+from glode.settings import Param, Settings
 
 
 INTERRUPTED = 128 + signal.SIGINT  # 130, what shells report for Ctrl-C
@@ -106,64 +112,83 @@ def single_command(fn: Callable) -> typer.Typer:
     return app
 
 
-class TrainOptions:
-    """The Typer options of the ``train`` section, which the train_source and train_target stages
-    share (:func:`with_train_options`); their defaults are those of :class:`TrainSettings`."""
+@dataclass(frozen=True)
+class Options:
+    """Which options of a settings class a stage takes (:func:`options`)."""
 
-    epochs = Annotated[int, typer.Option(help="Passes over the source sentences.")]
-    lr = Annotated[float, typer.Option(help="Encoder learning rate (AdamW).")]
-    head_lr = Annotated[float, typer.Option(help="Learning rate of the span head.")]
-    batch_size = Annotated[int, typer.Option(help="Sentences per batch.")]
-    seed = Annotated[int, typer.Option(help="Random seed.")]
-    weight_decay = Annotated[float, typer.Option(help="AdamW weight decay.")]
-    adam_beta2 = Annotated[float, typer.Option(help="AdamW's second-moment decay (the reference: 0.98).")]
-    warmup_ratio = Annotated[float, typer.Option(help="Share of steps with linear warm-up.")]
-    grad_clip = Annotated[float, typer.Option(help="Gradient norm clip (0: off).")]
-    mlm_weight = Annotated[float, typer.Option(help="λ, weight of the masked-LM loss on target text (0: off).")]
-    mlm_rate = Annotated[float, typer.Option(help="Share of sub-tokens masked for the MLM loss.")]
-    mlm_batch_size = Annotated[int, typer.Option(help="Target sentences per masked-LM batch (the MLM pass dominates "
-                                                 "step time).")]
-    mlm_vocab = Annotated[MlmVocab, typer.Option(help="The masked-LM softmax's vocabulary: full (every encoder "
-                                                 "sub-token) or corpus (the sub-tokens of the MLM text, ~3% of "
-                                                 "the 250k of the default encoder: a far cheaper output layer).")]
-    freeze_word_embeddings = Annotated[bool, typer.Option(help="Freeze the word-embedding matrix (about halves step "
-                                                          "time).")]
-    eval_batch_size = Annotated[int, typer.Option(help="Sentences per batch when scoring dev.")]
-    grad_accum = Annotated[int, typer.Option(help="Micro-batches of --batch-size per optimiser step (the effective "
-                                             "batch is their product).")]
-    device = Annotated[str, typer.Option(help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, "
-                                         "cuda, cuda:N or mps.")]
-    precision = Annotated[Precision, typer.Option(help="fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast and a "
-                                                  "loss scaler; CUDA).")]
+    only: tuple[str, ...] | None = None
+    hidden: tuple[str, ...] = ()
 
 
-def _option_default(settings, name: str):
-    """A settings field's default as its Typer option wants it (a choice as its enum member)."""
-    value = getattr(settings, name)
-    choices = {"precision": Precision, "mlm_vocab": MlmVocab}
-    return choices[name](value) if name in choices else value
+def options(*only: str, hidden: tuple[str, ...] = ()) -> Options:
+    """For ``Annotated[SomeSettings, options(...)]``: only the fields ``only`` (all when none are
+    given) become options; the fields ``hidden`` are taken but left out of ``--help`` (DVC passes
+    a whole section, and the stage does not read them)."""
+    return Options(tuple(only) or None, tuple(hidden))
 
 
-def device_option_defaults() -> dict:
-    """``{"device": ..., "precision": ...}``: the defaults of the scoring stages' device options."""
-    return {f.name: _option_default(DeviceSettings(), f.name) for f in fields(DeviceSettings)}
+_ENUMS: dict[str, type[enum.Enum]] = {}
 
 
-def with_train_options(main: Callable) -> Callable:
-    """``main`` with the options of :class:`TrainOptions` added to the signature Typer reads;
-    their values arrive in ``main``'s ``**train`` (for ``TrainSettings.from_options(train)`` and
-    ``DeviceSettings.from_options(train)``)."""
-    signature = inspect.signature(main)
-    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    train = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_option_default(defaults, f.name),
-                               annotation=getattr(TrainOptions, f.name))
-             for defaults in (TrainSettings(), DeviceSettings()) for f in fields(defaults)]
+def _option_type(p: Param) -> Any:
+    """The Typer type of a key's option: a str enum of its choices (an unknown choice is a usage
+    error), a list of strings, or the key's type."""
+    if p.choices:
+        if p.key not in _ENUMS:
+            name = "".join(part.title() for part in re.split(r"[.-]", p.key))
+            _ENUMS[p.key] = enum.Enum(name, [(c, c) for c in p.choices], type=str, module=__name__)
+        return _ENUMS[p.key]
+    return list[str] if p.type is list else p.type
+
+
+def _settings_class(annotation: Any) -> tuple[type[Settings] | None, Options]:
+    if typing.get_origin(annotation) is Annotated:
+        base, *extra = typing.get_args(annotation)
+        chosen = next((x for x in extra if isinstance(x, Options)), Options())
+        return _settings_class(base)[0], chosen
+    if isinstance(annotation, type) and issubclass(annotation, Settings):
+        return annotation, Options()
+    return None, Options()
+
+
+def with_settings(main: Callable) -> Callable:
+    """``main`` with each parameter annotated with a settings class (``device: DeviceSettings``,
+    or ``Annotated[DenoiseSettings, options(...)]``) replaced by the options of that class's
+    fields, made from their declarations (glode/settings.py): name, type, default, help, choices.
+    The command gets them as Typer reads them; ``main`` gets the settings object, built and
+    checked (a bad value is a ParamError naming its params.yaml key). ``param_keys`` of the
+    result maps each such option to its key (the options DVC fills from params.yaml)."""
+    signature = inspect.signature(main, eval_str=True)
+    own, generated, groups, keys = [], [], {}, {}
+    for parameter in signature.parameters.values():
+        cls, chosen = _settings_class(parameter.annotation)
+        if cls is None:
+            own.append(parameter)
+            continue
+        declared = [p for name, p in cls.params().items() if chosen.only is None or name in chosen.only]
+        groups[parameter.name] = (cls, [p.option for p in declared])
+        for p in declared:
+            if p.option in keys:
+                raise TypeError(f"{main.__name__}: two options are called --{p.option.replace('_', '-')}")
+            keys[p.option] = p.key
+            option_type, default = _option_type(p), p.option_default()
+            if isinstance(option_type, type) and issubclass(option_type, enum.Enum):
+                default = option_type(default)
+            generated.append(inspect.Parameter(
+                p.option, inspect.Parameter.KEYWORD_ONLY, default=default,
+                annotation=Annotated[option_type, typer.Option(help=p.help, hidden=p.field in chosen.hidden)]))
+
+    clash = set(keys) & {parameter.name for parameter in own}
+    if clash:
+        raise TypeError(f"{main.__name__}: {sorted(clash)} are both its own parameters and settings options")
 
     @functools.wraps(main)
-    def with_options(**options):
-        return main(**options)
+    def with_options(**values):
+        built = {name: cls.from_options({opt: values.pop(opt) for opt in opts}) for name, (cls, opts) in groups.items()}
+        return main(**values, **built)
 
-    with_options.__signature__ = signature.replace(parameters=[*own, *train])
+    with_options.__signature__ = signature.replace(parameters=[*own, *generated])
+    with_options.param_keys = keys
     return with_options
 
 

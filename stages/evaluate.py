@@ -6,25 +6,21 @@ from typing import Annotated
 import typer
 
 from glode.settings import DeviceSettings, EvaluateSettings
-from glode.stagecli import TrainOptions, device_option_defaults, run_app, single_command
+from glode.stagecli import run_app, single_command, with_settings
 from glode.steps.evaluate import evaluate_model
 
-# options that DVC fills from params.yaml, and their keys there
-PARAMS = {**EvaluateSettings.option_keys(), **DeviceSettings.option_keys()}
-_DEVICE = device_option_defaults()
 
-
+@with_settings
 def main(
     model: Annotated[Path, typer.Option(help="Model folder (models/rN).")],
     metrics: Annotated[Path, typer.Option(help="Metrics JSON to write (metrics/rN.json).")],
     test: Annotated[Path, typer.Option(help="Prepared target test table.")] = Path("tables/target_test.parquet"),
-    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = EvaluateSettings().batch_size,
-    device: TrainOptions.device = _DEVICE["device"],
-    precision: TrainOptions.precision = _DEVICE["precision"],
+    *,
+    scoring: EvaluateSettings,
+    device: DeviceSettings,
 ) -> None:
     """Write seqeval strict-IOB2 micro P/R/F1, per-type scores and the paper's span F1."""
-    s = evaluate_model(model, test, metrics, EvaluateSettings.from_options(locals()),
-                       device=DeviceSettings.from_options(locals()))
+    s = evaluate_model(model, test, metrics, scoring, device=device)
     typer.echo(f"{model}: F1 {s['f1']:.4f} (P {s['precision']:.4f}, R {s['recall']:.4f}); span F1 {s['span']['f1']:.4f}")
 
 

@@ -6,26 +6,22 @@ from typing import Annotated
 import typer
 
 from glode.settings import DeviceSettings, EvaluateSettings
-from glode.stagecli import TrainOptions, device_option_defaults, run_app, single_command
+from glode.stagecli import run_app, single_command, with_settings
 from glode.steps.initial_labels import initial_labels
 
-# options that DVC fills from params.yaml, and their keys there
-PARAMS = {**EvaluateSettings.option_keys(), **DeviceSettings.option_keys()}
-_DEVICE = device_option_defaults()
 
-
+@with_settings
 def main(
     model: Annotated[Path, typer.Option(help="Source model folder.")] = Path("models/r0"),
     tables: Annotated[Path, typer.Option(help="Folder of prepared parquet tables.")] = Path("tables"),
     out: Annotated[Path, typer.Option(help="Label table to write.")] = Path("rounds/r0/labels.parquet"),
     metrics: Annotated[Path, typer.Option(help="Pseudo-label statistics JSON.")] = Path("metrics/denoise/r0.json"),
-    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = EvaluateSettings().batch_size,
-    device: TrainOptions.device = _DEVICE["device"],
-    precision: TrainOptions.precision = _DEVICE["precision"],
+    *,
+    scoring: EvaluateSettings,
+    device: DeviceSettings,
 ) -> None:
     """Kept non-O predictions keep their distribution; every other span is one-hot O."""
-    s = initial_labels(model, tables, out, metrics, EvaluateSettings.from_options(locals()),
-                       device=DeviceSettings.from_options(locals()))
+    s = initial_labels(model, tables, out, metrics, scoring, device=device)
     f1 = s.get("pseudo_label_f1")
     typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))
 

@@ -290,7 +290,7 @@ def _stage_own_checks(script: str, o: dict, params: dict, root: Path) -> None:
             raise Refused(f"models/{o['prev']} is made by no stage")
     elif script == "stages/denoise.py":
         settings = DenoiseSettings.from_options(o)
-        ema_weight(o["round"], settings.m_start, settings.m_step, settings.m_min)
+        ema_weight(o["round"], settings.m_start, settings.m_step, settings.m_min, settings.update_from)
 
 
 def stages_accept(params: dict, root: Path) -> bool:
@@ -321,7 +321,8 @@ def stages_accept(params: dict, root: Path) -> bool:
                 except Exception as exc:  # click usage errors (vendored or plain)
                     raise Refused(str(exc)) from None
                 o = cctx.params
-                keys = {opt: key for opt, key in g.get("PARAMS", {}).items() if key in used}
+                declared = getattr(g["main"], "param_keys", {})  # the options made from glode/settings.py
+                keys = {opt: key for opt, key in declared.items() if key in used}
                 flat_params = flat(params)
                 for opt, key in keys.items():
                     got, want = o[opt], flat_params[key]
@@ -333,7 +334,7 @@ def stages_accept(params: dict, root: Path) -> bool:
                         raise Refused(f"{key}: the stage got {got!r}, params.yaml has {want!r}")
                     if got != want and not (isinstance(got, float) and math.isnan(got) and math.isnan(want)):
                         raise Refused(f"{key}: the stage got {got!r}, params.yaml has {want!r}")
-                check_options(o, g.get("PARAMS", {}))
+                check_options(o, declared)
                 _stage_own_checks(script, o, params, root)
     except (Refused, ParamError, ParamsError):
         return False

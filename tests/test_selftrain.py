@@ -54,9 +54,9 @@ def test_rewrite_rounds_keeps_the_rest_of_the_file(tmp_path):
 
 
 def test_ema_schedule_depends_only_on_the_round():
-    assert ema_weight("r1", 0.8, 0.1, 0.5) == pytest.approx(0.8)
-    assert ema_weight("r2", 0.8, 0.1, 0.5) == pytest.approx(0.7)
-    assert ema_weight("r9", 0.8, 0.1, 0.5) == pytest.approx(0.5)
+    assert ema_weight("r1", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.8)
+    assert ema_weight("r2", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.7)
+    assert ema_weight("r9", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.5)
     # the reference's timing (5 epochs as rounds): no update in r1, r2; then 0.9125, 0.875, 0.8375
     ref = [ema_weight(f"r{i}", 0.9125, 0.0375, 0.8, update_from=3) for i in range(1, 6)]
     assert ref == pytest.approx([1.0, 1.0, 0.9125, 0.875, 0.8375])
@@ -182,7 +182,7 @@ def test_projection_keeps_o_spans_nearest_to_the_o_prototype(projection):
     uncentred projections keep O nearest for > 99% of them, at a threshold like the others'."""
     X, y = mostly_o_features()
     (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
-    protos, has = compute_prototypes(Q[:0], y[:0], Q, y, 4)
+    protos, has = compute_prototypes(Q[:0], y[:0], Q, y, 4, method="mean")
     g, tau, _ = global_view(Q, y, protos, has)
     o_nearest = (g[y == 0].argmax(1) == 0).mean()
     if projection == "pca":

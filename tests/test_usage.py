@@ -15,7 +15,7 @@ CASES = {
     "stages/check.py": (["--bogus"], "No such option: --bogus"),
     "stages/prepare.py": (["--bogus"], "No such option: --bogus"),
     "stages/encoder.py": (["--name"], "Option '--name' requires an argument"),
-    "stages/train_source.py": (["--tables", "t"], "Missing option '--target'"),
+    "stages/train_source.py": (["--tables", "t", "--max-span-len", "x"], "Invalid value for '--max-span-len'"),
     "stages/train_target.py": (["--round", "r1", "--init", "fresh"], "Invalid value for '--init'"),
     "stages/initial_labels.py": (["--batch-size", "many"], "Invalid value for '--batch-size'"),
     "stages/pseudo_label.py": (["--round", "r1"], "Missing option '--prev'"),

@@ -22,7 +22,7 @@ from glode.predict import kept_entity_mask, score_spans
 from glode.progress import progress as progress_bar
 from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS, save_array,
                                  write_pseudo_manifest)
-from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings, Projection
+from glode.settings import PROJECTION_SAMPLE, DenoiseSettings, DeviceSettings, EvaluateSettings
 from glode.spans import tags_to_spans
 from glode.tables import read_sentences, write_table
 
@@ -124,7 +124,7 @@ def _encoder_span_vectors(encoder_dir: Path, config, seed: int, corpora, pad_id:
     return out
 
 
-def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = 20000,
+def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = PROJECTION_SAMPLE,
                chunk: int = 16384, projection: str = "svd") -> list[np.ndarray]:
     """Project every array to ``dim`` dimensions, then L2-normalise rows. ``dim <= 0`` or
     ``>= d`` keeps the full feature.
@@ -141,7 +141,9 @@ def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int =
     outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
     are about 2 GB).
     """
-    Projection(projection)  # a ValueError for an unknown name (the settings refuse it first)
+    choices = DenoiseSettings.params()["projection"].choices
+    if projection not in choices:  # (the settings refuse it first)
+        raise ValueError(f"projection must be one of {', '.join(choices)}, got {projection!r}")
     sizes = [len(v) for v in vectors]
     total = int(sum(sizes))
     d = vectors[0].shape[1]
