@@ -1,7 +1,10 @@
 """Global (prototype) and local (kNN) denoising of span pseudo labels, and the progressive update.
 
 One call of :func:`denoise` is one refinement step of docs/METHOD.md §3, run once per
-self-training round on plain numpy arrays (the pipeline stage does the I/O):
+self-training round on plain numpy arrays (the pipeline stage does the I/O). It takes the
+arrays (:class:`DenoiseInput`), the round's :class:`~glode.settings.DenoiseSettings` (whose
+defaults and checks are params.yaml's, declared in glode/settings.py), the round's EMA weight
+and the kNN search's :class:`~glode.settings.IndexOptions`; the names below are the settings':
 
 * global view: cosine of every target span to one prototype per class, admitted where it
   beats that class's threshold (the mean score over the spans currently labelled with it,
@@ -35,8 +38,8 @@ Conventions and choices (documented here because the paper leaves them open):
 * ``prototype="ema"`` is the reference's moving average ``mu <- momentum*mu +
   (1-momentum)*x`` taken over source and target spans interleaved in proportion (the
   reference pairs every source batch with a target batch, so the source's gold spans keep
-  their weight; :func:`interleave_order`), from ``prototype_init`` (zeros by default, or
-  last round's prototypes), normalised once at the end, computed in closed form (the
+  their weight; :func:`interleave_order`), from zeros (:func:`compute_prototypes` can also
+  start from given prototypes), normalised once at the end, computed in closed form (the
   reference also renormalises after every batch, which slightly reweights old against new
   contributions; not reproduced). ``"mean"`` is the plain class mean (the default: it
   weights every span, whereas the EMA over a 0.99 momentum effectively sees only the last
@@ -47,7 +50,7 @@ Conventions and choices (documented here because the paper leaves them open):
 * An approximate (IVF) index can return fewer than ``k`` neighbours for a span when the
   probed lists are small; such spans simply have fewer counts (``missing_neighbours``).
 * Determinism: exact search and IVF (seeded k-means) give identical results for identical
-  inputs and thread count; pass ``threads`` to pin faiss's OpenMP thread count.
+  inputs and thread count; ``IndexOptions.threads`` pins faiss's OpenMP thread count.
 """
 
 from __future__ import annotations
@@ -61,17 +64,42 @@ import numpy as np
 
 from glode.errors import ParamError
 from glode.metrics import prf
-from glode.params import DEFAULTS as _DEFAULT, SCHEMA
 from glode.progress import progress as progress_bar
-
-# the choices of params.yaml's keys, which the library's arguments of the same names share
-PROTOTYPES = SCHEMA["denoise.prototype"].choices
-PROTOTYPE_SOURCES = SCHEMA["denoise.prototype-from"].choices
-INDEXES = SCHEMA["denoise.index"].choices
-GATES = SCHEMA["denoise.gate"].choices
+from glode.settings import DenoiseSettings, IndexOptions
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- inputs and results
+
+
+@dataclass
+class DenoiseInput:
+    """The arrays one step works on: the target spans' vectors ``Q`` (N x d) and soft labels
+    ``Y`` (N x C), the source spans' vectors ``S`` (M x d) and gold class ids ``s_labels`` (M,);
+    vectors L2-normalised. Made contiguous float32 (int64 ids) and their shapes checked when
+    made: what the settings' declarations cannot check."""
+
+    Q: np.ndarray
+    Y: np.ndarray
+    S: np.ndarray
+    s_labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.Q = np.ascontiguousarray(self.Q, dtype=np.float32)
+        self.S = np.ascontiguousarray(self.S, dtype=np.float32)
+        self.Y = np.asarray(self.Y, dtype=np.float32)
+        self.s_labels = np.asarray(self.s_labels).astype(np.int64, copy=False)
+        Q, Y, S, s_labels = self.Q, self.Y, self.S, self.s_labels
+        if Q.ndim != 2 or S.ndim != 2 or Q.shape[1] != S.shape[1]:
+            raise ValueError(f"Q {Q.shape} and S {S.shape} must be 2-d with the same width")
+        if Y.ndim != 2 or Y.shape[0] != Q.shape[0] or Y.shape[1] < 2:
+            raise ValueError(f"Y {Y.shape} must be (N={Q.shape[0]}, C>=2)")
+        if s_labels.shape != (S.shape[0],):
+            raise ValueError(f"s_labels {s_labels.shape} must be ({S.shape[0]},)")
+        C = Y.shape[1]
+        if s_labels.size and (s_labels.min() < 0 or s_labels.max() >= C):
+            raise ValueError(f"s_labels must be class ids in [0, {C})")
+        if not np.isfinite(Y).all() or (Y < 0).any():
+            raise ValueError("Y must be finite and non-negative")
 
 
 @dataclass
@@ -97,7 +125,8 @@ class DenoiseResult:
     missing_neighbours: int  #: neighbour slots an approximate index could not fill
     gated: np.ndarray  #: (N,) bool, spans whose top-class change the gate refused (they kept Y)
     demoted_from: np.ndarray  #: (N,) int64, entity class a span was demoted from by ``select``, -1 if none
-    params: dict[str, Any] = field(default_factory=dict)
+    settings: DenoiseSettings  #: what the step ran with
+    m: float  #: the EMA weight of the old labels
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
 
     def summary(
@@ -182,8 +211,8 @@ def compute_prototypes(
     y_hat: np.ndarray,
     n_classes: int,
     *,
-    method: str = "mean",
-    momentum: float = 0.99,
+    method: str,
+    momentum: float | None = None,
     init: np.ndarray | None = None,
     chunk_size: int = 16384,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +221,8 @@ def compute_prototypes(
     ``"ema"`` equals the ordered loop ``mu_c <- momentum*mu_c + (1-momentum)*x`` over the source
     and target spans interleaved by :func:`interleave_order`, started from ``init`` and
     normalised at the end: the span at rank r of the n_c members of class c in that order gets
-    weight ``(1-momentum)*momentum**(n_c-1-r)``, ``init`` gets ``momentum**n_c``.
+    weight ``(1-momentum)*momentum**(n_c-1-r)``, ``init`` gets ``momentum**n_c``. ``method`` and
+    ``momentum`` are ``denoise.prototype`` and ``denoise.momentum`` (``"mean"`` reads no momentum).
     """
     d = Q.shape[1]
     if method == "mean":
@@ -200,7 +230,7 @@ def compute_prototypes(
         w_q = np.ones(Q.shape[0])
         base = np.zeros((n_classes, d))
         members = np.bincount(s_labels, minlength=n_classes) + np.bincount(y_hat, minlength=n_classes)
-    elif method == "ema":
+    elif method == "ema" and momentum is not None:
         order = interleave_order(S.shape[0], Q.shape[0])
         labels = np.concatenate([s_labels, y_hat])
         merged_rank, members = _class_ranks(labels[order], n_classes)
@@ -211,8 +241,8 @@ def compute_prototypes(
         base = np.zeros((n_classes, d))
         if init is not None:
             base = np.power(momentum, members.astype(np.float64))[:, None] * np.asarray(init, np.float64)
-    else:  # validated by denoise(); kept for direct callers
-        raise ParamError("prototype", f"must be one of {PROTOTYPES}, got {method!r}")
+    else:  # (the settings refuse an unknown method first)
+        raise ValueError(f"prototype method {method!r} with momentum {momentum!r}: 'mean', or 'ema' with a momentum")
     total = base + _weighted_class_sums(S, s_labels, w_s, n_classes, chunk_size)
     total += _weighted_class_sums(Q, y_hat, w_q, n_classes, chunk_size)
     norms = np.linalg.norm(total, axis=1)
@@ -287,31 +317,31 @@ def build_index(
     vectors: np.ndarray,
     kind: str,
     *,
-    nlist: int | None = None,
-    ivf_list_size: int = 64,
-    nprobe: int = 32,
-    ivf_niter: int = 10,
-    seed: int = 0,
+    nprobe: int,
+    seed: int,
+    options: IndexOptions,
 ) -> faiss.Index:
-    """An inner-product faiss index over the bank: flat (exact) or IVF-flat with seeded k-means.
+    """An inner-product faiss index over the bank: flat (exact) or IVF-flat with k-means seeded
+    by ``seed``, ``nprobe`` lists probed per query (``denoise.seed``, ``denoise.nprobe``).
 
-    ``nlist=None`` sizes the IVF by ``ivf_list_size`` bank entries per list, so that with a
-    fixed ``nprobe`` each query scans a constant number of entries as the corpus grows.
+    ``options.nlist=None`` sizes the IVF by ``options.ivf_list_size`` bank entries per list, so
+    that with a fixed ``nprobe`` each query scans a constant number of entries as the corpus grows.
     """
     d = vectors.shape[1]
     if kind == "exact":
         index = faiss.IndexFlatIP(d)
     elif kind == "ivf":
-        lists = nlist if nlist is not None else max(1, int(round(vectors.shape[0] / ivf_list_size)))
+        nlist = options.nlist
+        lists = nlist if nlist is not None else max(1, int(round(vectors.shape[0] / options.ivf_list_size)))
         lists = min(lists, vectors.shape[0])
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = int(seed)
-        index.cp.niter = int(ivf_niter)
+        index.cp.niter = int(options.ivf_niter)
         index.train(vectors)
         index.nprobe = min(nprobe, lists)
-    else:
-        raise ParamError("index", f"must be one of {INDEXES}, got {kind!r}")
+    else:  # (the settings refuse an unknown kind first)
+        raise ValueError(f"index kind must be exact or ivf, got {kind!r}")
     index.add(vectors)
     return index
 
@@ -337,9 +367,10 @@ def neighbour_counts(
     k: int,
     n_classes: int,
     *,
-    chunk_size: int = 8192,
+    chunk_size: int,
 ) -> tuple[np.ndarray, int]:
-    """(n, missing): per-class counts among each span's k neighbours, reduced chunk by chunk."""
+    """(n, missing): per-class counts among each span's k neighbours, reduced ``chunk_size``
+    queries at a time (``IndexOptions.chunk_size``)."""
     N = Q.shape[0]
     n = np.empty((N, n_classes), dtype=np.int32)
     missing = 0
@@ -439,146 +470,51 @@ def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
 # --------------------------------------------------------------------------- driver
 
 
-def _check_params(
-    *, k, o_keep_rate, local_scale, m, prototype, momentum, index, auto_threshold,
-    nlist, ivf_list_size, nprobe, ivf_niter, chunk_size, threads, gate="none", local_cap=1.0,
-    select=1.0, select_rest=0.0, prototype_from="all", **unchecked,
-) -> None:
-    if not 0.0 <= m <= 1.0:
-        raise ParamError("m", f"the EMA weight must lie in [0, 1], got {m}")
-    if not 0.0 <= o_keep_rate <= 1.0:
-        raise ParamError("o_keep_rate", f"must lie in [0, 1], got {o_keep_rate}")
-    if not local_scale >= 0.0:
-        raise ParamError("local_scale", f"must be >= 0, got {local_scale}")
-    if prototype_from not in PROTOTYPE_SOURCES:
-        raise ParamError("prototype_from", f"must be one of {PROTOTYPE_SOURCES}, got {prototype_from!r}")
-    if not 0.0 < select <= 1.0:
-        raise ParamError("select", f"the share of each entity class kept must lie in (0, 1] (1: keep all), got {select}")
-    if not 0.0 <= select_rest <= 1.0:
-        raise ParamError("select_rest", f"must lie in [0, 1] (0: the rest become O), got {select_rest}")
-    if not 0.0 < local_cap <= 1.0:
-        raise ParamError("local_cap", f"must lie in (0, 1] (a share of k; 1: no bound), got {local_cap}")
-    if prototype not in PROTOTYPES:
-        raise ParamError("prototype", f"must be one of {PROTOTYPES}, got {prototype!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise ParamError("momentum", f"must lie in [0, 1), got {momentum}")
-    if index not in INDEXES:
-        raise ParamError("index", f"must be one of {INDEXES}, got {index!r}")
-    if gate not in GATES:
-        raise ParamError("gate", f"must be one of {GATES}, got {gate!r}")
-    for name, value in (("auto_threshold", auto_threshold), ("ivf_list_size", ivf_list_size),
-                        ("nprobe", nprobe), ("ivf_niter", ivf_niter), ("chunk_size", chunk_size)):
-        if int(value) < 1:
-            raise ParamError(name, f"must be a positive integer, got {value}")
-    if nlist is not None and int(nlist) < 1:
-        raise ParamError("nlist", f"must be a positive integer or null (sized by ivf_list_size), got {nlist}")
-    if threads is not None and int(threads) < 1:
-        raise ParamError("threads", f"must be a positive integer or null, got {threads}")
-    if int(k) != k:
-        raise ParamError("k", f"must be an integer, got {k}")
-
-
-def _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init):
-    Q = np.ascontiguousarray(Q, dtype=np.float32)
-    S = np.ascontiguousarray(S, dtype=np.float32)
-    Y = np.asarray(Y, dtype=np.float32)
-    s_labels = np.asarray(s_labels).astype(np.int64, copy=False)
-    if Q.ndim != 2 or S.ndim != 2 or Q.shape[1] != S.shape[1]:
-        raise ValueError(f"Q {Q.shape} and S {S.shape} must be 2-d with the same width")
-    if Y.ndim != 2 or Y.shape[0] != Q.shape[0] or Y.shape[1] < 2:
-        raise ValueError(f"Y {Y.shape} must be (N={Q.shape[0]}, C>=2)")
-    if s_labels.shape != (S.shape[0],):
-        raise ValueError(f"s_labels {s_labels.shape} must be ({S.shape[0]},)")
-    C = Y.shape[1]
-    if s_labels.size and (s_labels.min() < 0 or s_labels.max() >= C):
-        raise ValueError(f"s_labels must be class ids in [0, {C})")
-    if not np.isfinite(Y).all() or (Y < 0).any():
-        raise ValueError("Y must be finite and non-negative")
-    if target_sentence is not None and np.shape(target_sentence) != (Q.shape[0],):
-        raise ValueError(f"target_sentence {np.shape(target_sentence)} must be ({Q.shape[0]},)")
-    if prototype_init is not None and np.shape(prototype_init) != (C, Q.shape[1]):
-        raise ValueError(f"prototype_init {np.shape(prototype_init)} must be ({C}, {Q.shape[1]})")
-    return Q, Y, S, s_labels
-
-
-def denoise(
-    Q: np.ndarray,
-    Y: np.ndarray,
-    S: np.ndarray,
-    s_labels: np.ndarray,
-    *,
-    m: float,
-    target_sentence: np.ndarray | None = None,
-    k: int = _DEFAULT["k"],
-    o_keep_rate: float = _DEFAULT["denoise.o-keep-rate"],
-    local_scale: float = _DEFAULT["denoise.local-scale"],
-    local_cap: float = _DEFAULT["denoise.local-cap"],
-    select: float = _DEFAULT["denoise.select"],
-    select_rest: float = _DEFAULT["denoise.select-rest"],
-    prototype: str = _DEFAULT["denoise.prototype"],
-    prototype_from: str = _DEFAULT["denoise.prototype-from"],
-    momentum: float = _DEFAULT["denoise.momentum"],
-    prototype_init: np.ndarray | None = None,
-    use_global: bool = True,  # the step denoises; the pipeline's defaults (views off) are params.yaml's
-    use_local: bool = True,
-    gate: str = "none",  # the plain step; the pipeline's default is denoise.gate's
-    seed: int = _DEFAULT["denoise.seed"],
-    index: str = _DEFAULT["denoise.index"],
-    auto_threshold: int = _DEFAULT["denoise.auto-threshold"],
-    nlist: int | None = None,
-    ivf_list_size: int = 64,
-    nprobe: int = _DEFAULT["denoise.nprobe"],
-    ivf_niter: int = 10,
-    chunk_size: int = 8192,
-    threads: int | None = None,
-) -> DenoiseResult:
+def denoise(inputs: DenoiseInput, settings: DenoiseSettings, m: float, index_options: IndexOptions) -> DenoiseResult:
     """One global-local denoising step over the target spans (see the module docstring).
 
-    ``Q`` (N x d) and ``S`` (M x d) are L2-normalised span vectors, ``Y`` (N x C) the current
-    soft labels, ``s_labels`` (M,) the source gold ids. ``target_sentence`` is accepted for
-    the caller's convenience and not used. ``index="auto"`` searches exactly while the
-    memory bank has at most ``auto_threshold`` entries and with IVF above it (``nlist`` lists,
-    or bank size / ``ivf_list_size``; ``nprobe`` probed; ``ivf_niter`` k-means iterations):
-    on 1M-2M synthetic spans that kept >= 99.98% of denoised labels equal to exact search
-    (docs/BENCHMARKS.md). ``prototype_init`` seeds the ``"ema"`` prototypes (e.g. last
-    round's). ``threads`` pins faiss's OpenMP threads for the call (None: faiss's default).
-    ``gate="agree"`` refuses a change of a span's top class unless every view in use admits
-    the new class (with both views off nothing can change). ``local_cap`` bounds each local
-    threshold by ``local_cap * k`` neighbours (1: no bound; below 0.5 a span whose neighbours
-    split between two classes can be admitted to both). ``select`` < 1 then keeps only the
-    most confident share of each predicted entity class, confidence being the starting label's
-    probability of the refined class (:func:`select_confident`; ``select_rest`` is what the
-    others keep). ``prototype_from="source"`` builds the prototypes from the source's gold
-    spans alone, so the global view does not echo the target labels it checks.
-    Raises ParamError for unusable parameters, including a ``k`` the memory bank cannot serve.
+    ``inputs`` holds the arrays, ``settings`` the ``denoise`` section of params.yaml (and ``k``),
+    checked when they were made; ``m`` is the round's EMA weight of the old labels (the stage
+    derives it from ``m-start``, ``m-step``, ``m-min``, ``update-from`` and ``visits``).
+    ``settings.index="auto"`` searches exactly while the memory bank has at most
+    ``auto_threshold`` entries and with IVF above it (``index_options``: lists, k-means
+    iterations, query chunks, faiss threads): on 1M-2M synthetic spans that kept >= 99.98% of
+    denoised labels equal to exact search (docs/BENCHMARKS.md). ``gate="agree"`` refuses a change
+    of a span's top class unless every view in use admits the new class (with both views off
+    nothing can change). ``local_cap`` bounds each local threshold by ``local_cap * k``
+    neighbours (1: no bound; below 0.5 a span whose neighbours split between two classes can be
+    admitted to both). ``select`` < 1 then keeps only the most confident share of each
+    predicted entity class, confidence being the starting label's probability of the refined
+    class (:func:`select_confident`; ``select_rest`` is what the others keep).
+    ``prototype_from="source"`` builds the prototypes from the source's gold spans alone, so the
+    global view does not echo the target labels it checks.
+    Raises ParamError for a ``k`` the memory bank cannot serve.
     """
-    params = {name: value for name, value in locals().items() if name not in _ARRAYS}
-    _check_params(**params)
-    Q, Y, S, s_labels = _check_arrays(Q, Y, S, s_labels, target_sentence, prototype_init)
-    params["k"] = k = int(k)
+    if not 0.0 <= m <= 1.0:
+        raise ValueError(f"the EMA weight m must lie in [0, 1], got {m}")
+    Q, Y, S, s_labels = inputs.Q, inputs.Y, inputs.S, inputs.s_labels
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     y_hat = Y.argmax(axis=1).astype(np.int64)
 
-    protos, has_proto = compute_prototypes(S, s_labels, *((Q, y_hat) if prototype_from == "all" else (Q[:0], y_hat[:0])),
-                                           Y.shape[1], method=prototype, momentum=momentum, init=prototype_init)
+    protos, has_proto = compute_prototypes(
+        S, s_labels, *((Q, y_hat) if settings.prototype_from == "all" else (Q[:0], y_hat[:0])), Y.shape[1],
+        method=settings.prototype, momentum=settings.momentum)
     g, tau_g, G = global_view(Q, y_hat, protos, has_proto)
-    if not use_global:
+    if not settings.use_global:
         G = np.zeros_like(G)
     timings["global"] = time.perf_counter() - t0
 
-    bank, kind, n, missing = _local_counts(Q, y_hat, S, s_labels, k, Y.shape[1], timings, use_local=use_local,
-                                           o_keep_rate=o_keep_rate, seed=seed, index=index, auto_threshold=auto_threshold,
-                                           threads=threads, chunk_size=chunk_size, nlist=nlist,
-                                           ivf_list_size=ivf_list_size, nprobe=nprobe, ivf_niter=ivf_niter)
-    tau_l, L = local_view(n, y_hat, local_scale, cap=local_cap * k if local_cap < 1.0 else None)
-    if not use_local:
+    bank, kind, n, missing = _local_counts(inputs, y_hat, settings, index_options, timings)
+    k = int(settings.k)
+    tau_l, L = local_view(n, y_hat, settings.local_scale, cap=settings.local_cap * k if settings.local_cap < 1.0 else None)
+    if not settings.use_local:
         L = np.zeros_like(L)
 
     t3 = time.perf_counter()
     u = combine(G, L, Y)
-    views = [view for used, view in ((use_global, G), (use_local, L)) if used]
-    Y_new, refused, demoted_from = _update(Y, u, m, gate, views, select, select_rest)
+    views = [view for used, view in ((settings.use_global, G), (settings.use_local, L)) if used]
+    Y_new, refused, demoted_from = _update(Y, u, m, settings.gate, views, settings.select, settings.select_rest)
     timings["combine"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     return DenoiseResult(
@@ -586,49 +522,47 @@ def denoise(
         u=u, prototypes=protos, has_prototype=has_proto, tau_global=tau_g, tau_local=tau_l,
         bank_size=bank.size, bank_class_counts=np.bincount(bank.labels, minlength=Y.shape[1]),
         index_kind=kind, missing_neighbours=missing, gated=refused, demoted_from=demoted_from,
-        params=params, timings=timings,
+        settings=settings, m=m, timings=timings,
     )
 
 
-_ARRAYS = ("Q", "Y", "S", "s_labels", "target_sentence", "prototype_init")  # denoise()'s arguments that are data
-
-
-def _local_counts(Q: np.ndarray, y_hat: np.ndarray, S: np.ndarray, s_labels: np.ndarray, k: int, n_classes: int,
-                  timings: dict[str, float], *, use_local: bool, o_keep_rate: float, seed: int, index: str,
-                  auto_threshold: int, threads: int | None, chunk_size: int,
-                  **index_options) -> tuple[MemoryBank, str, np.ndarray, int]:
+def _local_counts(inputs: DenoiseInput, y_hat: np.ndarray, settings: DenoiseSettings, options: IndexOptions,
+                  timings: dict[str, float]) -> tuple[MemoryBank, str, np.ndarray, int]:
     """(bank, index kind, n, missing): the memory bank and, with the local view in use, each
     span's class counts among its k neighbours there (zeros without it)."""
+    Q, n_classes, k = inputs.Q, inputs.Y.shape[1], int(settings.k)
     t1 = time.perf_counter()
-    bank = build_bank(S, s_labels, Q, y_hat, o_keep_rate=o_keep_rate, seed=seed)
-    kind = index if index != "auto" else ("exact" if bank.size <= auto_threshold else "ivf")
-    if not use_local:
+    bank = build_bank(inputs.S, inputs.s_labels, Q, y_hat, o_keep_rate=settings.o_keep_rate, seed=settings.seed)
+    kind = settings.index if settings.index != "auto" else ("exact" if bank.size <= settings.auto_threshold else "ivf")
+    if not settings.use_local:
         return bank, kind, np.zeros((Q.shape[0], n_classes), dtype=np.int32), 0
-    _check_k(k, bank, o_keep_rate)
+    _check_k(k, bank, settings.o_keep_rate)
     previous_threads = faiss.omp_get_max_threads()
-    if threads is not None:
-        faiss.omp_set_num_threads(int(threads))
+    if options.threads is not None:
+        faiss.omp_set_num_threads(int(options.threads))
     try:
-        faiss_index = build_index(bank.vectors, kind, seed=seed, **index_options)
+        faiss_index = build_index(bank.vectors, kind, nprobe=settings.nprobe, seed=settings.seed, options=options)
         timings["index"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        n, missing = neighbour_counts(Q, bank, faiss_index, k, n_classes, chunk_size=chunk_size)
+        n, missing = neighbour_counts(Q, bank, faiss_index, k, n_classes, chunk_size=options.chunk_size)
         timings["search"] = time.perf_counter() - t2
         del faiss_index
     finally:
-        if threads is not None:
+        if options.threads is not None:
             faiss.omp_set_num_threads(previous_threads)
     return bank, kind, n, missing
 
 
 def _check_k(k: int, bank: MemoryBank, o_keep_rate: float) -> None:
-    if k < 1 or k > bank.size - 1:
+    """The one check of ``k`` that needs the data: the bank must hold k neighbours besides the span."""
+    if k > bank.size - 1:
+        keys = DenoiseSettings.params()
         raise ParamError(
-            "k",
+            keys["k"].key,
             f"k={k} neighbours needs a memory bank of at least k+1 entries (a span never counts "
             f"itself), but this bank has {bank.size} ({len(bank.source_rows)} source + "
-            f"{len(bank.target_rows)} target spans: all entities plus o_keep_rate={o_keep_rate} "
-            f"of O); use 1 <= k <= {max(bank.size - 1, 0)}, or raise o_keep_rate",
+            f"{len(bank.target_rows)} target spans: all entities plus {keys['o_keep_rate'].key}={o_keep_rate} "
+            f"of O); use 1 <= k <= {max(bank.size - 1, 0)}, or raise {keys['o_keep_rate'].key}",
         )
 
 
@@ -772,8 +706,8 @@ def summarize(
         },
         "soft_change": label_movement(result.Y_prev, result.Y_new, names),
         "select": {
-            "share": result.params.get("select", 1.0),
-            "rest_weight": result.params.get("select_rest", 0.0),
+            "share": result.settings.select,
+            "rest_weight": result.settings.select_rest,
             "demoted": int((result.demoted_from >= 0).sum()),
             "demoted_per_class": dict(zip(names, map(int, np.bincount(
                 result.demoted_from[result.demoted_from >= 0], minlength=C)))),

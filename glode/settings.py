@@ -378,12 +378,6 @@ class DenoiseSettings(Settings):
     seed: int = param(0, lo=0, hi=_SEED_MAX, help="Seed of the O sample in the memory bank (denoise) and of the "
                       "projection's fitting sample or random matrix (pseudo_label).")
 
-    def step_arguments(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`glode.denoise.denoise` that these settings fix."""
-        names = ("k", "o_keep_rate", "local_scale", "local_cap", "select", "select_rest", "prototype", "prototype_from",
-                 "momentum", "use_global", "use_local", "gate", "seed", "index", "auto_threshold", "nprobe")
-        return {name: getattr(self, name) for name in names}
-
     #: the keys only the local (kNN) view reads (glode.params.param_notes)
     LOCAL_VIEW: ClassVar[tuple[str, ...]] = ("k", "o_keep_rate", "local_scale", "local_cap", "index", "auto_threshold",
                                              "nprobe")

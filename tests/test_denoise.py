@@ -9,6 +9,7 @@ import pytest
 
 from glode import denoise as dn
 from glode.errors import ParamError
+from glode.settings import DenoiseSettings, IndexOptions
 
 O, PER, LOC, ORG = 0, 1, 2, 3
 
@@ -28,6 +29,13 @@ def clusters(n: int, n_classes: int = 4, d: int = 16, noise: float = 0.15, seed:
     centres = unit(rng.standard_normal((n_classes, d)))
     labels = rng.choice(n_classes, size=n, p=weights)
     return unit(centres[labels] + noise * rng.standard_normal((n, d))), labels
+
+
+def step(Q, Y, S, s_labels, m, *, nlist=None, **settings) -> dn.DenoiseResult:
+    """One denoising step at the settings' defaults (params.yaml's) but the plain step's
+    ``gate="none"`` unless given; ``nlist`` fixes the IVF's lists."""
+    settings.setdefault("gate", "none")
+    return dn.denoise(dn.DenoiseInput(Q, Y, S, s_labels), DenoiseSettings(**settings), m, IndexOptions(nlist=nlist))
 
 
 def small_problem(n: int = 400, m: int = 200, seed: int = 0):
@@ -95,7 +103,7 @@ def test_class_without_target_spans_has_threshold_zero():
     Q, Y, S, s_labels, _ = small_problem()
     Y = Y.copy()
     Y[Y[:, ORG] == 1] = one_hot(np.array([PER]), 4)  # no target span carries ORG any more
-    r = dn.denoise(Q, Y, S, s_labels, m=0.5, k=20, o_keep_rate=1.0)
+    r = step(Q, Y, S, s_labels, m=0.5, k=20, o_keep_rate=1.0)
     assert r.tau_global[ORG] == 0.0 and r.tau_local[ORG] == 0.0
     assert r.has_prototype[ORG]  # source spans still give it a prototype
     np.testing.assert_array_equal(r.G[:, ORG], r.g[:, ORG] > 0)
@@ -128,10 +136,10 @@ def test_self_excluded_from_neighbours():
     s_labels = np.array([LOC, ORG, ORG])
     bank = dn.build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.03, seed=0)
     assert bank.size == 5 and bank.target_pos.tolist() == [3, 4]
-    index = dn.build_index(bank.vectors, "exact")
-    n, missing = dn.neighbour_counts(Q, bank, index, 1, 4)
+    index = dn.build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
+    n, missing = dn.neighbour_counts(Q, bank, index, 1, 4, chunk_size=IndexOptions().chunk_size)
     assert n[0].tolist() == [0, 0, 1, 0]  # the identical source copy (LOC), never itself (PER)
-    n, _ = dn.neighbour_counts(Q, bank, index, 4, 4)
+    n, _ = dn.neighbour_counts(Q, bank, index, 4, 4, chunk_size=IndexOptions().chunk_size)
     assert n[0].tolist() == [0, 0, 2, 2] and n[1].tolist() == [0, 1, 1, 2]
     assert missing == 0
 
@@ -139,30 +147,42 @@ def test_self_excluded_from_neighbours():
 def test_chunked_counts_equal_unchunked():
     Q, Y, S, s_labels, _ = small_problem(n=500)
     bank = dn.build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.5, seed=3)
-    index = dn.build_index(bank.vectors, "exact")
+    index = dn.build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
     whole, _ = dn.neighbour_counts(Q, bank, index, 25, 4, chunk_size=10_000)
     chunked, _ = dn.neighbour_counts(Q, bank, index, 25, 4, chunk_size=7)
     np.testing.assert_array_equal(whole, chunked)
     assert (whole.sum(1) == 25).all()
 
 
-@pytest.mark.parametrize("k", [0, 10_000])
-def test_k_out_of_range_is_param_error(k):
+def test_k_beyond_the_memory_bank_is_param_error_naming_k():
+    """The one check of k that needs the data (k >= 1 is the settings')."""
     Q, Y, S, s_labels, _ = small_problem()
     with pytest.raises(ParamError) as err:
-        dn.denoise(Q, Y, S, s_labels, m=0.9, k=k)
+        step(Q, Y, S, s_labels, m=0.9, k=10_000)
     assert err.value.name == "k"
     msg = str(err.value)
-    assert "memory bank" in msg and "o_keep_rate" in msg and f"k={k}" in msg
+    assert "memory bank" in msg and "denoise.o-keep-rate" in msg and "k=10000" in msg
+    with pytest.raises(ParamError, match="parameter 'k': 0 is not allowed"):
+        DenoiseSettings(k=0)
 
 
-def test_bad_params_are_param_errors():
-    Q, Y, S, s_labels, _ = small_problem()
-    for kwargs, name in [({"m": 1.5}, "m"), ({"m": 0.9, "prototype": "median"}, "prototype"),
-                         ({"m": 0.9, "index": "hnsw"}, "index"), ({"m": 0.9, "o_keep_rate": 2}, "o_keep_rate")]:
+def test_bad_settings_are_refused_by_the_settings_naming_the_params_key_and_a_bad_m_by_the_step():
+    for kwargs, key in [({"prototype": "median"}, "denoise.prototype"), ({"index": "hnsw"}, "denoise.index"),
+                        ({"o_keep_rate": 2}, "denoise.o-keep-rate")]:
         with pytest.raises(ParamError) as err:
-            dn.denoise(Q, Y, S, s_labels, k=10, **kwargs)
-        assert err.value.name == name
+            DenoiseSettings(k=10, **kwargs)
+        assert err.value.name == key
+    Q, Y, S, s_labels, _ = small_problem()
+    with pytest.raises(ValueError, match="EMA weight m must lie in"):
+        step(Q, Y, S, s_labels, m=1.5, k=10)
+
+
+def test_step_input_shapes_are_checked():
+    Q, Y, S, s_labels, _ = small_problem()
+    with pytest.raises(ValueError, match="must be 2-d with the same width"):
+        dn.DenoiseInput(Q[:, :3], Y, S, s_labels)
+    with pytest.raises(ValueError, match="s_labels"):
+        dn.DenoiseInput(Q, Y, S, s_labels[:-1])
 
 
 # ---------------------------------------------------------------- whole step
@@ -178,7 +198,7 @@ def test_planted_noise_is_repaired(use_global, use_local):
     noisy = gold.copy()
     flipped = rng.random(gold.shape[0]) < 0.2
     noisy[flipped] = (gold[flipped] + rng.integers(1, 4, flipped.sum())) % 4
-    r = dn.denoise(Q, one_hot(noisy, 4), S, s_labels, m=0.0, use_global=use_global, use_local=use_local)
+    r = step(Q, one_hot(noisy, 4), S, s_labels, m=0.0, use_global=use_global, use_local=use_local)
     repaired = (r.y_new[flipped] == gold[flipped]).mean()
     corrupted = (r.y_new[~flipped] != gold[~flipped]).mean()
     assert repaired >= 0.9, repaired
@@ -191,20 +211,20 @@ def test_deterministic_for_exact_and_ivf():
     Q, Y, S, s_labels, _ = small_problem(n=1500, m=500)
     for index in ("exact", "ivf"):
         kw = dict(m=0.7, k=30, o_keep_rate=0.2, seed=5, index=index, nlist=8, nprobe=3)
-        a, b = dn.denoise(Q, Y, S, s_labels, **kw), dn.denoise(Q, Y, S, s_labels, **kw)
+        a, b = step(Q, Y, S, s_labels, **kw), step(Q, Y, S, s_labels, **kw)
         for field in ("Y_new", "g", "G", "n", "L", "u", "prototypes"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         assert a.index_kind == index
         assert (a.n.sum(1) == 30).all() if index == "exact" else (a.n.sum(1) <= 30).all()
-    other = dn.denoise(Q, Y, S, s_labels, m=0.7, k=30, o_keep_rate=0.2, seed=6)
+    other = step(Q, Y, S, s_labels, m=0.7, k=30, o_keep_rate=0.2, seed=6)
     assert other.bank_size == a.bank_size  # same sample size, different rows
     assert not np.array_equal(other.n, a.n)
 
 
 def test_auto_index_switches_on_bank_size():
     Q, Y, S, s_labels, _ = small_problem()
-    small = dn.denoise(Q, Y, S, s_labels, m=0.9, k=10, index="auto", auto_threshold=10_000)
-    large = dn.denoise(Q, Y, S, s_labels, m=0.9, k=10, index="auto", auto_threshold=10, nlist=4, nprobe=4)
+    small = step(Q, Y, S, s_labels, m=0.9, k=10, index="auto", auto_threshold=10_000)
+    large = step(Q, Y, S, s_labels, m=0.9, k=10, index="auto", auto_threshold=10, nlist=4, nprobe=4)
     assert small.index_kind == "exact" and large.index_kind == "ivf"
     np.testing.assert_array_equal(small.n, large.n)  # probing every list is exact
 
@@ -212,14 +232,14 @@ def test_auto_index_switches_on_bank_size():
 def test_view_switches():
     Q, Y, S, s_labels, _ = small_problem()
     Y = 0.7 * Y + 0.3 / 4
-    off = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10**6, use_global=False, use_local=False)  # k unused
+    off = step(Q, Y, S, s_labels, m=0.5, k=10**6, use_global=False, use_local=False)  # k unused
     np.testing.assert_allclose(off.Y_new, Y, rtol=1e-6)
     assert not off.G.any() and not off.L.any() and (off.n == 0).all()
-    local = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_global=False)
+    local = step(Q, Y, S, s_labels, m=0.5, k=10, use_global=False)
     assert not local.G.any() and local.L.any()
     has = local.L.any(1)
     np.testing.assert_allclose(local.u[has], local.L[has] / local.L[has].sum(1, keepdims=True))
-    glob = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
+    glob = step(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
     assert not glob.L.any() and glob.G.any()
 
 
@@ -268,7 +288,7 @@ def test_ema_prototypes_keep_the_source_gold_spans_weight():
 def test_mean_prototypes_and_missing_class():
     S = unit(np.array([[1.0, 0.0], [1.0, 0.2]]))
     Q = unit(np.array([[1.0, -0.2], [0.0, 1.0]]))
-    protos, has = dn.compute_prototypes(S, np.array([0, 0]), Q, np.array([0, 1]), 3)
+    protos, has = dn.compute_prototypes(S, np.array([0, 0]), Q, np.array([0, 1]), 3, method="mean")
     np.testing.assert_allclose(protos[0], unit(S.sum(0) + Q[0]), atol=1e-6)
     assert has.tolist() == [True, True, False] and not protos[2].any()
 
@@ -281,7 +301,7 @@ def test_summary_is_json_and_consistent():
     noisy[flip] = rng.integers(0, 4, flip.sum())
     gold_partial = gold.copy()
     gold_partial[:50] = -1
-    r = dn.denoise(Q, one_hot(noisy, 4), S, s_labels, m=0.0, k=20, o_keep_rate=1.0)
+    r = step(Q, one_hot(noisy, 4), S, s_labels, m=0.0, k=20, o_keep_rate=1.0)
     s = r.summary(gold=gold_partial, class_names=["O", "PER", "LOC", "ORG"])
     json.dumps(s, allow_nan=False)
     ch = s["changed"]
@@ -322,8 +342,8 @@ def test_gate_agree_changes_only_where_views_agree_on_the_new_class():
     flipped = rng.random(gold.shape[0]) < 0.3
     noisy[flipped] = (gold[flipped] + rng.integers(1, 4, flipped.sum())) % 4
     Y = one_hot(noisy, 4)
-    free = dn.denoise(Q, Y, S, s_labels, m=0.0)
-    gated = dn.denoise(Q, Y, S, s_labels, m=0.0, gate="agree")
+    free = step(Q, Y, S, s_labels, m=0.0)
+    gated = step(Q, Y, S, s_labels, m=0.0, gate="agree")
     changed = gated.y_new != gated.y_prev
     both = gated.G & gated.L
     assert changed.any() and gated.gated.any()
@@ -332,20 +352,20 @@ def test_gate_agree_changes_only_where_views_agree_on_the_new_class():
     np.testing.assert_array_equal(gated.Y_new[gated.gated], Y[gated.gated])
     assert gated.summary()["changed"]["refused_by_gate"] == int(gated.gated.sum())
     # one view off: the gate follows the view in use
-    local_only = dn.denoise(Q, Y, S, s_labels, m=0.0, use_global=False, gate="agree")
+    local_only = step(Q, Y, S, s_labels, m=0.0, use_global=False, gate="agree")
     moved = local_only.y_new != local_only.y_prev
     assert moved.any()
     assert local_only.L[np.arange(len(moved)), local_only.y_new][moved].all()
     # no view: nothing may change
-    off = dn.denoise(Q, Y, S, s_labels, m=0.0, use_global=False, use_local=False, gate="agree")
+    off = step(Q, Y, S, s_labels, m=0.0, use_global=False, use_local=False, gate="agree")
     assert (off.y_new == off.y_prev).all()
 
 
 def test_unknown_gate_is_param_error():
     Q, Y, S, s_labels, _ = small_problem()
     with pytest.raises(ParamError) as err:
-        dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, gate="both")
-    assert err.value.name == "gate"
+        step(Q, Y, S, s_labels, m=0.5, k=10, gate="both")
+    assert err.value.name == "denoise.gate"
 
 
 # ---------------------------------------------------------------- multiple decision of the local view
@@ -362,10 +382,10 @@ def test_local_cap_lets_the_local_view_admit_two_classes_again():
     Q = np.concatenate([X[:3000], between])
     y = np.concatenate([labels[:3000], np.full(30, PER)])
     S, s_labels = X[3000:], labels[3000:]
-    plain = dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False)
+    plain = step(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False)
     assert np.sort(plain.tau_local)[:2].sum() > 100  # any two thresholds sum past k
     assert plain.L.sum(1).max() == 1
-    capped = dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False,
+    capped = step(Q, one_hot(y, 4), S, s_labels, m=0.5, k=100, o_keep_rate=0.5, use_global=False,
                         local_cap=0.4)
     assert (capped.tau_local <= 40).all()
     two = capped.L[3000:]
@@ -373,8 +393,8 @@ def test_local_cap_lets_the_local_view_admit_two_classes_again():
     assert (capped.L[:3000].sum(1) >= 2).mean() < 0.05  # clean spans mostly keep one class
     assert capped.summary()["admitted"]["local_size_hist"]["2"] > 0
     with pytest.raises(ParamError) as err:
-        dn.denoise(Q, one_hot(y, 4), S, s_labels, m=0.5, k=10, local_cap=0.0)
-    assert err.value.name == "local_cap"
+        step(Q, one_hot(y, 4), S, s_labels, m=0.5, k=10, local_cap=0.0)
+    assert err.value.name == "denoise.local-cap"
 
 
 # ---------------------------------------------------------------- soft measures
@@ -417,7 +437,7 @@ def test_label_movement_counts_soft_mass_not_only_flips():
 
 def test_summary_reports_soft_scores_and_movement_before_and_after():
     Q, Y, S, s_labels, gold = small_problem(n=600)
-    r = dn.denoise(Q, Y, S, s_labels, m=0.8, k=20, o_keep_rate=1.0)
+    r = step(Q, Y, S, s_labels, m=0.8, k=20, o_keep_rate=1.0)
     s = r.summary(gold=gold)
     np.testing.assert_array_equal(r.Y_prev, Y)
     assert s["gold"]["soft_before"] == dn.soft_scores(Y, gold)
@@ -461,8 +481,8 @@ def test_select_keeps_class_shares_and_raises_precision_when_confidence_ranks_la
     Y = (np.eye(4)[label] * conf[:, None] + (1 - conf[:, None]) * np.eye(4)[O]).astype(np.float32)
     Q, _ = clusters(n, seed=8)
     S, s_labels = clusters(400, seed=9)
-    off = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False)
-    on = dn.denoise(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False, select=0.5)
+    off = step(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False)
+    on = step(Q, Y, S, s_labels, m=1.0, k=10, use_global=False, use_local=False, select=0.5)
     before, after = off.summary(gold=gold)["gold"]["after"], on.summary(gold=gold)["gold"]["after"]
     assert after["precision"] > before["precision"] + 0.1
     per_class_before = np.bincount(off.y_new, minlength=4)[1:]
@@ -471,9 +491,9 @@ def test_select_keeps_class_shares_and_raises_precision_when_confidence_ranks_la
     s = on.summary()
     assert s["select"]["demoted"] == int((per_class_before - per_class_after).sum())
     assert list(s["select"]["demoted_per_class"].values())[1:] == (per_class_before - per_class_after).tolist()
-    for kwargs, name in [({"select": 0.0}, "select"), ({"select_rest": 1.5}, "select_rest")]:
+    for kwargs, name in [({"select": 0.0}, "denoise.select"), ({"select_rest": 1.5}, "denoise.select-rest")]:
         with pytest.raises(ParamError) as err:
-            dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, **kwargs)
+            step(Q, Y, S, s_labels, m=0.5, k=10, **kwargs)
         assert err.value.name == name
 
 
@@ -488,13 +508,13 @@ def test_source_prototypes_ignore_the_target_labels():
     noisy = gold.copy()
     noisy[gold == LOC] = PER
     Y = one_hot(noisy, 4)
-    both = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
-    source = dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, use_local=False, prototype_from="source")
-    want, _ = dn.compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4)
+    both = step(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
+    source = step(Q, Y, S, s_labels, m=0.5, k=10, use_local=False, prototype_from="source")
+    want, _ = dn.compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4, method="mean")
     np.testing.assert_array_equal(source.prototypes, want)
     moved = gold == LOC
     assert both.G[moved, PER].mean() > 0.2
     assert source.G[moved, PER].mean() < 0.02 and source.G[moved, LOC].mean() > 0.9
     with pytest.raises(ParamError) as err:
-        dn.denoise(Q, Y, S, s_labels, m=0.5, k=10, prototype_from="target")
-    assert err.value.name == "prototype_from"
+        step(Q, Y, S, s_labels, m=0.5, k=10, prototype_from="target")
+    assert err.value.name == "denoise.prototype-from"

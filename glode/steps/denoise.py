@@ -14,16 +14,16 @@ import pandas as pd
 
 from glode.align import aligned_labels, class_weights
 from glode.atomic import write_json
-from glode.denoise import DenoiseResult, denoise
+from glode.denoise import DenoiseInput, DenoiseResult, denoise
 from glode.errors import GlodeError, ParamError
 from glode.label_table import (add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, read_labels_dense,
                                rows_to_store, write_labels)
 from glode.pseudo_folder import SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, load_array, read_spans
 from glode.rounds import round_number
-from glode.settings import DenoiseSettings
+from glode.settings import DenoiseSettings, IndexOptions
 
 
-def ema_weight(round_name: str, m_start: float, m_step: float, m_min: float, update_from: int = 1) -> float:
+def ema_weight(round_name: str, m_start: float, m_step: float, m_min: float, update_from: int) -> float:
     """EMA weight m of a round: 1 (no update, the labels carried) before round ``update_from``,
     ``m_start`` in that round, ``m_step`` less each later round, floored at ``m_min``. Depends on
     the round alone, so adding a round never changes earlier ones."""
@@ -50,7 +50,7 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     Y, alignment = _starting_labels(spans, classes, prev_labels, s_labels, settings)
     m_round = ema_weight(round_name, settings.m_start, settings.m_step, settings.m_min, settings.update_from)
     m = m_round**settings.visits
-    res = denoise(Q, Y, S, s_labels, m=m, threads=None, **settings.step_arguments())
+    res = denoise(DenoiseInput(Q, Y, S, s_labels), settings, m, IndexOptions())
     gold = spans.gold.to_numpy(dtype=object)
     rows = rows_to_store(Y, res.Y_new, gold, res.G, res.L)
     frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
