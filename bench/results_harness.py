@@ -69,6 +69,7 @@ class Protocol:
     explore: bool = False  # the checkout's code (or --commit's), no pinned commit; work folders follow the code
     estimate: Callable[[], str] | None = None  # the plan's cost, as text
     status_notes: Callable[["Protocol"], list] | None = None  # lines `status` adds
+    r0_variant: str = "default"  # the variant whose r0 (work folder) the others share unless they change what r0 reads
 
     @property
     def source(self) -> str:
@@ -112,9 +113,9 @@ class Protocol:
 
     def workdir(self, lang: str, variant: str, seed: int) -> str:
         """Work folder name: one per (language, seed), so each seed trains its own r0 and shares it
-        with every variant of that seed; a variant that changes what r0 reads, compared with the
-        default (nomlm), gets its own."""
-        own, base = self.variants[variant][1] or {}, self.variants["default"][1] or {}
+        with every variant of that seed; a variant that changes what r0 reads (the protocol's
+        epochs included), compared with ``r0_variant``, gets its own (v3's nomlm, v4's paper)."""
+        own, base = ({"train.epochs": self.epochs, **(self.variants[v][1] or {})} for v in (variant, self.r0_variant))
         changes_r0 = any(key.split(".", 1)[0] in R0_SECTIONS and own.get(key) != base.get(key) for key in {*own, *base})
         return f"{lang}-s{seed}" + (f"-{variant}" if changes_r0 else "")
 

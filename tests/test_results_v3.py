@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 R = load("results")
 H = load("results_harness")
 V3 = load("results_v3")
+T = load("results_tables")
 P = V3.PROTOCOL
 SC = load("sentence_counts")
 
@@ -406,7 +407,7 @@ def test_two_whole_seeds_add_a_two_seed_interim_table_and_per_seed_averages(v3):
     bs = load("bootstrap")
     cells = write_fake_cells(v3, skip={(lang, "plain", 2) for lang in H.ORDER[:3]})
     loaded = H.load_cells(v3)
-    assert V3.complete_seed_prefix(loaded) == (0, 1)
+    assert T.complete_seed_prefix(V3.TABLES, loaded) == (0, 1)
     text = V3.render_v3(loaded, v3)
     two = text.split("### Interim, seeds 0 and 1: paired bootstrap")[1].split("###")[0]
     nl = next(line for line in two.splitlines() if line.startswith("| nl |")).split(" | ")
@@ -427,7 +428,7 @@ def test_one_whole_seed_adds_no_second_interim_table(v3):
     write_fake_cells(v3, skip={(lang, v, s) for lang in H.ORDER for v in ("zeroshot", "plain", "default")
                                for s in V3.V3_SEEDS[1:]})
     text = V3.render_v3(H.load_cells(v3), v3)
-    assert V3.complete_seed_prefix(H.load_cells(v3)) == (0,)
+    assert T.complete_seed_prefix(V3.TABLES, H.load_cells(v3)) == (0,)
     assert "### Interim, seed 0 only" in text and "### Interim, seeds" not in text
 
 
@@ -444,7 +445,7 @@ def test_denoise_effect_table_counts_targets_raised_on_every_seed():
     cells = {(lang, "default", s): up for lang in H.ORDER for s in V3.V3_SEEDS}
     cells[("es", "default", 1)] = down_soft  # one seed's soft F1 falls: es does not count
     del cells[("zh", "default", 2)]  # not measured: pending, and zh does not count
-    text = "\n".join(V3.render_denoise_effect(cells))
+    text = "\n".join(T.render_denoise_effect(V3.TABLES, cells, "default", goal=V3.V3_DENOISE_GOAL))
     de = next(line for line in text.splitlines() if line.startswith("| de |"))
     assert de == "| de | r1 | +2.0 / +2.0 / +2.0 | +1.0 / +1.0 / +1.0 | -1.00 / -1.00 / -1.00 |"
     es = next(line for line in text.splitlines() if line.startswith("| es |"))
