@@ -165,6 +165,9 @@ def with_settings(main: Callable) -> Callable:
         if cls is None:
             own.append(parameter)
             continue
+        unknown = ({*(chosen.only or ()), *chosen.hidden}) - set(cls.params())
+        if unknown:
+            raise TypeError(f"{main.__name__}: {cls.__name__} has no fields {sorted(unknown)}")
         declared = [p for name, p in cls.params().items() if chosen.only is None or name in chosen.only]
         groups[parameter.name] = (cls, [p.option for p in declared])
         for p in declared:
