@@ -15,10 +15,12 @@ span cap: the smallest cap holding >= 95% of the English source entities (CoNLL 
 words; zh 10 characters through `model.char-languages`). A cell is (language, variant, seed); it
 is stored in the protocol's cells folder once measured and never rerun (`--force` reruns it). A
 protocol's table comes from one snapshot commit; an exploration (`x*`) runs the checkout's code
-instead and keeps a row per cell. `bench/results_harness.py` holds the shared machinery.
+instead and keeps a row per cell. `bench/results_harness.py` holds the shared machinery,
+`bench/results_tables.py` the tables of the seeded protocols (v3, v4).
 
 Each protocol is one file, `bench/results_<name>.py`, defining `PROTOCOL`; to add one, write that
-file and add it to `PROTOCOLS` below. Kept: v3 (the current evidence), the explorations x3 and x4.
+file and add it to `PROTOCOLS` below. Kept: v3 (the current evidence), v4 (issue 36's table, at 3 epochs),
+the explorations x3 and x4.
 Retired in issue 37 (their code last at commit 722848f, their tables still in docs/RESULTS.md):
 v1 (1 epoch, the old defaults) and v2 (3 epochs, 2 rounds, one seed).
 """
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 if str(ROOT / "bench") not in sys.path:  # the protocol modules, imported by name (bench/ is not a package)
     sys.path.append(str(ROOT / "bench"))
 import results_v3  # noqa: E402
+import results_v4  # noqa: E402
 import results_x3  # noqa: E402
 import results_x4  # noqa: E402
 from results_harness import LANGUAGES, Protocol, head_commit, load_cells, run_cell  # noqa: E402
@@ -44,6 +47,7 @@ from results_harness import LANGUAGES, Protocol, head_commit, load_cells, run_ce
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     results_v3.PROTOCOL,
+    results_v4.PROTOCOL,
     results_x3.PROTOCOL,
     results_x4.PROTOCOL,
 )}
@@ -184,7 +188,7 @@ def main(argv=None) -> int:
                    "the protocol's measured cells, else HEAD; explorations: HEAD)")
     sub.add_parser("status", help="list measured and pending cells, skipped variants and the estimated cost")
     sub.add_parser("render", help="write the tables of every protocol into docs/RESULTS.md")
-    sub.add_parser("estimate", help="the protocol's estimated cost (v3: from the v2 cells' stage times)")
+    sub.add_parser("estimate", help="the protocol's estimated cost (v3: from the v2 cells' stage times; v4: from v3's)")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "status": cmd_status, "render": cmd_render, "estimate": cmd_estimate}[args.cmd](args)
 
