@@ -111,6 +111,10 @@ def check_params(params: Any, root: str | Path = ".") -> list[str]:
         elif rounds_n > flat["retrain.schedule-rounds"]:
             problems.append(f"retrain.schedule-rounds: {flat['retrain.schedule-rounds']} is fewer than the {rounds_n} "
                             "rounds; the schedule must cover every chained round")
+    if ok("retrain.span-weights") and flat["retrain.span-weights"] != "none" and ok("denoise.use-local") \
+            and not flat["denoise.use-local"]:
+        problems.append(f"retrain.span-weights: {flat['retrain.span-weights']!r} weighs spans by the local view's "
+                        "neighbour counts; it needs denoise.use-local: true")
     if ok("data.labels") and ok("data.ignore-labels"):
         try:
             check_label_sets(flat["data.labels"], flat["data.ignore-labels"] or [])

@@ -402,6 +402,10 @@ class RetrainSettings(Settings):
     harden_o: float = param(0.0, lo=0, hi=0.5, hi_open=True,  # glode.steps.train_target.target_soft_labels
                             help="A target label whose top class is O and whose entity mass is at most this trains "
                             "as one-hot O (0: off).")
+    span_weights: str = param("none", choices=("none", "neighbours"),  # glode.label_table.read_neighbour_weights
+                              help="Per-span loss weights on the target labels: none; neighbours, a pseudo entity "
+                              "weighs its local-view neighbour agreement over its class's mean (at most 1), the "
+                              "views as instance weights (needs denoise.use-local: true).")
     schedule_rounds: int = param(0, lo=0,  # glode.training.ChainedRun
                                  help="With --init chain: one AdamW state and one LR schedule over this many chained "
                                  "rounds (0: each round its own).")

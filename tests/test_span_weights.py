@@ -86,8 +86,8 @@ def test_a_weighted_row_scales_both_target_losses_by_its_weight(tmp_path):
         return EncodedSentence(np.zeros(3, np.int64), 2, 2, s, s + 1, s, s + 1, np.zeros((2, 5), np.float32))
 
     plain, weighted = [sentence(), sentence()], [sentence(), sentence()]
-    attach_target_labels(plain, pseudo, path, CLASSES)
-    attach_target_labels(weighted, pseudo, path, CLASSES, span_weights="neighbours")
+    attach_target_labels(plain, pseudo, path, CLASSES, harden_o=0.0, span_weights="none")
+    attach_target_labels(weighted, pseudo, path, CLASSES, harden_o=0.0, span_weights="neighbours")
     w = np.array([1.0, 1.0, 0.5, 1.0])  # PER mean (9 + 3) / 2 = 6: spans 0 and 2 weigh min(1, 9/6), 3/6
     logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     for loss in (soft_cross_entropy, reference_target_loss):
@@ -95,3 +95,16 @@ def test_a_weighted_row_scales_both_target_losses_by_its_weight(tmp_path):
         y_weighted = torch.from_numpy(np.concatenate([e.span_soft for e in weighted]))
         per_span = torch.stack([loss(logits[i : i + 1], y_plain[i : i + 1]) for i in range(4)])
         assert loss(logits, y_weighted, reduction="sum").item() == pytest.approx(float((per_span * torch.tensor(w)).sum()), rel=1e-5)
+
+
+def test_the_file_check_refuses_weights_without_the_local_view(tmp_path):
+    from glode.params import check_params
+    from tests.params_fixture import default_params
+
+    params = default_params()
+    params["retrain"]["span-weights"] = "neighbours"
+    assert not [p for p in check_params(params, tmp_path) if p.startswith("retrain.")]
+    params["denoise"]["use-local"] = False
+    assert [p for p in check_params(params, tmp_path) if p.startswith("retrain.span-weights")] == [
+        "retrain.span-weights: 'neighbours' weighs spans by the local view's neighbour counts; it needs "
+        "denoise.use-local: true"]

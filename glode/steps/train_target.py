@@ -55,7 +55,7 @@ def train_target_round(
     config = model.config
     data = encode_training_tables(SentenceEncoder(tokenizer, config.max_span_len, config.max_seq_len), tables_dir,
                                   config.classes)
-    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes, retrain.harden_o)
+    attach_target_labels(data.target, pseudo_dir, labels_path, config.classes, retrain.harden_o, retrain.span_weights)
     chained = _chained_run(retrain, round_name, chosen, prev_model_dir)
 
     with together():  # the other processes wait for rank 0's dev scores and folder, then all leave the group
@@ -69,6 +69,8 @@ def train_target_round(
                 started["target_loss"] = retrain.target_loss
             if retrain.harden_o > 0:
                 started["harden_o"] = retrain.harden_o
+            if retrain.span_weights != "none":
+                started["span_weights"] = retrain.span_weights
             if chained is not None:
                 started["schedule"] = {"round": chained.index, "of": chained.rounds}
             save_model(model, tokenizer, out_dir, encoder_dir, train_params={**cfg.recorded(), **device.recorded(), "init": retrain.init,
@@ -128,7 +130,7 @@ def _starting_model(chosen: str, prev_model_dir: Path, tables_dir: Path, encoder
 
 
 def attach_target_labels(target: Sequence[EncodedSentence], pseudo_dir: Path, labels_path: Path,
-                         classes: Sequence[str], harden_o: float = 0.0, span_weights: str = "none") -> None:
+                         classes: Sequence[str], harden_o: float, span_weights: str) -> None:
     """Set each target sentence's soft span targets (``span_soft``) from the round's label table.
 
     With ``span_weights="neighbours"`` a pseudo entity's target row is scaled by its neighbour
