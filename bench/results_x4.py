@@ -18,6 +18,7 @@ X4_EPOCHS = 3  # train.epochs of r0 and the round: the README's setting
 # each variant names its views explicitly, whatever the default
 VIEWS = dict(PRESETS["glode"].values)
 REFERENCE_LOSS = {"retrain.target-loss": "reference"}
+NO_RELABELLING = {"denoise.m-start": 1.0, "denoise.m-step": 0.0, "denoise.m-min": 1.0}  # the views' update keeps every label
 X4_VARIANTS = {
     "plain-ce": ("plain self-training, soft cross-entropy on the target labels", {**NO_DENOISING}),
     "plain-ref": ("plain self-training, the reference's target loss", {**NO_DENOISING, **REFERENCE_LOSS}),
@@ -27,6 +28,11 @@ X4_VARIANTS = {
     "views-harden": ("the views, soft cross-entropy with O-topped labels of entity mass <= 0.35 hardened to O "
                      "(retrain.harden-o: beyond the paper, the leak stopped without the reference's loss)",
                      {**VIEWS, "retrain.harden-o": 0.35}),
+    "weights-ce": ("the views as per-span loss weights instead of relabelling: the local view's neighbour agreement "
+                   "weighs each pseudo entity (retrain.span-weights: neighbours), labels kept (m = 1), soft "
+                   "cross-entropy", {**VIEWS, **NO_RELABELLING, "retrain.span-weights": "neighbours"}),
+    "views-weights-ce": ("the views relabel and weigh (retrain.span-weights: neighbours), soft cross-entropy",
+                         {**VIEWS, "retrain.span-weights": "neighbours"}),
 }
 
 PROTOCOL = Protocol("x4", ROOT / "bench" / "results" / "explore-v4", "x4", {**V3_VARIANTS, **X4_VARIANTS}, V3_SIZES,
