@@ -261,7 +261,7 @@ def labels_export(
     from glode.atomic import atomic_path, check_output_file
     from glode.errors import GlodeError
     from glode.labels import ProjectFiles, check_alignment, export_records, read_round_labels, read_target
-    from glode.tagged import format_bio, format_jsonl
+    from glode.output_formats import format_bio, format_jsonl
 
     if format_ not in ("conll", "jsonl"):
         raise GlodeError(f"unknown export format {format_!r}; use conll or jsonl")
@@ -311,8 +311,8 @@ def predict(
 
     from glode.atomic import atomic_path, check_output_file
     from glode.errors import GlodeError
-    from glode.inference import TOKENIZERS, load_predictor, predict_items, read_input
-    from glode.tagged import format_bio, format_jsonl
+    from glode.output_formats import format_bio, format_jsonl
+    from glode.predict import TOKENIZERS, load_predictor, predict_items, read_input
 
     if str(out) != "-":
         check_output_file(out, force, "--out")  # before any work: the model and the input take a while

@@ -1,5 +1,7 @@
 """A prepared corpus as the span model sees it: encoded tables, the label set they were prepared
-for, and predictions and entity scores over a whole corpus.
+for, predictions and entity scores over a whole corpus, and the target span table (every
+candidate span of the target corpus with a model's class probabilities) that the
+``initial_labels`` and ``pseudo_label@rN`` steps start from.
 
 The training, labelling and evaluation steps (``glode/steps/``) share these; torch, the model
 code and seqeval are imported inside the functions, so that importing this module stays cheap.
@@ -12,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+import pandas as pd
+
 from glode.errors import GlodeError
+from glode.settings import DeviceSettings
 from glode.tables import read_sentences
 
 if TYPE_CHECKING:
@@ -111,7 +117,7 @@ def encoding_stats(encoded: Sequence[EncodedSentence]) -> dict[str, int]:
 
 def predict_corpus(model, tokenizer, encoded, batch_size: int, progress: bool = True, precision: str = "fp32"):
     """Decoded entity spans per sentence (word level, end exclusive)."""
-    from glode.predict import decode_spans, score_spans
+    from glode.scoring import decode_spans, score_spans
 
     scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=progress, desc="predicting",
                          precision=precision)
@@ -171,3 +177,82 @@ def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress:
         return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
 
     return evaluate
+
+
+# --------------------------------------------------------------------------- the target span table
+
+
+def span_frame(sentences, encoded: Sequence[EncodedSentence]) -> pd.DataFrame:
+    """sentence_id, start, end, text of every candidate span, in corpus order."""
+    sid, start, end, text = [], [], [], []
+    for i, (s, e) in enumerate(zip(sentences, encoded)):
+        for a, b in zip(e.span_word_start.tolist(), e.span_word_end.tolist()):
+            sid.append(i)
+            start.append(a)
+            end.append(b)
+            text.append(" ".join(s.tokens[a:b]))
+    return pd.DataFrame(
+        {
+            "sentence_id": np.asarray(sid, dtype=np.int64),
+            "start": np.asarray(start, dtype=np.int32),
+            "end": np.asarray(end, dtype=np.int32),
+            "text": pd.Series(text, dtype=object),
+        }
+    )
+
+
+def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
+    """Gold class name of each span row ("O" where no gold entity has exactly that extent)."""
+    from glode.spans import tags_to_spans
+
+    lookup = {}
+    for i, s in enumerate(sentences):
+        for sp in tags_to_spans(s.tags):
+            lookup[(i, sp.start, sp.end)] = sp.label
+    return np.array(
+        [lookup.get((int(a), int(b), int(c)), "O") for a, b, c in zip(frame.sentence_id, frame.start, frame.end)],
+        dtype=object,
+    )
+
+
+def target_span_table(model, tokenizer, target, encoded, batch_size: int, progress: bool, with_features: bool,
+                      precision: str = "fp32"):
+    """Every candidate span of the target corpus with the model's class probabilities, its
+    argmax, whether it is a kept entity (non-O and not overlapped by a better one), and gold."""
+    from glode.scoring import kept_entity_mask, score_spans
+
+    classes = model.config.classes
+    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, with_features=with_features,
+                         progress=progress, desc="scoring target spans", precision=precision)
+    frame = span_frame(target, encoded)
+    probs = np.concatenate([sc.probs for sc in scores]).astype(np.float32)
+    for c, name in enumerate(classes):
+        frame[name] = probs[:, c]
+    frame["label"] = np.array(classes, dtype=object)[probs.argmax(axis=1)]
+    frame["kept"] = np.concatenate([kept_entity_mask(e, sc.probs) for e, sc in zip(encoded, scores)])
+    frame["gold"] = gold_labels(target, frame) if has_gold(target) else pd.Series([None] * len(frame), dtype=object)
+    features = np.concatenate([sc.features for sc in scores]) if with_features else None
+    return frame, features
+
+
+def load_for_scoring(model_dir: Path, tables_dir: Path, device: DeviceSettings | None = None):
+    """A model folder ready to score the target corpus: the model (on ``device``), its tokenizer
+    and metadata, a sentence encoder with its span cap and sequence length, and the target sentences."""
+    from glode.device import place_model
+    from glode.features import SentenceEncoder
+    from glode.model import load_model
+
+    device = device or DeviceSettings()
+    model, tokenizer, meta = load_model(model_dir)
+    place_model(model, device.device, device.precision)
+    check_labels_match(model.config.classes, table_labels(tables_dir), str(model_dir))
+    enc = SentenceEncoder(tokenizer, model.config.max_span_len, model.config.max_seq_len)
+    target = read_sentences(tables_dir / "target_unlabelled.parquet")
+    if not target:
+        raise GlodeError(f"{tables_dir / 'target_unlabelled.parquet'}: the target corpus is empty; nothing to pseudo-label")
+    return model, tokenizer, meta, enc, target
+
+
+def has_gold(sentences) -> bool:
+    """The unlabelled corpus carries usable gold tags when any tag is not O."""
+    return any(t != "O" for s in sentences for t in s.tags)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from glode.errors import GlodeError, InputError
+from glode.output_formats import TaggedSentence
 from glode.spans import resolve_overlaps
-from glode.tagged import TaggedSentence
 from glode.tables import LABELS_KIND, SENTENCES, read_table
 
 TARGET_TABLE = "tables/target_unlabelled.parquet"

@@ -1,104 +1,118 @@
-"""Score every candidate span of a corpus and decode non-overlapping entities."""
+"""``glode predict``: use a trained model folder on new text: read sentences, predict entity spans.
+
+The command's options live in glode/cli.py, which calls these; the model is loaded exactly as
+the evaluate stage loads it (``glode.model.load_model``), and spans are scored and decoded by
+``glode.scoring`` (greedy non-overlapping decoding, as in evaluation). CoNLL input is read by
+``glode.conll`` (lenient mode), the output written by ``glode.output_formats``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from glode.device import autocast, check_precision, model_device
-from glode.features import EncodedSentence, collate, length_batches
+from glode.conll import decode_utf8, looks_like_conll, parse_conll
+from glode.errors import GlodeError, InputError
+from glode.output_formats import TaggedSentence
 from glode.progress import progress as progress_bar
-from glode.spans import Span, resolve_overlaps
+
+TOKENIZERS = ("whitespace", "simple")
+#: Words, numbers (with inner . , ' - joined), and every other non-space character on its own.
+_SIMPLE = re.compile(r"\w+(?:[.,'’\-]\w+)*|[^\w\s]", re.UNICODE)
 
 
-@dataclass
-class SpanScores:
-    """Class probabilities (S, C) for one sentence's candidate spans, and optionally z."""
+def tokenize(text: str, how: str = "whitespace") -> list[str]:
+    """Split a line into words: on whitespace, or ``simple``: punctuation split off words."""
+    if how == "whitespace":
+        return text.split()
+    if how == "simple":
+        return _SIMPLE.findall(text)
+    raise GlodeError(f"unknown tokenizer {how!r}; use one of {', '.join(TOKENIZERS)}")
 
-    probs: np.ndarray
-    features: np.ndarray | None = None
+
+def read_text(lines: Iterable[str], how: str = "whitespace") -> list[TaggedSentence]:
+    """One sentence per non-blank line."""
+    items = []
+    for n, line in enumerate(lines, start=1):
+        tokens = tokenize(line.rstrip("\r\n"), how)
+        if tokens:
+            items.append(TaggedSentence(tokens, n, sentence_id=len(items)))
+    return items
 
 
-def score_spans(
+def read_input(path: str, fmt: str = "auto", how: str = "whitespace") -> tuple[list[TaggedSentence], str]:
+    """Sentences from a file (``-``: stdin) as text or CoNLL; returns them and the format used."""
+    if path == "-":
+        text = sys.stdin.read()
+        name = "<stdin>"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(p, None, "file not found; give a text file with one sentence per line, or a CoNLL file")
+        text = decode_utf8(p, p.read_bytes())  # a UTF-16 file is named as such, with the iconv command
+        name = str(p)
+    lines = text.split("\n")
+    if fmt == "auto":
+        fmt = "conll" if looks_like_conll(lines) else "text"
+    if fmt == "conll":
+        return [TaggedSentence(s.tokens, s.line, s.tags, sentence_id=i)
+                for i, s in enumerate(parse_conll(lines, name, strict=False))], fmt
+    if fmt == "text":
+        items = read_text(lines, how)
+        if not items:
+            raise InputError(name, None, "no sentences found (only blank lines)")
+        return items, fmt
+    raise GlodeError(f"unknown input format {fmt!r}; use auto, text or conll")
+
+
+def load_predictor(model_dir: str | Path, encoder_dir: str | Path | None = None, device=None):
+    """Model, tokenizer and sentence encoder of a model folder, loaded as the evaluate stage does;
+    the model on ``device`` (a DeviceSettings; default settings: ``auto``)."""
+    from glode.device import place_model
+    from glode.features import SentenceEncoder
+    from glode.model import load_model
+    from glode.settings import DeviceSettings
+
+    device = device or DeviceSettings()
+    model, tokenizer, meta = load_model(model_dir, encoder_dir)
+    place_model(model, device.device, device.precision)
+    encoder = SentenceEncoder(tokenizer, model.config.max_span_len, model.config.max_seq_len)
+    return model, tokenizer, encoder
+
+
+def predict_items(
     model,
-    sentences: Sequence[EncodedSentence],
-    pad_id: int,
+    tokenizer,
+    encoder,
+    items: Sequence[TaggedSentence],
     batch_size: int = 64,
-    with_features: bool = False,
+    chunk: int = 2048,
     progress: bool = True,
-    desc: str = "scoring spans",
     precision: str = "fp32",
-) -> list[SpanScores]:
-    """Eval-mode softmax over candidate spans, batched by length; results in input order.
+) -> Sequence[TaggedSentence]:
+    """Fill ``item.spans`` for every item: greedy non-overlapping entities with the probability
+    of their class. Sentences are encoded and scored ``chunk`` at a time (batched by length)."""
+    from glode.scoring import kept_entity_mask, score_spans
 
-    Batches go to the device the model is on; its forward passes run in ``precision``
-    (glode/device.py) and the scores come back to the CPU as float32.
-
-    A sentence longer than the model's sequence length is scored window by window
-    (``EncodedSentence.units()``); each span's scores come from the window it is assigned to,
-    so the result is aligned with the sentence's span arrays either way.
-    """
-    model.eval()
-    units = [(i, u) for i, s in enumerate(sentences) for u in s.units()]
-    probs_out: list[np.ndarray | None] = [None] * len(sentences)
-    feats_out: list[np.ndarray | None] = [None] * len(sentences)
-    batches = length_batches([len(u.input_ids) for _, u in units], batch_size)
-    device = model_device(model)
-    check_precision(device, precision)
-    with torch.inference_mode():
-        for idx in progress_bar(batches, desc=desc, unit="batch", enabled=progress, leave=False):
-            batch = collate([units[j][1] for j in idx], pad_id).to(device)
-            with autocast(device, precision):
-                z = model.span_features(batch)
-                # in float32: CUDA's autocast promotes softmax itself, the CPU's does not (bf16
-                # probabilities would move in steps of ~0.004 near 1); a no-op in fp32
-                probs = torch.softmax(model.classifier(z).float(), dim=-1)
-            probs = probs.cpu().numpy()  # no copy on the CPU
-            z = z.float().cpu().numpy() if with_features else None
-            bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
-            for pos, j in enumerate(idx):
-                i, unit = units[j]
-                lo, hi = bounds[pos], bounds[pos + 1]
-                if unit.rows is None:  # the whole sentence in one input
-                    probs_out[i] = probs[lo:hi].copy()
-                    feats_out[i] = None if z is None else z[lo:hi].copy()
-                    continue
-                n_spans = len(sentences[i].span_word_start)
-                if probs_out[i] is None:
-                    probs_out[i] = np.zeros((n_spans, probs.shape[1]), dtype=probs.dtype)
-                    feats_out[i] = None if z is None else np.zeros((n_spans, z.shape[1]), dtype=z.dtype)
-                probs_out[i][unit.rows] = probs[lo:hi]
-                if z is not None:
-                    feats_out[i][unit.rows] = z[lo:hi]
-    return [SpanScores(p, f) for p, f in zip(probs_out, feats_out)]
-
-
-def _entity_candidates(sentence: EncodedSentence, probs: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
-    """Indices of spans whose argmax is an entity, and (start, end, index, score) for each."""
-    best = probs.argmax(axis=1)
-    keep = np.nonzero(best != 0)[0]
-    cands = [
-        (int(sentence.span_word_start[i]), int(sentence.span_word_end[i]), int(i), float(probs[i, best[i]]))
-        for i in keep
-    ]
-    return best, cands
-
-
-def decode_spans(sentence: EncodedSentence, probs: np.ndarray, classes: Sequence[str]) -> list[Span]:
-    """Argmax per span, then greedy non-overlapping selection of entity spans by score."""
-    if len(probs) == 0:
-        return []
-    best, cands = _entity_candidates(sentence, probs)
-    return [Span(s.start, s.end, classes[best[int(s.label)]]) for s in resolve_overlaps(cands)]
-
-
-def kept_entity_mask(sentence: EncodedSentence, probs: np.ndarray) -> np.ndarray:
-    """Boolean mask over candidate spans: predicted non-O *and* kept by overlap resolution."""
-    mask = np.zeros(len(probs), dtype=bool)
-    if len(probs):
-        _, cands = _entity_candidates(sentence, probs)
-        mask[[int(s.label) for s in resolve_overlaps(cands)]] = True
-    return mask
+    classes = np.array(model.config.classes, dtype=object)
+    bar = progress_bar(total=len(items), desc="predicting", unit="sent", enabled=progress)
+    for lo in range(0, len(items), chunk):
+        part = items[lo : lo + chunk]
+        encoded = encoder.encode([it.tokens for it in part])
+        scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, progress=False,
+                             precision=precision)
+        for it, enc, sc in zip(part, encoded, scores):
+            mask = kept_entity_mask(enc, sc.probs)
+            idx = np.flatnonzero(mask)
+            best = sc.probs[idx].argmax(axis=1)
+            it.spans = [
+                (int(enc.span_word_start[i]), int(enc.span_word_end[i]), str(classes[b]), float(sc.probs[i, b]))
+                for i, b in zip(idx, best)
+            ]
+        bar.update(len(part))
+    bar.close()
+    return items

@@ -323,7 +323,7 @@ class EvaluateSettings(Settings):
 @dataclass
 class DenoiseSettings(Settings):
     """A round's span vectors (read by pseudo_label: dim, features, projection, seed) and its
-    denoising step (denoise: :func:`glode.denoise.denoise` and the round's EMA weight)."""
+    denoising step (denoise: :func:`glode.denoising.update.denoise` and the round's EMA weight)."""
 
     SECTION: ClassVar[str] = "denoise"
 
@@ -458,9 +458,9 @@ def schedule_rounds_problem(schedule_rounds: int, init: str) -> str | None:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How the local view's kNN search runs (:func:`glode.denoise.denoise`). Not params.yaml keys:
-    they set speed and memory, not the labels (beyond IVF's approximation, which ``denoise.index``
-    and ``denoise.nprobe`` control); these defaults are the pipeline's."""
+    """How the local view's kNN search runs (:func:`glode.denoising.update.denoise`). Not
+    params.yaml keys: they set speed and memory, not the labels (beyond IVF's approximation, which
+    ``denoise.index`` and ``denoise.nprobe`` control); these defaults are the pipeline's."""
 
     nlist: int | None = None  #: IVF lists; None: bank size / ``ivf_list_size``
     ivf_list_size: int = 64  #: bank entries per IVF list, so that a fixed nprobe scans a fixed share
@@ -476,7 +476,7 @@ class IndexOptions:
 
 
 #: rows of the seeded sample that the 'svd' and 'pca' projections of span vectors are fitted on
-#: (glode.steps.pseudo_label.reduce_dim); not a params.yaml key: it bounds the fit's memory
+#: (glode.denoising.projection.reduce_dim); not a params.yaml key: it bounds the fit's memory
 PROJECTION_SAMPLE = 20000
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glode.align import aligned_labels, class_weights
+from glode.denoising.align import aligned_labels, class_weights
 
 CLASSES = ["O", "PER", "MISC"]
 

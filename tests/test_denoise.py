@@ -1,4 +1,5 @@
-"""Global-local denoising (glode.denoise): the combination rule, both views, kNN details, repair of planted noise."""
+"""Global-local denoising (glode/denoising/: views and update) and the label-quality scores (glode/label_quality.py):
+the combination rule, both views, kNN details, repair of planted noise."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from glode import denoise as dn
+from glode.denoising.update import (DenoiseInput, DenoiseResult, agreement_gate, combine, denoise, progressive_update,
+                                    select_confident)
+from glode.denoising.views import (build_bank, build_index, compute_prototypes, global_view, interleave_order,
+                                   local_view, neighbour_counts)
 from glode.errors import ParamError
+from glode.label_quality import label_movement, soft_scores, span_prf
 from glode.settings import DenoiseSettings, IndexOptions
 
 O, PER, LOC, ORG = 0, 1, 2, 3
@@ -31,11 +36,11 @@ def clusters(n: int, n_classes: int = 4, d: int = 16, noise: float = 0.15, seed:
     return unit(centres[labels] + noise * rng.standard_normal((n, d))), labels
 
 
-def step(Q, Y, S, s_labels, m, *, nlist=None, **settings) -> dn.DenoiseResult:
+def step(Q, Y, S, s_labels, m, *, nlist=None, **settings) -> DenoiseResult:
     """One denoising step at the settings' defaults (params.yaml's) but the plain step's
     ``gate="none"`` unless given; ``nlist`` fixes the IVF's lists."""
     settings.setdefault("gate", "none")
-    return dn.denoise(dn.DenoiseInput(Q, Y, S, s_labels), DenoiseSettings(**settings), m, IndexOptions(nlist=nlist))
+    return denoise(DenoiseInput(Q, Y, S, s_labels), DenoiseSettings(**settings), m, IndexOptions(nlist=nlist))
 
 
 def small_problem(n: int = 400, m: int = 200, seed: int = 0):
@@ -50,7 +55,7 @@ def small_problem(n: int = 400, m: int = 200, seed: int = 0):
 def test_combine_splits_mass_between_disagreeing_views():
     G = np.array([[False, True, True, False]])  # {PER, LOC}
     L = np.array([[False, True, False, False]])  # {PER}
-    u = dn.combine(G, L, one_hot(np.array([O]), 4))
+    u = combine(G, L, one_hot(np.array([O]), 4))
     np.testing.assert_allclose(u, [[0.0, 0.75, 0.25, 0.0]])
 
 
@@ -58,21 +63,21 @@ def test_combine_agreement_and_one_empty_view():
     Y = one_hot(np.array([O, O]), 4)
     G = np.array([[False, False, True, False], [False, False, False, False]])
     L = np.array([[False, False, True, False], [False, True, False, True]])
-    u = dn.combine(G, L, Y)
+    u = combine(G, L, Y)
     np.testing.assert_allclose(u, [[0, 0, 1, 0], [0, 0.5, 0, 0.5]])
 
 
 def test_combine_both_empty_keeps_label():
     Y = np.array([[0.1, 0.6, 0.3, 0.0]], dtype=np.float32)
     empty = np.zeros((1, 4), dtype=bool)
-    np.testing.assert_array_equal(dn.combine(empty, empty, Y), Y)
-    np.testing.assert_allclose(dn.progressive_update(Y, Y, 0.5), Y, rtol=1e-6)
+    np.testing.assert_array_equal(combine(empty, empty, Y), Y)
+    np.testing.assert_allclose(progressive_update(Y, Y, 0.5), Y, rtol=1e-6)
 
 
 def test_progressive_update_is_normalised_ema():
     Y = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
     u = np.array([[0.0, 0.75, 0.25, 0.0]], dtype=np.float32)
-    np.testing.assert_allclose(dn.progressive_update(Y, u, 0.8), [[0.8, 0.15, 0.05, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(progressive_update(Y, u, 0.8), [[0.8, 0.15, 0.05, 0.0]], rtol=1e-6)
 
 
 # ---------------------------------------------------------------- global and local views
@@ -86,7 +91,7 @@ def test_global_view_admits_o_when_nearest_prototype_even_below_threshold():
                        [0.3, 0.4, 0.0, 0.85],   # PER, below it
                        [0.0, 0.2, 0.9, 0.1]]))  # LOC
     y_hat = np.array([O, O, PER, PER, LOC])
-    g, tau, G = dn.global_view(Q, y_hat, protos, np.ones(3, bool))
+    g, tau, G = global_view(Q, y_hat, protos, np.ones(3, bool))
     assert g[1, O] < tau[O]
     assert G[1].tolist() == [True, False, False]
     assert G[2].tolist() == [False, True, False]
@@ -118,7 +123,7 @@ def test_local_view_o_strict_plurality():
                   [20, 0, 0, 0],  # labelled O
                   [0, 10, 0, 0]], dtype=np.int32)
     y_hat = np.array([PER, PER, O, PER])
-    tau, L = dn.local_view(n, y_hat, 0.9)
+    tau, L = local_view(n, y_hat, 0.9)
     assert tau[O] == pytest.approx(0.9 * 20 / 2)
     assert L[0, O] and not L[1, O]
     assert tau[PER] == pytest.approx(0.9 * (4 + 4 + 10) / 4)
@@ -134,22 +139,22 @@ def test_self_excluded_from_neighbours():
     Y = one_hot(np.array([PER, LOC]), 4)
     S = np.concatenate([v, unit(np.array([[0.0, 0.0, 1.0], [0.0, 0.1, 1.0]]))])  # identical copy of span 0
     s_labels = np.array([LOC, ORG, ORG])
-    bank = dn.build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.03, seed=0)
+    bank = build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.03, seed=0)
     assert bank.size == 5 and bank.target_pos.tolist() == [3, 4]
-    index = dn.build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
-    n, missing = dn.neighbour_counts(Q, bank, index, 1, 4, chunk_size=IndexOptions().chunk_size)
+    index = build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
+    n, missing = neighbour_counts(Q, bank, index, 1, 4, chunk_size=IndexOptions().chunk_size)
     assert n[0].tolist() == [0, 0, 1, 0]  # the identical source copy (LOC), never itself (PER)
-    n, _ = dn.neighbour_counts(Q, bank, index, 4, 4, chunk_size=IndexOptions().chunk_size)
+    n, _ = neighbour_counts(Q, bank, index, 4, 4, chunk_size=IndexOptions().chunk_size)
     assert n[0].tolist() == [0, 0, 2, 2] and n[1].tolist() == [0, 1, 1, 2]
     assert missing == 0
 
 
 def test_chunked_counts_equal_unchunked():
     Q, Y, S, s_labels, _ = small_problem(n=500)
-    bank = dn.build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.5, seed=3)
-    index = dn.build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
-    whole, _ = dn.neighbour_counts(Q, bank, index, 25, 4, chunk_size=10_000)
-    chunked, _ = dn.neighbour_counts(Q, bank, index, 25, 4, chunk_size=7)
+    bank = build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.5, seed=3)
+    index = build_index(bank.vectors, "exact", nprobe=1, seed=0, options=IndexOptions())
+    whole, _ = neighbour_counts(Q, bank, index, 25, 4, chunk_size=10_000)
+    chunked, _ = neighbour_counts(Q, bank, index, 25, 4, chunk_size=7)
     np.testing.assert_array_equal(whole, chunked)
     assert (whole.sum(1) == 25).all()
 
@@ -180,9 +185,9 @@ def test_bad_settings_are_refused_by_the_settings_naming_the_params_key_and_a_ba
 def test_step_input_shapes_are_checked():
     Q, Y, S, s_labels, _ = small_problem()
     with pytest.raises(ValueError, match="must be 2-d with the same width"):
-        dn.DenoiseInput(Q[:, :3], Y, S, s_labels)
+        DenoiseInput(Q[:, :3], Y, S, s_labels)
     with pytest.raises(ValueError, match="s_labels"):
-        dn.DenoiseInput(Q, Y, S, s_labels[:-1])
+        DenoiseInput(Q, Y, S, s_labels[:-1])
 
 
 # ---------------------------------------------------------------- whole step
@@ -267,7 +272,7 @@ def test_ema_prototypes_match_loop():
         for x, c in _paired_visits(S, s_labels, Q, y_hat):
             mu[c] = 0.9 * mu[c] + 0.1 * x
         mu /= np.linalg.norm(mu, axis=1, keepdims=True)
-        got, has = dn.compute_prototypes(S, s_labels, Q, y_hat, 3, method="ema", momentum=0.9,
+        got, has = compute_prototypes(S, s_labels, Q, y_hat, 3, method="ema", momentum=0.9,
                                          init=start, chunk_size=7)
         np.testing.assert_allclose(got, mu, atol=1e-6)
         assert has.all()
@@ -280,15 +285,15 @@ def test_ema_prototypes_keep_the_source_gold_spans_weight():
     S = np.tile(np.array([[1.0, 0.0]], np.float32), (1000, 1))
     Q = np.tile(np.array([[0.0, 1.0]], np.float32), (1000, 1))
     labels = np.ones(1000, np.int64)
-    protos, _ = dn.compute_prototypes(S, labels, Q, labels, 2, method="ema", momentum=0.99)
+    protos, _ = compute_prototypes(S, labels, Q, labels, 2, method="ema", momentum=0.99)
     assert protos[1, 0] == pytest.approx(protos[1, 1], abs=0.01)
-    assert dn.interleave_order(3, 2).tolist() == [0, 3, 1, 4, 2]
+    assert interleave_order(3, 2).tolist() == [0, 3, 1, 4, 2]
 
 
 def test_mean_prototypes_and_missing_class():
     S = unit(np.array([[1.0, 0.0], [1.0, 0.2]]))
     Q = unit(np.array([[1.0, -0.2], [0.0, 1.0]]))
-    protos, has = dn.compute_prototypes(S, np.array([0, 0]), Q, np.array([0, 1]), 3, method="mean")
+    protos, has = compute_prototypes(S, np.array([0, 0]), Q, np.array([0, 1]), 3, method="mean")
     np.testing.assert_allclose(protos[0], unit(S.sum(0) + Q[0]), atol=1e-6)
     assert has.tolist() == [True, True, False] and not protos[2].any()
 
@@ -324,7 +329,7 @@ def test_agreement_gate_refuses_only_unadmitted_top_class_changes():
     Y = np.array([[0.6, 0.4, 0, 0], [0.6, 0.4, 0, 0], [0.2, 0.8, 0, 0], [0.1, 0.5, 0.4, 0]], np.float32)
     Y_new = np.array([[0.3, 0.7, 0, 0], [0.3, 0.7, 0, 0], [0.1, 0.9, 0, 0], [0.1, 0.4, 0.5, 0]], np.float32)
     admitted = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]], bool)
-    out, refused = dn.agreement_gate(Y, Y_new, admitted)
+    out, refused = agreement_gate(Y, Y_new, admitted)
     assert refused.tolist() == [False, True, False, True]
     np.testing.assert_array_equal(out[0], Y_new[0])  # O -> PER with PER admitted: accepted
     np.testing.assert_array_equal(out[1], Y[1])  # O -> PER, PER not admitted: the old label stays
@@ -403,8 +408,8 @@ def test_local_cap_lets_the_local_view_admit_two_classes_again():
 def test_soft_scores_equal_hard_scores_on_one_hot_labels():
     y = np.array([1, 2, 0, 1, 0, 3])
     gold = np.array([1, 1, 0, 0, -1, 3])
-    soft = dn.soft_scores(one_hot(y, 4), gold)
-    hard = dn.span_prf(y, gold)
+    soft = soft_scores(one_hot(y, 4), gold)
+    hard = span_prf(y, gold)
     for key in ("precision", "recall", "f1"):
         assert soft[key] == pytest.approx(hard[key])
     assert soft["brier"] == pytest.approx(2 * 2 / 5)  # two wrong spans of five known, 2 each
@@ -416,20 +421,20 @@ def test_soft_scores_see_mass_the_hard_scores_do_not():
     Y_soft = Y.copy()
     Y_soft[1] = [0.8, 0.2, 0.0, 0.0]  # an O span picks up 0.2 PER: same argmax
     Y_soft[0] = [0.1, 0.6, 0.3, 0.0]  # the entity keeps PER, less surely
-    assert dn.span_prf(Y_soft.argmax(1), gold) == dn.span_prf(Y.argmax(1), gold)
-    s = dn.soft_scores(Y_soft, gold)
+    assert span_prf(Y_soft.argmax(1), gold) == span_prf(Y.argmax(1), gold)
+    s = soft_scores(Y_soft, gold)
     assert s["entity_mass_on_gold_o"] == pytest.approx(0.2 / 3)
     assert s["entity_mass_on_gold_entity"] == pytest.approx(0.9)
     assert s["gold_class_mass_on_gold_entity"] == pytest.approx(0.6)
     assert s["precision"] == pytest.approx(0.6 / (0.9 + 0.2)) and s["recall"] == pytest.approx(0.6)
     assert s["brier_on_gold_entity"] == pytest.approx(0.01 + 0.16 + 0.09)
-    assert s["brier"] > dn.soft_scores(Y, gold)["brier"] == 0.0
+    assert s["brier"] > soft_scores(Y, gold)["brier"] == 0.0
 
 
 def test_label_movement_counts_soft_mass_not_only_flips():
     Y = one_hot(np.array([O, O, PER]), 4)
     Y_new = np.array([[0.8, 0.2, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], np.float32)
-    mv = dn.label_movement(Y, Y_new, ["O", "PER", "LOC", "ORG"])
+    mv = label_movement(Y, Y_new, ["O", "PER", "LOC", "ORG"])
     assert mv["mass_moved"] == pytest.approx(1.2) and mv["spans_moved"] == 2
     assert mv["o_to_entity_mass"] == pytest.approx(0.2) and mv["entity_to_o_mass"] == 0.0
     assert mv["net_per_class"] == pytest.approx({"O": -0.2, "PER": -0.8, "LOC": 1.0, "ORG": 0.0})
@@ -440,9 +445,9 @@ def test_summary_reports_soft_scores_and_movement_before_and_after():
     r = step(Q, Y, S, s_labels, m=0.8, k=20, o_keep_rate=1.0)
     s = r.summary(gold=gold)
     np.testing.assert_array_equal(r.Y_prev, Y)
-    assert s["gold"]["soft_before"] == dn.soft_scores(Y, gold)
-    assert s["gold"]["soft_after"] == dn.soft_scores(r.Y_new, gold)
-    assert s["soft_change"] == dn.label_movement(Y, r.Y_new, [str(c) for c in range(4)])
+    assert s["gold"]["soft_before"] == soft_scores(Y, gold)
+    assert s["gold"]["soft_after"] == soft_scores(r.Y_new, gold)
+    assert s["soft_change"] == label_movement(Y, r.Y_new, [str(c) for c in range(4)])
     json.dumps(s, allow_nan=False)
 
 
@@ -453,17 +458,17 @@ def test_select_confident_keeps_the_top_share_of_each_entity_class():
     y = np.array([PER] * 4 + [LOC] * 2 + [O] * 2)
     Y = one_hot(y, 4)
     conf = np.array([0.9, 0.5, 0.7, 0.6, 0.3, 0.8, 0.99, 0.1])
-    out, demoted = dn.select_confident(Y, conf, 0.5)
+    out, demoted = select_confident(Y, conf, 0.5)
     assert demoted.tolist() == [False, True, False, True, True, False, False, False]
     np.testing.assert_array_equal(out[demoted], one_hot(np.array([O, O, O]), 4))
     np.testing.assert_array_equal(out[~demoted], Y[~demoted])
-    soft, _ = dn.select_confident(Y, conf, 0.5, rest_weight=0.25)
+    soft, _ = select_confident(Y, conf, 0.5, rest_weight=0.25)
     np.testing.assert_allclose(soft[1], [0.75, 0.25, 0, 0])
     np.testing.assert_allclose(soft.sum(1), 1.0)
-    same, none = dn.select_confident(Y, conf, 1.0)
+    same, none = select_confident(Y, conf, 1.0)
     assert same is Y and not none.any()
     # ceil: one span of a class is always kept, whatever the share
-    _, d = dn.select_confident(one_hot(np.array([ORG]), 4), np.array([0.1]), 0.01)
+    _, d = select_confident(one_hot(np.array([ORG]), 4), np.array([0.1]), 0.01)
     assert not d.any()
 
 
@@ -510,7 +515,7 @@ def test_source_prototypes_ignore_the_target_labels():
     Y = one_hot(noisy, 4)
     both = step(Q, Y, S, s_labels, m=0.5, k=10, use_local=False)
     source = step(Q, Y, S, s_labels, m=0.5, k=10, use_local=False, prototype_from="source")
-    want, _ = dn.compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4, method="mean")
+    want, _ = compute_prototypes(S, s_labels, Q[:0], noisy[:0], 4, method="mean")
     np.testing.assert_array_equal(source.prototypes, want)
     moved = gold == LOC
     assert both.G[moved, PER].mean() > 0.2

@@ -15,7 +15,7 @@ from glode.errors import ParamError
 from glode.features import SentenceEncoder, attach_gold, collate
 from glode.model import SpanModelConfig, build_model
 from glode.params import SCHEMA
-from glode.predict import score_spans
+from glode.scoring import score_spans
 from glode.settings import DeviceSettings, TrainSettings
 from glode.training import soft_cross_entropy, train
 from tests.synthetic import all_words

@@ -12,7 +12,7 @@ import pytest
 from glode.errors import GlodeError
 from glode.features import SentenceEncoder, attach_gold
 from glode.model import SpanModelConfig, build_model, load_model, save_model
-from glode.predict import score_spans
+from glode.scoring import score_spans
 from glode.settings import TrainSettings
 from glode.training import train
 from tests.synthetic import all_words

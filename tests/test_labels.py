@@ -168,7 +168,7 @@ def test_export_conll_and_jsonl(project, tmp_path):
     lines = cli("labels", "export", "r2", "--repo", str(project), "--format", "jsonl").splitlines()
     recs = [json.loads(x) for x in lines]
     assert len(recs) == 3 and [r["sentence_id"] for r in recs] == [0, 1, 2]
-    assert list(recs[0]) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/tagged.py
+    assert list(recs[0]) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/output_formats.py
     assert [r["line"] for r in recs] == [s.line for s in SENTENCES]  # the corpus file's lines, from the table
     assert recs[0]["spans"] == [
         {"start": 0, "end": 1, "label": "PER", "prob": pytest.approx(0.95), "text": "Anna"},

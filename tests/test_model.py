@@ -11,7 +11,7 @@ import torch
 from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder, attach_gold, collate, window_bounds
 from glode.model import SpanModelConfig, SpanNERModel, build_model, load_model, mask_tokens, save_model
-from glode.predict import decode_spans, kept_entity_mask, score_spans
+from glode.scoring import decode_spans, kept_entity_mask, score_spans
 from glode.spans import candidate_spans
 from glode.settings import RetrainSettings, TrainSettings
 from glode.training import soft_cross_entropy, train

@@ -13,7 +13,7 @@ from glode.cli import app
 from glode.conll import looks_like_conll, parse_conll, read_conll
 from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder
-from glode.inference import tokenize
+from glode.predict import tokenize
 from glode.model import SpanModelConfig, build_model, load_model, save_model
 from glode.corpus import predict_corpus
 from glode.spans import spans_to_tags
@@ -90,7 +90,7 @@ def test_predict_text_matches_the_evaluate_stage(model_dir, tmp_path):
     assert [r["sentence_id"] for r in recs] == [0, 1, 2]
     assert [r["tags"] for r in recs] == expected
     for r in recs:
-        assert list(r) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/tagged.py
+        assert list(r) == ["sentence_id", "line", "tokens", "tags", "spans"]  # the schema of glode/output_formats.py
         for sp in r["spans"]:
             assert list(sp) == ["start", "end", "label", "prob", "text"]
             assert sp["label"] in CLASSES[1:] and 0 < sp["prob"] <= 1

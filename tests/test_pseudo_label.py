@@ -87,7 +87,7 @@ def test_initial_labels_report_the_soft_quality_of_y0(workspace):
     """r0's statistics carry the soft scores of Y0 beside the hard ones (the report's r0 row)."""
     import json
 
-    from glode.denoise import soft_scores
+    from glode.label_quality import soft_scores
     from glode.label_table import class_ids, initial_soft_labels
     from glode.pseudo_folder import SPANS_FILE, SPANS_KIND
     from glode.steps.initial_labels import initial_labels

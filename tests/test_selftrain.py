@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from glode.denoise import compute_prototypes, global_view, span_prf
+from glode.denoising.projection import reduce_dim
+from glode.denoising.views import compute_prototypes, global_view
 from glode.errors import ParamError
 from glode.features import EncodedSentence
 from glode.rounds import check_prev, rewrite_rounds, validate_rounds
+from glode.label_quality import span_prf
 from glode.label_table import initial_soft_labels, labels_frame, read_labels_dense, write_labels
 from glode.settings import DenoiseSettings
 from glode.steps.denoise import ema_weight
-from glode.steps.pseudo_label import reduce_dim
 from glode.steps.train_target import target_soft_labels
 from tests.synthetic import mostly_o_features
 

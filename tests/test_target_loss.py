@@ -102,7 +102,7 @@ def test_training_with_the_reference_loss_ignores_a_small_entity_mass_that_soft_
     for that label is pure O. Same seed, batches and masks; only the target loss differs."""
     from glode.features import SentenceEncoder
     from glode.model import SpanModelConfig, build_model
-    from glode.predict import score_spans
+    from glode.scoring import score_spans
     from glode.settings import TrainSettings
     from glode.training import train
     from tests.synthetic import all_words

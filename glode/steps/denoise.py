@@ -1,8 +1,9 @@
 """The ``denoise@rN`` stage: a round's labels refined by the global and local views.
 
 Reads the round's pseudo_label folder (span table and vectors, glode/pseudo_folder.py) and the
-label table it starts from, runs one step of :func:`glode.denoise.denoise` (the array math),
-and writes the refined label table (glode/label_table.py) and the round's statistics.
+label table it starts from, runs one step of :func:`glode.denoising.update.denoise` (the array
+math, in the ``glode.denoising`` package), and writes the refined label table
+(glode/label_table.py) and the round's statistics.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glode.align import aligned_labels, class_weights
 from glode.atomic import write_json
-from glode.denoise import DenoiseInput, DenoiseResult, denoise
+from glode.denoising.align import aligned_labels, class_weights
+from glode.denoising.update import DenoiseInput, DenoiseResult, denoise
 from glode.errors import GlodeError, ParamError
 from glode.label_table import (add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, read_labels_dense,
                                rows_to_store, write_labels)

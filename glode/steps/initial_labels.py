@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from glode.atomic import write_json
-from glode.corpus import encoding_stats
-from glode.denoise import soft_scores, span_prf
+from glode.corpus import encoding_stats, load_for_scoring, target_span_table
+from glode.label_quality import soft_scores, span_prf
 from glode.label_table import add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, rows_to_store, write_labels
 from glode.settings import DeviceSettings, EvaluateSettings
-from glode.steps.pseudo_label import load_for_scoring, target_span_table
 
 
 def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_path: Path,

@@ -2,28 +2,25 @@
 target corpus; span vectors of target and source spans for denoising (docs/METHOD.md §2, §6).
 
 The span vectors are the model's span feature in eval mode (or the pretrained encoder's,
-``denoise.features: encoder``), reduced to ``denoise.dim`` dimensions (:func:`reduce_dim`) and
-L2-normalised; the folder layout is glode/pseudo_folder.py.
+``denoise.features: encoder``), reduced to ``denoise.dim`` dimensions and L2-normalised
+(glode/denoising/projection.py); the span table is glode/corpus.py's, the folder layout
+glode/pseudo_folder.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from glode.atomic import atomic_dir
-from glode.corpus import check_labels_match, encoding_stats, table_labels
+from glode.corpus import encoding_stats, gold_labels, load_for_scoring, span_frame, target_span_table
+from glode.denoising.projection import reduce_dim
 from glode.errors import GlodeError, ParamError
-from glode.features import EncodedSentence, SentenceEncoder
-from glode.predict import kept_entity_mask, score_spans
-from glode.progress import progress as progress_bar
 from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS, save_array,
                                  write_pseudo_manifest)
-from glode.settings import PROJECTION_SAMPLE, DenoiseSettings, DeviceSettings, EvaluateSettings
-from glode.spans import tags_to_spans
+from glode.scoring import score_spans
+from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings
 from glode.tables import read_sentences, write_table
 
 
@@ -38,7 +35,8 @@ def pseudo_label_round(
     device: DeviceSettings | None = None,
 ) -> dict:
     """Score target and source candidate spans with a round's model; write spans + vectors
-    (``vectors.dim`` and ``vectors.projection``: :func:`reduce_dim`, seeded by ``vectors.seed``).
+    (``vectors.dim`` and ``vectors.projection``: :func:`~glode.denoising.projection.reduce_dim`, seeded by
+    ``vectors.seed``).
 
     ``vectors.features="model"`` takes the vectors from the round's model (its span feature in
     eval mode); ``"encoder"`` from the pretrained encoder in ``encoder_dir``, which no pseudo
@@ -122,136 +120,3 @@ def _encoder_span_vectors(encoder_dir: Path, config, seed: int, corpora, pad_id:
                              desc=desc, precision=device.precision)
         out.append(np.concatenate([sc.features[:, :width] for sc in scores]))
     return out
-
-
-def reduce_dim(vectors: Sequence[np.ndarray], dim: int, seed: int, sample: int = PROJECTION_SAMPLE,
-               chunk: int = 16384, projection: str = "svd") -> list[np.ndarray]:
-    """Project every array to ``dim`` dimensions, then L2-normalise rows. ``dim <= 0`` or
-    ``>= d`` keeps the full feature.
-
-    ``projection`` (docs/METHOD.md §6): ``"svd"`` projects onto the top ``dim`` right singular
-    vectors of the *uncentred* union (fit on a seeded sample of ``sample`` rows), the best
-    rank-``dim`` fit of the raw vectors; ``"random"`` is a fixed Gaussian projection drawn from
-    ``seed`` (the reference's untrained projection head, without its bias); ``"pca"`` centres
-    first, the old behaviour kept for comparison: with ~96% of spans O, centring turns the O
-    mean into an anti-entity direction and the O prototype stops describing O spans. With fewer
-    spans than ``dim`` the missing axes are zero columns, so the output is always ``dim`` wide.
-
-    Works chunk by chunk: memory beyond the inputs is the fitting sample plus the float32
-    outputs, never a float64 copy of the corpus (span features of a 3000-sentence CoNLL corpus
-    are about 2 GB).
-    """
-    choices = DenoiseSettings.params()["projection"].choices
-    if projection not in choices:  # (the settings refuse it first)
-        raise ValueError(f"projection must be one of {', '.join(choices)}, got {projection!r}")
-    sizes = [len(v) for v in vectors]
-    total = int(sum(sizes))
-    d = vectors[0].shape[1]
-    mean, basis = _projection(vectors, sizes, dim, seed, sample, projection) if 0 < dim < d else (0.0, None)
-    res = []
-    bar = progress_bar(total=total, desc="projecting span vectors", unit="span")
-    for v in vectors:
-        out = np.empty((len(v), dim if basis is not None else d), dtype=np.float32)
-        for lo in range(0, len(v), chunk):
-            x = v[lo : lo + chunk].astype(np.float64)
-            if basis is not None:
-                x = (x - mean) @ basis.T
-            norm = np.linalg.norm(x, axis=1, keepdims=True)
-            out[lo : lo + chunk] = x / np.maximum(norm, 1e-12)
-            bar.update(len(x))
-        res.append(out)
-    bar.close()
-    return res
-
-
-def _projection(vectors: Sequence[np.ndarray], sizes: list[int], dim: int, seed: int, sample: int,
-                projection: str) -> tuple[np.ndarray | float, np.ndarray]:
-    """(mean, basis): ``x -> (x - mean) @ basis.T`` maps a vector to ``dim`` dimensions."""
-    rng = np.random.default_rng(seed)
-    if projection == "random":
-        return 0.0, rng.standard_normal((dim, vectors[0].shape[1]))
-    total = int(sum(sizes))
-    rows = np.arange(total) if total <= sample else np.sort(rng.choice(total, sample, replace=False))
-    offsets = np.cumsum([0] + sizes)
-    which = np.searchsorted(offsets, rows, side="right") - 1
-    fit = np.concatenate([vectors[a][rows[which == a] - offsets[a]] for a in range(len(vectors))]).astype(np.float64)
-    mean = fit.mean(axis=0) if projection == "pca" else 0.0
-    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    del fit
-    # fewer rows than dim give fewer axes: the rest are zero columns (no effect on cosines)
-    basis = np.zeros((dim, vectors[0].shape[1]))
-    basis[: min(dim, len(vt))] = vt[:dim]
-    # fix each axis's sign so the projection does not depend on LAPACK's choice
-    signs = np.sign(basis[np.arange(dim), np.abs(basis).argmax(axis=1)])
-    return mean, basis * signs[:, None]
-
-
-def span_frame(sentences, encoded: Sequence[EncodedSentence]) -> pd.DataFrame:
-    """sentence_id, start, end, text of every candidate span, in corpus order."""
-    sid, start, end, text = [], [], [], []
-    for i, (s, e) in enumerate(zip(sentences, encoded)):
-        for a, b in zip(e.span_word_start.tolist(), e.span_word_end.tolist()):
-            sid.append(i)
-            start.append(a)
-            end.append(b)
-            text.append(" ".join(s.tokens[a:b]))
-    return pd.DataFrame(
-        {
-            "sentence_id": np.asarray(sid, dtype=np.int64),
-            "start": np.asarray(start, dtype=np.int32),
-            "end": np.asarray(end, dtype=np.int32),
-            "text": pd.Series(text, dtype=object),
-        }
-    )
-
-
-def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
-    """Gold class name of each span row ("O" where no gold entity has exactly that extent)."""
-    lookup = {}
-    for i, s in enumerate(sentences):
-        for sp in tags_to_spans(s.tags):
-            lookup[(i, sp.start, sp.end)] = sp.label
-    return np.array(
-        [lookup.get((int(a), int(b), int(c)), "O") for a, b, c in zip(frame.sentence_id, frame.start, frame.end)],
-        dtype=object,
-    )
-
-
-def target_span_table(model, tokenizer, target, encoded, batch_size: int, progress: bool, with_features: bool,
-                      precision: str = "fp32"):
-    """Every candidate span of the target corpus with the model's class probabilities, its
-    argmax, whether it is a kept entity (non-O and not overlapped by a better one), and gold."""
-    classes = model.config.classes
-    scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, with_features=with_features,
-                         progress=progress, desc="scoring target spans", precision=precision)
-    frame = span_frame(target, encoded)
-    probs = np.concatenate([sc.probs for sc in scores]).astype(np.float32)
-    for c, name in enumerate(classes):
-        frame[name] = probs[:, c]
-    frame["label"] = np.array(classes, dtype=object)[probs.argmax(axis=1)]
-    frame["kept"] = np.concatenate([kept_entity_mask(e, sc.probs) for e, sc in zip(encoded, scores)])
-    frame["gold"] = gold_labels(target, frame) if has_gold(target) else pd.Series([None] * len(frame), dtype=object)
-    features = np.concatenate([sc.features for sc in scores]) if with_features else None
-    return frame, features
-
-
-def load_for_scoring(model_dir: Path, tables_dir: Path, device: DeviceSettings | None = None):
-    """A model folder ready to score the target corpus: the model (on ``device``), its tokenizer
-    and metadata, a sentence encoder with its span cap and sequence length, and the target sentences."""
-    from glode.device import place_model
-    from glode.model import load_model
-
-    device = device or DeviceSettings()
-    model, tokenizer, meta = load_model(model_dir)
-    place_model(model, device.device, device.precision)
-    check_labels_match(model.config.classes, table_labels(tables_dir), str(model_dir))
-    enc = SentenceEncoder(tokenizer, model.config.max_span_len, model.config.max_seq_len)
-    target = read_sentences(tables_dir / "target_unlabelled.parquet")
-    if not target:
-        raise GlodeError(f"{tables_dir / 'target_unlabelled.parquet'}: the target corpus is empty; nothing to pseudo-label")
-    return model, tokenizer, meta, enc, target
-
-
-def has_gold(sentences) -> bool:
-    """The unlabelled corpus carries usable gold tags when any tag is not O."""
-    return any(t != "O" for s in sentences for t in s.tags)
