@@ -1,4 +1,4 @@
-"""Benchmark of one denoising step (glode.denoise) against its floor and a faithful reference.
+"""Benchmark of one denoising step (glode/denoising/) against its floor and a faithful reference.
 
 For each size N (target spans; a source set of N/10) it generates synthetic clustered span
 vectors with noisy pseudo labels, then runs, each in its own subprocess so that peak RSS
@@ -8,7 +8,9 @@ numbers do not contaminate each other, and alternating the variants on every rep
                  against the same memory bank with the same K (index add + search, which
                  returns the full N x K matrices). Above ``--exact-max`` it is timed on a
                  sample of queries and extrapolated linearly (marked ``estimated``).
-* ``glode``      glode.denoise as the pipeline calls it (index="auto").
+* ``glode``      glode.denoising.update.denoise as the pipeline calls it (index="auto"), but
+                 without the agreement gate (``gate="none"``), so that its labels can be compared
+                 with the reference's ungated update.
 * ``glode-exact`` the same with index="exact", where "auto" chose IVF and N <= ``--exact-max``:
                  the ground truth for the agreement of the approximate index.
 * ``reference``  the reference code's approach: per-span Python loops for the prototype EMA,
@@ -120,7 +122,7 @@ def reference_denoise(Q, Y, S, s_labels, *, m, k, o_keep_rate, local_scale, mome
     """The reference code's way: Python loops per span, full N x (K+1) neighbour matrices."""
     import faiss
 
-    from glode.denoise import build_bank
+    from glode.denoising.views import build_bank
 
     N, C = Y.shape
     y_hat = Y.argmax(axis=1)
@@ -191,28 +193,33 @@ def _load(data_dir: Path) -> dict[str, np.ndarray]:
     return {name: np.load(data_dir / f"{name}.npy") for name in ("Q", "Y", "S", "s_labels", "gold")}
 
 
-def _denoise_kwargs(args) -> dict:
-    return dict(m=args.m, k=args.k, o_keep_rate=args.o_keep_rate, local_scale=args.local_scale,
-                prototype="ema", momentum=args.momentum, seed=args.seed,
-                auto_threshold=args.auto_threshold, ivf_list_size=args.ivf_list_size,
-                nprobe=args.nprobe, ivf_niter=args.ivf_niter, chunk_size=args.chunk_size)
+def _denoise_settings(args, index: str = "auto"):
+    """(settings, index options) of the benchmarked step: the reference's EMA prototypes and no
+    gate, the other keys at params.yaml's defaults unless given on the command line."""
+    from glode.settings import DenoiseSettings, IndexOptions
+
+    settings = DenoiseSettings(k=args.k, o_keep_rate=args.o_keep_rate, local_scale=args.local_scale, prototype="ema",
+                               momentum=args.momentum, seed=args.seed, auto_threshold=args.auto_threshold,
+                               nprobe=args.nprobe, gate="none", index=index)
+    options = IndexOptions(ivf_list_size=args.ivf_list_size, ivf_niter=args.ivf_niter, chunk_size=args.chunk_size)
+    return settings, options
 
 
 def run_child(args) -> None:
     """One variant on one data set; writes a JSON record (and outputs for agreement) to --record."""
     import faiss
 
-    from glode import denoise as dn
+    from glode.denoising.update import DenoiseInput, denoise
+    from glode.denoising.views import build_bank
 
     data_dir = Path(args.data)
     data = _load(data_dir)
     Q, Y, S, s_labels, gold = data["Q"], data["Y"], data["S"], data["s_labels"], data["gold"]
     rec: dict = {"variant": args.child, "rss_inputs_mb": _rss_mb("VmRSS"), "threads": faiss.omp_get_max_threads()}
-    kw = _denoise_kwargs(args)
     outputs: dict[str, np.ndarray] = {}
 
     if args.child in ("faiss", "faiss-sample"):
-        bank = dn.build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=args.o_keep_rate, seed=args.seed)
+        bank = build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=args.o_keep_rate, seed=args.seed)
         queries = Q
         if args.child == "faiss-sample":
             rows = np.sort(np.random.default_rng(args.seed).choice(len(Q), args.sample, replace=False))
@@ -231,10 +238,9 @@ def run_child(args) -> None:
             rec["rss_peak_mb"] = None
         del D, I
     elif args.child in ("glode", "glode-exact"):
-        if args.child == "glode-exact":
-            kw["index"] = "exact"
+        settings, options = _denoise_settings(args, index="exact" if args.child == "glode-exact" else "auto")
         t, c = time.perf_counter(), _cpu()
-        r = dn.denoise(Q, Y, S, s_labels, **kw)
+        r = denoise(DenoiseInput(Q, Y, S, s_labels), settings, args.m, options)
         rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t, _cpu() - c
         rec["rss_peak_mb"] = _rss_mb("VmHWM")
         rec.update(bank_size=r.bank_size, index=r.index_kind, phases=r.timings,
@@ -250,7 +256,7 @@ def run_child(args) -> None:
         rec["rss_peak_mb"] = _rss_mb("VmHWM")
         outputs = {"y_new": Y_new.argmax(1), "u_arg": u.argmax(1), "n": n, "Y_new": Y_new}
     elif args.child == "quality":
-        rec.update(quality(Q, Y, S, s_labels, kw, args.sample, args.seed))
+        rec.update(quality(Q, Y, S, s_labels, args))
     else:
         raise SystemExit(f"unknown variant {args.child}")
 
@@ -260,31 +266,32 @@ def run_child(args) -> None:
     Path(args.record).write_text(json.dumps(rec))
 
 
-def quality(Q, Y, S, s_labels, kw, sample, seed) -> dict:
+def quality(Q, Y, S, s_labels, args) -> dict:
     """Recall@K of the approximate index and denoised-label agreement with exact search, on a query sample."""
-    from glode import denoise as dn
+    from glode.denoising.update import DenoiseInput, combine, denoise, progressive_update
+    from glode.denoising.views import MemoryBank, build_bank, build_index, neighbour_counts, search_neighbours
 
-    r = dn.denoise(Q, Y, S, s_labels, **kw)
+    settings, options = _denoise_settings(args)
+    r = denoise(DenoiseInput(Q, Y, S, s_labels), settings, args.m, options)
     if r.index_kind == "exact":
         return {"index": "exact", "recall_at_k": 1.0}
     y_hat = r.y_prev
-    bank = dn.build_bank(S, s_labels, Q, y_hat, o_keep_rate=kw["o_keep_rate"], seed=kw["seed"])
-    k, C = kw["k"], Y.shape[1]
-    rows = np.sort(np.random.default_rng(seed + 1).choice(len(Q), min(sample, len(Q)), replace=False))
+    bank = build_bank(S, s_labels, Q, y_hat, o_keep_rate=settings.o_keep_rate, seed=settings.seed)
+    k, C = settings.k, Y.shape[1]
+    rows = np.sort(np.random.default_rng(args.seed + 1).choice(len(Q), min(args.sample, len(Q)), replace=False))
     q, pos = np.ascontiguousarray(Q[rows]), bank.target_pos[rows]
-    approx = dn.build_index(bank.vectors, "ivf", nlist=kw.get("nlist"), ivf_list_size=kw["ivf_list_size"],
-                            nprobe=kw["nprobe"], ivf_niter=kw["ivf_niter"], seed=kw["seed"])
-    exact = dn.build_index(bank.vectors, "exact")
-    ia, ka = dn.search_neighbours(approx, q, pos, k)
-    ie, ke = dn.search_neighbours(exact, q, pos, k)
+    approx = build_index(bank.vectors, "ivf", nprobe=settings.nprobe, seed=settings.seed, options=options)
+    exact = build_index(bank.vectors, "exact", nprobe=settings.nprobe, seed=settings.seed, options=options)
+    ia, ka = search_neighbours(approx, q, pos, k)
+    ie, ke = search_neighbours(exact, q, pos, k)
     hits = [np.intersect1d(a[x], b[z]).size for a, x, b, z in zip(ia, ka, ie, ke)]
     recall = float(np.sum(hits) / ke.sum())
-    sub = dn.MemoryBank(bank.vectors, bank.labels, pos, bank.source_rows, bank.target_rows)
-    n_exact, _ = dn.neighbour_counts(q, sub, exact, k, C)
+    sub = MemoryBank(bank.vectors, bank.labels, pos, bank.source_rows, bank.target_rows)
+    n_exact, _ = neighbour_counts(q, sub, exact, k, C, chunk_size=options.chunk_size)
     L = n_exact > r.tau_local[None, :]
     L[:, 0] |= n_exact[:, 0] > n_exact[:, 1:].max(axis=1)
-    u = dn.combine(r.G[rows], L, Y[rows])
-    Y_new = dn.progressive_update(Y[rows], u, kw["m"])
+    u = combine(r.G[rows], L, Y[rows])
+    Y_new = progressive_update(Y[rows], u, args.m)
     return {
         "index": r.index_kind, "sample": len(rows), "recall_at_k": recall,
         "sample_agree_y_new": float((Y_new.argmax(1) == r.y_new[rows]).mean()),
@@ -458,14 +465,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-outputs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    import inspect
+    from glode.settings import DenoiseSettings, IndexOptions
 
-    from glode.denoise import denoise
-
-    defaults = {k: v.default for k, v in inspect.signature(denoise).parameters.items()}
-    for name in ("auto_threshold", "ivf_list_size", "nprobe", "ivf_niter", "chunk_size"):
+    defaults = {"auto_threshold": DenoiseSettings().auto_threshold, "nprobe": DenoiseSettings().nprobe,
+                **{name: getattr(IndexOptions(), name) for name in ("ivf_list_size", "ivf_niter", "chunk_size")}}
+    for name, value in defaults.items():
         if getattr(args, name) is None:
-            setattr(args, name, defaults[name])
+            setattr(args, name, value)
     if args.child:
         run_child(args)
         return

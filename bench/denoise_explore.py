@@ -7,7 +7,7 @@ no training, only the denoising step, so that many settings cost minutes instead
 Each WORK is a `bench/results.py` work folder (protocol v3) whose `pseudo_label@r1` output exists
 (`rounds/r1/pseudo`: the source model's span vectors and soft predictions on the target corpus,
 with the corpus's hidden gold tags for scoring). For every setting below the script runs
-:func:`glode.denoise.denoise` on those arrays, starting from the model's own labels Y0 (the
+:func:`glode.denoising.update.denoise` on those arrays, starting from the model's own labels Y0 (the
 `denoise.start: model` round), and scores the refined labels against gold: span-level hard
 P/R/F1 (the same score as `metrics/denoise/r1.json`), soft F1, the Brier score, and the entity
 mass the labels put on gold-O spans. "plain" is no denoising at all (plain self-training's
@@ -28,15 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from glode.denoising.align import aligned_labels, class_weights  # noqa: E402
+from glode.denoising.update import DenoiseInput, denoise  # noqa: E402
 from glode.label_table import class_ids, initial_soft_labels  # noqa: E402
 from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS,  # noqa: E402
                                  load_array)
-from glode.align import aligned_labels, class_weights  # noqa: E402
-from glode.denoise import denoise  # noqa: E402
+from glode.settings import DenoiseSettings, IndexOptions  # noqa: E402
 from glode.tables import read_table  # noqa: E402
 
 OFF = {"use_global": False, "use_local": False}
-# name -> keyword arguments of glode.denoise.denoise on top of BASE (the committed defaults)
+# name -> DenoiseSettings fields (and the EMA weight m, and denoise.align) on top of BASE (the committed defaults)
 SETTINGS = {
     "plain": OFF,
     "default": {},
@@ -124,12 +125,13 @@ def replay(work: Path, settings: dict[str, dict]) -> dict:
     rows = {}
     for name, own in settings.items():
         kw = {**BASE, **own}
+        m = kw.pop("m")
         t0 = time.perf_counter()
         start = Y0
         if kw.pop("align", 0) > 0:  # denoise.align: the model's predictions reweighted and decoded again first
             probs = spans[classes].to_numpy(np.float32)
             start = aligned_labels(spans, probs, class_weights(probs, s_labels, own["align"]))
-        res = denoise(Q, start, S, s_labels, threads=None, **kw)
+        res = denoise(DenoiseInput(Q, start, S, s_labels), DenoiseSettings(**kw), m, IndexOptions())
         s = res.summary(gold=gold, class_names=classes)
         pl = s["gold"]
         after, soft = pl["after"], pl["soft_after"]

@@ -21,9 +21,9 @@ Run in a project (or a bench work folder) after `dvc repro prepare encoder`, or 
   (seed 0, one epoch of batch 16: ten steps), `--runs` times in this process; prints each run's
   classifier weight sum and whether every weight equals the first run's bit for bit.
 - `score`: the span scores and features of the first `--sentences` target sentences
-  (`glode.predict.score_spans`, the model `train` makes from seed 0 in one step), their SVD
-  projection (`reduce_dim`) and one denoising step (`glode.denoise.denoise`, exact and IVF
-  search) on them, `--runs` times; whether each output equals the first run's bit for bit.
+  (`glode.scoring.score_spans`, the model `train` makes from seed 0 in one step), their SVD
+  projection (`glode.denoising.projection.reduce_dim`) and one ungated denoising step
+  (`glode.denoising.update.denoise`, exact and IVF search) on them, `--runs` times; whether each output equals the first run's bit for bit.
 - `time`: one full training step (source loss + masked LM over the whole vocabulary, backward,
   clipping, AdamW), the old and the new gather alternating on the same batches (the order
   swapped every step, so load changes hit both alike); medians, their ratio, and the median of
@@ -162,9 +162,10 @@ def train_runs(args) -> dict:
 
 
 def scoring(args) -> dict:
-    from glode.denoise import denoise
-    from glode.predict import score_spans
-    from glode.steps.pseudo_label import reduce_dim
+    from glode.denoising.projection import reduce_dim
+    from glode.denoising.update import DenoiseInput, denoise
+    from glode.scoring import score_spans
+    from glode.settings import DenoiseSettings, IndexOptions
 
     model, tok, src, tgt = setup(args)
     train(model, tok, src[:16], TrainSettings(epochs=1, batch_size=16, seed=0), mlm_corpus=tgt[:16], progress=False)
@@ -176,8 +177,9 @@ def scoring(args) -> dict:
         out = {"probs": probs, "features": np.concatenate([s.features for s in scores]), "projected": vectors}
         half = len(vectors) // 2  # the first half stands in for the source bank, labelled by its argmax
         for index in ("exact", "ivf"):
-            r = denoise(vectors[half:], probs[half:], vectors[:half], probs[:half].argmax(1), m=0.8, k=30,
-                        o_keep_rate=0.1, seed=0, index=index, nlist=16, nprobe=4)
+            settings = DenoiseSettings(k=30, o_keep_rate=0.1, seed=0, index=index, nprobe=4, gate="none")
+            r = denoise(DenoiseInput(vectors[half:], probs[half:], vectors[:half], probs[:half].argmax(1)), settings,
+                        0.8, IndexOptions(nlist=16))
             out[f"denoised labels ({index})"] = r.Y_new
         outputs.append(out)
     differing = sorted(k for o in outputs[1:] for k in o if not np.array_equal(o[k], outputs[0][k]))

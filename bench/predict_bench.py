@@ -4,7 +4,7 @@ on the same encoder and the same sentences (issue 7; goal: glode >= 2x sentences
     python bench/predict_bench.py --model models/r2 --encoder encoder \\
         --test tables/target_test.parquet --sentences 1000 --repeats 5 --threads 2
 
-* glode: `glode.inference.predict_items` (what `glode predict` runs after reading its input):
+* glode: `glode.predict.predict_items` (what `glode predict` runs after reading its input):
   sub-token encoding, span scoring batched by length, greedy decoding, spans with scores.
 * reference: a Hugging Face `AutoModelForTokenClassification` on the same encoder folder, run by
   `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from glode.atomic import atomic_path
-    from glode.inference import Item, load_predictor, predict_items
+    from glode.output_formats import TaggedSentence
+    from glode.predict import load_predictor, predict_items
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe = pipeline("token-classification", model=str(ref_dir), aggregation_strategy="simple", device=-1)
 
         def run_glode():
-            items = [Item(list(s), i) for i, s in enumerate(sentences)]
+            items = [TaggedSentence(list(s), i) for i, s in enumerate(sentences)]
             predict_items(model, tok, enc, items, batch_size=args.batch_size, progress=False)
             return sum(len(it.spans) for it in items)
 

@@ -14,11 +14,12 @@
   k gives purer neighbourhoods and higher thresholds).
 
 Usage: ``python bench/view_geometry.py`` (about a minute on 2 cores; writes
-bench/results/view_geometry.json and prints both tables).
+bench/results/view_geometry.json, or ``--out``, and prints both tables).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,9 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glode import denoise as dn  # noqa: E402
+from glode.denoising.projection import reduce_dim  # noqa: E402
+from glode.denoising.update import DenoiseInput, denoise  # noqa: E402
+from glode.denoising.views import compute_prototypes, global_view  # noqa: E402
 from glode.params import SCHEMA  # noqa: E402
-from glode.steps.pseudo_label import reduce_dim  # noqa: E402
+from glode.settings import DenoiseSettings, IndexOptions  # noqa: E402
 from tests.synthetic import mostly_o_features  # noqa: E402
 
 P_CLASSES = (0.96, 0.013, 0.013, 0.014)
@@ -41,8 +44,8 @@ def projection_rows() -> list[dict]:
         X, y = mostly_o_features(noise=noise)
         for projection in SCHEMA["denoise.projection"].choices:
             (Q,) = reduce_dim([X], 16, seed=0, projection=projection)
-            protos, has = dn.compute_prototypes(Q[:0], y[:0], Q, y, 4)
-            g, tau, G = dn.global_view(Q, y, protos, has)
+            protos, has = compute_prototypes(Q[:0], y[:0], Q, y, 4, method="mean")
+            g, tau, G = global_view(Q, y, protos, has)
             entity = y != 0
             rows.append({"noise": noise, "projection": projection,
                          "o_nearest_for_o_spans": float((g[y == 0].argmax(1) == 0).mean()),
@@ -67,8 +70,8 @@ def local_rows() -> list[dict]:
             Q, yq, S, ys = X[:n], y[:n], X[n:], y[n:]
             for k in (30, 300):
                 for cap in (1.0, 0.4):
-                    r = dn.denoise(Q, np.eye(4, dtype=np.float32)[yq], S, ys, m=0.5, k=k, use_global=False,
-                                   local_cap=cap, index="exact")
+                    settings = DenoiseSettings(k=k, use_global=False, local_cap=cap, index="exact", gate="none")
+                    r = denoise(DenoiseInput(Q, np.eye(4, dtype=np.float32)[yq], S, ys), settings, 0.5, IndexOptions())
                     sizes = r.L.sum(1)
                     rows.append({"noise": noise, "target_spans": n, "bank_size": r.bank_size, "k": k,
                                  "local_cap": cap, "tau_over_k": [round(float(t) / k, 3) for t in r.tau_local],
@@ -77,8 +80,11 @@ def local_rows() -> list[dict]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "view_geometry.json",
+                    help="where the JSON goes")
+    path = ap.parse_args().out
     out = {"projection": projection_rows(), "local": local_rows()}
-    path = Path(__file__).resolve().parent / "results" / "view_geometry.json"
     path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print("| noise | projection | O nearest for O spans | own class nearest for entity spans | tau_O | lowest entity tau "
           "| global view empty |")
