@@ -110,6 +110,15 @@ def check(
     typer.echo(f"{params}: every parameter is valid; {len(chain)} round(s)")
 
 
+@app.command("params")
+def params_reference() -> None:
+    """Print every params.yaml key with its default, allowed values and meaning, as a markdown
+    table (made from the declarations in glode/settings.py; docs/PARAMETERS.md holds the same)."""
+    from glode.params import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
+
+
 @app.command("build-encoder")
 def build_encoder(
     name: Annotated[str, typer.Argument(help="'embedded', a local folder or a Hugging Face id.")] = "embedded",

@@ -21,7 +21,7 @@ from glode.errors import GlodeError, ParamError, ParamsError
 from glode.settings import (DEFAULTS, SCHEMA, DenoiseSettings, Param, check_label_sets, check_values,
                             schedule_rounds_problem)
 
-__all__ = ["Param", "SCHEMA", "DEFAULTS", "check_options", "check_params", "check_file", "check_label_sets",
+__all__ = ["reference_markdown", "Param", "SCHEMA", "DEFAULTS", "check_options", "check_params", "check_file", "check_label_sets",
            "schedule_rounds_problem", "ParamsError", "load_file", "param_notes", "local_path_reason"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -206,3 +206,27 @@ def check_file(path: str | Path = "params.yaml") -> dict:
     if problems:
         raise ParamsError(str(path), problems)
     return params
+
+
+REFERENCE_BEGIN = "<!-- params-reference:begin (glode params) -->"
+REFERENCE_END = "<!-- params-reference:end -->"
+
+
+def _yaml_value(value: Any) -> str:
+    """A default as params.yaml writes it (``[PER, ORG, LOC]``, ``true``, ``5e-05``)."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+def reference_markdown() -> str:
+    """The table of every params.yaml key (default, allowed values, help) made from the
+    declarations in glode/settings.py: ``glode params`` prints it, and docs/PARAMETERS.md holds
+    it between :data:`REFERENCE_BEGIN` and :data:`REFERENCE_END` (tests/test_params.py keeps them
+    equal), so that no default or help text is written twice."""
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key, p in SCHEMA.items():
+        cells = [f"`{key}`", f"`{_yaml_value(p.default)}`", p.allowed(), p.help]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
