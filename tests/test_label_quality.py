@@ -43,3 +43,11 @@ def test_label_movement_counts_soft_mass_not_only_flips():
     assert mv["mass_moved"] == pytest.approx(1.2) and mv["spans_moved"] == 2
     assert mv["o_to_entity_mass"] == pytest.approx(0.2) and mv["entity_to_o_mass"] == 0.0
     assert mv["net_per_class"] == pytest.approx({"O": -0.2, "PER": -0.8, "LOC": 1.0, "ORG": 0.0})
+
+
+def test_pseudo_label_prf_hand_case():
+    y = np.array([1, 2, 0, 1, 0])
+    gold = np.array([1, 1, 0, 0, -1])
+    s = span_prf(y, gold)
+    assert (s["correct"], s["predicted"], s["gold"]) == (1, 3, 2)
+    assert s["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))

@@ -1,5 +1,7 @@
-"""`denoise.start`: GLoDe refines the previous round's labels; `model` restarts from the
-previous model's fresh predictions (with both views off: plain self-training)."""
+"""glode/steps/denoise.py (the denoise@rN node): where a round starts (`denoise.start`: GLoDe refines
+the previous round's labels; `model` restarts from the previous model's fresh predictions, with
+both views off plain self-training), the EMA weight of each round, visits, align and select, and
+what the round's statistics record."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from glode.label_table import labels_frame, read_labels_dense, write_labels
 from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, SPANS_FILE, SPANS_KIND, TARGET_REPS, save_array,
                                  write_pseudo_manifest)
 from glode.settings import DenoiseSettings
-from glode.steps.denoise import denoise_round
+from glode.steps.denoise import denoise_round, ema_weight
 from glode.tables import write_table
 
 CLASSES = ["O", "PER", "LOC"]
@@ -152,3 +154,14 @@ def test_align_reweights_the_models_predictions_and_records_it(tmp_path):
     assert "align" not in plain
     with pytest.raises(ParamError, match=r"parameter 'denoise.align'"):
         _run(tmp_path, pseudo, "labels", use_global=False, use_local=False, align=1.0)
+
+
+def test_ema_schedule_depends_only_on_the_round():
+    assert ema_weight("r1", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.8)
+    assert ema_weight("r2", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.7)
+    assert ema_weight("r9", 0.8, 0.1, 0.5, update_from=1) == pytest.approx(0.5)
+    # the reference's timing (5 epochs as rounds): no update in r1, r2; then 0.9125, 0.875, 0.8375
+    ref = [ema_weight(f"r{i}", 0.9125, 0.0375, 0.8, update_from=3) for i in range(1, 6)]
+    assert ref == pytest.approx([1.0, 1.0, 0.9125, 0.875, 0.8375])
+    with pytest.raises(ParamError, match="denoise.m-start"):
+        DenoiseSettings(m_start=1.5)
