@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import subprocess
 import sys
@@ -110,30 +109,3 @@ def test_stage_entry_points_import_glode_before_torch():
         first_glode = next((i for i, ln in enumerate(imports) if ln.split()[1].split(".")[0] == "glode"), None)
         assert first_glode is not None, script
         assert not heavy or first_glode < min(heavy), f"{script.name} imports a threaded library before glode"
-
-
-def test_no_sequence_length_warning_for_windowed_sentences(caplog):
-    """Sentences longer than the model's limit are windowed, so the tokenizer's 'indexing errors'
-    warning describes something that does not happen and must not be printed."""
-    from tests.synthetic import all_words
-    from tests.tiny_encoder import build_tiny_encoder
-
-    from glode.encoder import load_encoder
-    from glode.features import SentenceEncoder
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        _, tok = load_encoder(build_tiny_encoder(os.path.join(tmp, "enc"), words=all_words()))
-    tok.model_max_length = 16
-    words = (all_words() * 10)[:40]
-    caplog.set_level(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.enable_propagation()
-    try:
-        encoded = SentenceEncoder(tok, 4, 12).encode([words])
-    finally:
-        hf_logging.disable_propagation()
-    assert len(encoded[0].units()) > 1  # it really was windowed
-    assert not [r for r in caplog.records if "sequence length is longer" in r.getMessage()]
