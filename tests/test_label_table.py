@@ -1,15 +1,16 @@
 """glode/label_table.py: a round's sparse label table (rows, byte-stable writing, dense reading with
-implicit one-hot O) and Y0 from the r0 model's span scores."""
+implicit one-hot O), Y0 from the r0 model's span scores, and the neighbour weights read from it
+(retrain.span-weights: neighbours, issue 36, checked against weights worked out by hand)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from glode.label_table import initial_soft_labels, labels_frame, read_labels_dense, write_labels
-
-
-CLASSES = ["O", "PER", "LOC"]
+from glode.errors import GlodeError
+from glode.label_table import initial_soft_labels, labels_frame, read_labels_dense, read_neighbour_weights, write_labels
+from tests.label_rows import CLASSES, write_label_table
 
 
 def test_label_table_round_trip_is_sparse_and_byte_stable(tmp_path):
@@ -34,3 +35,33 @@ def test_initial_soft_labels_keep_only_kept_entities():
     spans = pd.DataFrame({"O": [0.1, 0.2, 0.9], "PER": [0.9, 0.7, 0.1], "LOC": [0.0, 0.1, 0.0], "kept": [True, False, False]})
     Y = initial_soft_labels(spans, CLASSES)
     np.testing.assert_allclose(Y, [[0.1, 0.9, 0.0], [1, 0, 0], [1, 0, 0]])
+
+
+def test_pseudo_entities_weigh_their_neighbour_agreement_over_their_class_mean(tmp_path):
+    Y = np.array([[0.1, 0.9, 0], [0.2, 0.8, 0], [0.3, 0.7, 0], [0.4, 0, 0.6], [1, 0, 0], [0.9, 0.1, 0]], np.float32)
+    # neighbours (of k=10) carrying each class; the spans' top classes: PER, PER, PER, LOC, O, O
+    counts = np.array([[1, 9, 0], [4, 6, 0], [7, 3, 0], [8, 0, 2], [10, 0, 0], [2, 8, 0]])
+    spans, path = write_label_table(tmp_path, Y, counts)
+    w = read_neighbour_weights(path, spans, CLASSES)
+    per_mean = (9 + 6 + 3) / 3  # 6: the mean PER count over the PER-topped spans
+    expected = [1.0, 1.0, 3 / per_mean, 1.0, 1.0, 1.0]  # LOC: its only span is its class mean; O: always 1
+    np.testing.assert_allclose(w, expected, rtol=1e-6)
+
+
+def test_weights_do_not_depend_on_the_gold_rows_the_table_keeps(tmp_path):
+    """A gold entity the pseudo labels call O has a row (for diagnostics); it must neither get a
+    weight nor move its class's mean."""
+    Y = np.array([[0.1, 0.9, 0], [0.2, 0.8, 0], [1, 0, 0]], np.float32)
+    counts = np.array([[1, 9, 0], [7, 3, 0], [0, 10, 0]])
+    spans, path = write_label_table(tmp_path, Y, counts)
+    without = read_neighbour_weights(path, spans, CLASSES)
+    spans_g, path_g = write_label_table(tmp_path, Y, counts, gold=["PER", "PER", "PER"])
+    np.testing.assert_array_equal(read_neighbour_weights(path_g, spans_g, CLASSES), without)
+    np.testing.assert_allclose(without, [1.0, 0.5, 1.0])
+
+
+def test_weights_need_the_local_view(tmp_path):
+    Y = np.array([[0.1, 0.9, 0], [1, 0, 0]], np.float32)
+    spans, path = write_label_table(tmp_path, Y, None)
+    with pytest.raises(GlodeError, match="denoise.use-local"):
+        read_neighbour_weights(path, spans, CLASSES)

@@ -7,7 +7,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -16,52 +15,8 @@ from glode.conll import Sentence, read_conll
 from glode.errors import GlodeError
 from glode.labels import (ProjectFiles, diff_labels, diff_summary, export_records, filter_labels, highlight,
                           read_round_labels, read_target)
-from glode.label_table import write_labels
 from glode.tables import write_sentences
-
-CLASSES = ["O", "PER", "ORG", "LOC"]
-SENTENCES = [
-    Sentence(["Anna", "lives", "in", "New", "York", "."], ["B-PER", "O", "O", "B-LOC", "I-LOC", "O"], 1),
-    Sentence(["Siemens", "and", "Ajax", "."], ["B-ORG", "O", "B-ORG", "O"], 8),
-    Sentence(["the", "end"], ["O", "O"], 13),
-]
-GOLD = {(0, 0, 1): "PER", (0, 3, 5): "LOC", (1, 0, 1): "ORG", (1, 2, 3): "ORG"}
-
-# (sentence, start, end, label, prob, prev_label, global_admitted, local_admitted)
-R1 = [
-    (0, 0, 1, "PER", 0.9, "PER", ["PER"], ["PER"]),
-    (0, 3, 4, "O", 0.7, "O", [], []),
-    (0, 3, 5, "LOC", 0.6, "ORG", ["LOC"], ["ORG"]),
-    (1, 0, 1, "ORG", 0.8, "ORG", ["ORG"], ["ORG"]),
-    (1, 2, 3, "LOC", 0.55, "LOC", ["LOC"], ["LOC"]),
-]
-R2 = [
-    (0, 0, 1, "PER", 0.95, "PER", ["PER"], ["PER"]),
-    (0, 3, 5, "LOC", 0.7, "LOC", ["LOC"], ["LOC"]),
-    (0, 4, 5, "ORG", 0.5, "O", ["ORG"], []),  # overlaps New York, which has the higher probability
-    (1, 2, 3, "ORG", 0.6, "LOC", ["ORG"], ["ORG"]),
-    (2, 0, 1, "PER", 0.51, "O", [], ["PER"]),
-]
-
-
-def label_frame(rows, round_name: str) -> pd.DataFrame:
-    recs = []
-    for sid, s, e, label, prob, prev, g, loc in rows:
-        dist = {c: (prob if c == label else (1 - prob) / 3) for c in CLASSES}
-        recs.append(
-            {
-                "sentence_id": sid, "start": s, "end": e, "text": " ".join(SENTENCES[sid].tokens[s:e]),
-                "round": round_name, "label": label, "prob": prob, **dist, "prev_label": prev,
-                "global_admitted": g, "local_admitted": loc, "global_score": 0.5, "local_count": 3,
-                "global_scores": [0.1] * 4, "local_counts": [1] * 4, "changed": label != prev,
-                "gold": GOLD.get((sid, s, e), "O"),
-            }
-        )
-    return pd.DataFrame(recs)
-
-
-def write_round(root: Path, rows, round_name: str) -> None:
-    write_labels(label_frame(rows, round_name), root / f"rounds/{round_name}/labels.parquet", CLASSES, round_name)
+from tests.round_outputs import CLASSES, R1, R2, SENTENCES, write_round
 
 
 @pytest.fixture

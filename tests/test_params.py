@@ -381,3 +381,16 @@ def params_variants(draw):
 def test_the_check_accepts_exactly_what_the_stages_accept(root, params):
     problems = check_params(params, root)
     assert (problems == []) == stages_accept(params, root), problems
+
+
+def test_the_file_check_refuses_weights_without_the_local_view(tmp_path):
+    from glode.params import check_params
+    from tests.params_fixture import default_params
+
+    params = default_params()
+    params["retrain"]["span-weights"] = "neighbours"
+    assert not [p for p in check_params(params, tmp_path) if p.startswith("retrain.")]
+    params["denoise"]["use-local"] = False
+    assert [p for p in check_params(params, tmp_path) if p.startswith("retrain.span-weights")] == [
+        "retrain.span-weights: 'neighbours' weighs spans by the local view's neighbour counts; it needs "
+        "denoise.use-local: true"]

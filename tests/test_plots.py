@@ -1,6 +1,6 @@
-"""Plots a user can see offline (issue 24): training-curve logs, the report's static figures, the
-page template with inline JavaScript, and the `dvc plots show` page drawn by headless Chromium
-with networking disabled."""
+"""glode/plots.py: plots a user can see offline (issue 24): the report's static figures, the page
+template with inline JavaScript, and the `dvc plots show` page drawn by headless Chromium with
+networking disabled (the training-curve logs are glode/training.py's, tested in test_training.py)."""
 
 from __future__ import annotations
 
@@ -20,41 +20,12 @@ from glode.steps.report import flip_rows, write_round_report
 from glode.rounds import rewrite_rounds
 from glode.training import write_logs
 from tests.params_fixture import write_params
-from tests.test_report import metrics_dir
+from tests.round_outputs import history, metrics_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFUSION = [{"actual": a, "predicted": p, "round": "r2"}
              for a, p, n in [("PER", "PER", 5), ("ORG", "LOC", 2), ("O", "ORG", 1), ("LOC", "O", 3), ("LOC", "LOC", 4)]
              for _ in range(n)]
-
-
-def history(target: bool) -> list[dict]:
-    """Per-epoch records as `glode.training.train` returns them (r0 trains without a target corpus)."""
-    return [{"loss_source": 1.0 / e, "loss_target": 0.5 / e if target else 0.0, "loss_mlm": 9.0 - e,
-             "epoch": e, "steps": 188, "dev_precision": 0.5, "dev_recall": 0.4 + e / 100, "dev_f1": 0.0}
-            for e in (1, 2, 3)]
-
-
-def test_training_logs_count_epochs_and_leave_out_constant_and_never_computed_series(tmp_path):
-    write_logs(tmp_path / "r0", history(target=False))
-    write_logs(tmp_path / "r1", history(target=True))
-    r0 = {p.name for p in (tmp_path / "r0/plots/metrics").iterdir()}
-    assert r0 == {"loss_source.tsv", "loss_mlm.tsv", "dev_precision.tsv", "dev_recall.tsv", "dev_f1.tsv"}
-    assert "loss_target.tsv" in {p.name for p in (tmp_path / "r1/plots/metrics").iterdir()}
-    lines = (tmp_path / "r0/plots/metrics/loss_source.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["step", "1", "2", "3"]  # the epoch, not a 0-based count
-    summary = json.loads((tmp_path / "r0/metrics.json").read_text())
-    assert summary["steps"] == 188 and summary["step"] == 3 and "loss_target" not in summary
-    assert summary["dev_f1"] == 0.0  # a zero score is a measurement; only never-computed losses are left out
-
-
-def test_flip_rows_leave_out_rounds_without_counts(tmp_path):
-    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "rounds.json")
-    assert rows[0]["flips_type_swap"] is None  # rounds.json keeps r0 with nulls
-    assert flip_rows(rows) == [
-        {"round": "r1", "round_index": 1, "flips_o_to_entity": 1, "flips_entity_to_o": 2, "flips_type_swap": 3},
-        {"round": "r2", "round_index": 2, "flips_o_to_entity": 2, "flips_entity_to_o": 4, "flips_type_swap": 6},
-    ]
 
 
 def test_figures_draw_each_report_plot_with_the_same_bytes_twice(tmp_path):

@@ -19,8 +19,9 @@ from glode.model import SpanModelConfig, build_model
 from glode.scoring import score_spans
 from glode.settings import RetrainSettings, TrainSettings
 from glode.training import (TARGET_LOSSES, ChainedRun, _linear_schedule, optimiser_steps, reference_target_loss,
-                            soft_cross_entropy, train)
+                            soft_cross_entropy, train, write_logs)
 from tests.gold_sentences import CLASSES, GOLD, SENTENCES, encoded, trained
+from tests.round_outputs import history
 from tests.synthetic import all_words
 from tests.tiny_encoder import build_tiny_encoder
 
@@ -119,6 +120,19 @@ def test_training_with_the_corpus_mlm_vocabulary_differs_from_full_and_is_record
     assert any(k.startswith("encoder.") for k in differ), differ
     with pytest.raises(ParamError, match="train.mlm-vocab"):
         TrainSettings(mlm_vocab="tiny")
+
+
+def test_training_logs_count_epochs_and_leave_out_constant_and_never_computed_series(tmp_path):
+    write_logs(tmp_path / "r0", history(target=False))
+    write_logs(tmp_path / "r1", history(target=True))
+    r0 = {p.name for p in (tmp_path / "r0/plots/metrics").iterdir()}
+    assert r0 == {"loss_source.tsv", "loss_mlm.tsv", "dev_precision.tsv", "dev_recall.tsv", "dev_f1.tsv"}
+    assert "loss_target.tsv" in {p.name for p in (tmp_path / "r1/plots/metrics").iterdir()}
+    lines = (tmp_path / "r0/plots/metrics/loss_source.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["step", "1", "2", "3"]  # the epoch, not a 0-based count
+    summary = json.loads((tmp_path / "r0/metrics.json").read_text())
+    assert summary["steps"] == 188 and summary["step"] == 3 and "loss_target" not in summary
+    assert summary["dev_f1"] == 0.0  # a zero score is a measurement; only never-computed losses are left out
 
 
 # --- the two losses on target labels (retrain.target-loss) ----------------------------------------

@@ -1,4 +1,5 @@
-"""Report stage: per-round rows for `dvc plots`, and the last round's confusion rows."""
+"""glode/steps/report.py (the report node): per-round rows for `dvc plots` (scores, flips), the
+summary, the rounds it reports on, and the last round's confusion rows."""
 
 from __future__ import annotations
 
@@ -6,26 +7,10 @@ import json
 
 import pytest
 
-from glode.atomic import write_json
 from glode.errors import ParamError
-from glode.steps.report import (confusion_rows, model_names, summary_metrics, write_confusion, write_round_report,
-                                write_summary)
-from tests.test_labels import CLASSES, R1, R2, label_frame, write_round
-
-
-def metrics_dir(tmp_path, rounds=("r0", "r1", "r2")):
-    m = tmp_path / "metrics"
-    for i, r in enumerate(rounds):
-        write_json(m / f"{r}.json", {"f1": 0.5 + i / 10, "precision": 0.6, "recall": 0.4, "span": {"f1": 0.55}})
-        soft = {"f1": 0.4 + i / 100, "entity_mass_on_gold_entity": 0.7, "entity_mass_on_gold_o": 0.01,
-                "gold_class_mass_on_gold_entity": 0.6, "brier": 0.05}
-        den = {"pseudo_label": {"after": {"f1": 0.5, "precision": 0.6, "recall": 0.45}, "soft_after": soft}}
-        if r != "r0":
-            den["changed"] = {"o_to_entity": i, "entity_to_o": 2 * i, "type_swap": 3 * i}
-            den["pseudo_label"]["soft_before"] = {"f1": 0.3, "brier": 0.06}
-            den["soft_change"] = {"mass_moved": 10.0 * i}
-        write_json(m / "denoise" / f"{r}.json", den)
-    return m
+from glode.steps.report import (confusion_rows, flip_rows, model_names, summary_metrics, write_confusion,
+                                write_round_report, write_summary)
+from tests.round_outputs import CLASSES, R1, R2, label_frame, metrics_dir, write_round
 
 
 def test_round_rows_carry_test_and_pseudo_label_scores_and_flips(tmp_path):
@@ -120,3 +105,12 @@ def test_confusion_is_written_for_the_last_round_with_labels(tmp_path):
     assert write_confusion(rows, tmp_path / "nowhere", out) == (None, 0)
     assert json.loads(out.read_text()) == []
     assert set(CLASSES) >= {d["actual"] for d in data}
+
+
+def test_flip_rows_leave_out_rounds_without_counts(tmp_path):
+    rows = write_round_report(metrics_dir(tmp_path), tmp_path / "rounds.json")
+    assert rows[0]["flips_type_swap"] is None  # rounds.json keeps r0 with nulls
+    assert flip_rows(rows) == [
+        {"round": "r1", "round_index": 1, "flips_o_to_entity": 1, "flips_entity_to_o": 2, "flips_type_swap": 3},
+        {"round": "r2", "round_index": 2, "flips_o_to_entity": 2, "flips_entity_to_o": 4, "flips_type_swap": 6},
+    ]
