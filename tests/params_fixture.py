@@ -71,3 +71,15 @@ def write_params(path: str | Path, params: dict | None = None, comments: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(params_text(default_params() if params is None else params, comments), encoding="utf-8")
     return path
+
+
+def write_project(root: str | Path) -> Path:
+    """A project folder at ``root``: a params.yaml of the schema defaults and three-sentence input
+    files where it expects them."""
+    from tests.synthetic import write_corpus
+
+    root = Path(root)
+    write_params(root / "params.yaml")
+    for i, f in enumerate(("en/train.txt", "en/dev.txt", "de/train.txt", "de/test.txt")):
+        write_corpus(root / "data" / f, 3, seed=i)
+    return root

@@ -1,4 +1,5 @@
-"""The CoNLL reader on good and bad files, the writer, and a fuzz test."""
+"""glode/conll.py: the CoNLL reader (strict; lenient, with detection, for `glode predict`) on good and
+bad files, the writer, and a fuzz test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glode.conll import Sentence, read_conll, write_conll
+from glode.conll import Sentence, looks_like_conll, parse_conll, read_conll, write_conll
 from glode.errors import GlodeError, InputError
 
 LABELS = ["PER", "ORG", "LOC"]
@@ -255,3 +256,14 @@ def test_utf16_and_utf32_files_are_named_with_the_iconv_command(tmp_path, encodi
     p = write(tmp_path, GOOD.encode("utf-16-le"), "nobom.txt")
     with pytest.raises(InputError, match="NUL byte at byte offset 1: a UTF-16 or UTF-32 file without a byte-order mark"):
         read_conll(p, LABELS)
+
+
+def test_conll_detection_and_reading():
+    assert looks_like_conll(["Anna B-PER", "lives O", "", "Ajax B-ORG"])
+    assert looks_like_conll(["-DOCSTART- -X- O O", "", "Anna"])
+    assert not looks_like_conll(["Anna lives in Berlin", "Ajax won"])
+    assert not looks_like_conll(["Anna O", "lives in Berlin"])
+    sents = parse_conll(["Anna B-PER", "lives O", "", "", "Ajax x B-ORG", "won O", ""], strict=False)
+    assert [(s.tokens, s.tags, s.line) for s in sents] == [
+        (["Anna", "lives"], ["B-PER", "O"], 1), (["Ajax", "won"], ["B-ORG", "O"], 5)]
+    assert parse_conll(["Anna", "lives"], strict=False)[0].tags is None

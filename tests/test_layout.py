@@ -1,6 +1,7 @@
 """The layout docs/ARCHITECTURE.md describes: what two pipeline steps share is library code (no
 glode/steps module imports another), bench scripts use glode's public names only, the label
-scores load no faiss, and no file outside tests/ outgrows one screenful of concerns."""
+scores load no faiss, every stage imports glode before torch, and no file outside tests/
+outgrows one screenful of concerns."""
 
 from __future__ import annotations
 
@@ -86,3 +87,16 @@ def test_no_python_file_outside_tests_is_over_600_lines():
     long = {str(p.relative_to(ROOT)): n for folder in ("glode", "stages", "bench") for p in (ROOT / folder).rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}, f"split these by concern (at most {MAX_LINES} lines): {long}"
+
+
+def test_stage_entry_points_import_glode_before_torch():
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads: every stage must import glode first."""
+    from pathlib import Path
+
+    stages = Path(__file__).resolve().parents[1] / "stages"
+    for script in sorted(stages.glob("*.py")):
+        imports = [ln for ln in script.read_text().splitlines() if ln.startswith(("import ", "from "))]
+        heavy = [i for i, ln in enumerate(imports) if ln.split()[1].split(".")[0] in ("torch", "faiss", "transformers", "numpy")]
+        first_glode = next((i for i, ln in enumerate(imports) if ln.split()[1].split(".")[0] == "glode"), None)
+        assert first_glode is not None, script
+        assert not heavy or first_glode < min(heavy), f"{script.name} imports a threaded library before glode"

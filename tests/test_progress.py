@@ -1,11 +1,9 @@
-"""Progress output, the OpenMP spin count set on import, and warnings that describe nothing real."""
+"""glode/progress.py: progress of long loops, a tqdm bar on a terminal and timed log lines
+otherwise, silenced by the environment or the caller."""
 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -81,31 +79,3 @@ def test_disabled_by_caller(monkeypatch):
     bar.set_postfix(loss="1")
     bar.close()
     assert out.getvalue() == ""
-
-
-def _openmp_env_after_import(env: dict) -> tuple[str | None, str | None]:
-    code = "import glode, os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
-    return tuple(None if v == "None" else v for v in out)
-
-
-def test_import_sets_a_short_openmp_spin_unless_the_user_chose():
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    import glode
-
-    assert _openmp_env_after_import(env) == (glode.SPIN_COUNT, None)
-    assert _openmp_env_after_import(dict(env, OMP_WAIT_POLICY="ACTIVE")) == (None, "ACTIVE")
-    assert _openmp_env_after_import(dict(env, GOMP_SPINCOUNT="300000")) == ("300000", None)
-
-
-def test_stage_entry_points_import_glode_before_torch():
-    """libgomp reads GOMP_SPINCOUNT once, when torch loads: every stage must import glode first."""
-    from pathlib import Path
-
-    stages = Path(__file__).resolve().parents[1] / "stages"
-    for script in sorted(stages.glob("*.py")):
-        imports = [ln for ln in script.read_text().splitlines() if ln.startswith(("import ", "from "))]
-        heavy = [i for i, ln in enumerate(imports) if ln.split()[1].split(".")[0] in ("torch", "faiss", "transformers", "numpy")]
-        first_glode = next((i for i, ln in enumerate(imports) if ln.split()[1].split(".")[0] == "glode"), None)
-        assert first_glode is not None, script
-        assert not heavy or first_glode < min(heavy), f"{script.name} imports a threaded library before glode"

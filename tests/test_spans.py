@@ -1,15 +1,11 @@
-"""Span conversion, candidates, overlap resolution, and atomic writes."""
+"""glode/spans.py: BIO <-> span conversion, candidate enumeration, greedy overlap resolution."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glode.atomic import atomic_dir, atomic_path, atomic_write_bytes
 from glode.errors import GlodeError, LabelError
 from glode.spans import Span, candidate_spans, resolve_overlaps, spans_to_tags, tags_to_spans, to_bio2
 
@@ -183,51 +179,3 @@ def test_resolve_properties(raw):
         if Span(s, e, lab) in kept:
             continue
         assert any(k.start < e and s < k.end and best[(k.start, k.end, k.label)] >= sc for k in kept)
-
-
-# --- atomic writes --------------------------------------------------------------------------
-
-
-def _leftovers(d: Path) -> list[str]:
-    return [p.name for p in d.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
-
-
-def test_atomic_write_bytes_creates_parents(tmp_path):
-    target = tmp_path / "a" / "b" / "f.bin"
-    atomic_write_bytes(target, b"one")
-    atomic_write_bytes(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert _leftovers(target.parent) == []
-
-
-def test_atomic_path_keeps_old_file_on_error(tmp_path):
-    target = tmp_path / "f.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            assert tmp.parent == target.parent and tmp.name == f".f.txt.tmp-{os.getpid()}"
-            tmp.write_text("half")
-            raise RuntimeError("boom")
-    assert target.read_text() == "old"
-    assert _leftovers(tmp_path) == []
-    with atomic_path(target) as tmp:
-        tmp.write_text("new")
-        assert target.read_text() == "old"  # not visible until the block ends
-    assert target.read_text() == "new"
-    assert _leftovers(tmp_path) == []
-
-
-def test_atomic_dir_replaces_only_when_complete(tmp_path):
-    target = tmp_path / "model"
-    with atomic_dir(target) as tmp:
-        (tmp / "a.txt").write_text("v1")
-    assert (target / "a.txt").read_text() == "v1"
-    with pytest.raises(KeyError):
-        with atomic_dir(target) as tmp:
-            (tmp / "b.txt").write_text("v2")
-            raise KeyError("boom")
-    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
-    with atomic_dir(target) as tmp:
-        (tmp / "b.txt").write_text("v2")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
-    assert _leftovers(tmp_path) == []

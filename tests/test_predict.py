@@ -1,4 +1,5 @@
-"""`glode predict`: text/CoNLL input, BIO/JSON output, the same spans as the evaluate stage."""
+"""glode/predict.py (`glode predict`): text/CoNLL input, BIO/JSON output, the same spans as the
+evaluate stage."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from glode.cli import app
-from glode.conll import looks_like_conll, parse_conll, read_conll
+from glode.conll import read_conll
 from glode.errors import GlodeError, ParamError
 from glode.features import SentenceEncoder
 from glode.predict import tokenize
@@ -57,17 +58,6 @@ def test_tokenizers():
         "Anna", "lebt", "in", "New-York", ",", "seit", "3.5", "Jahren", "."]
     with pytest.raises(GlodeError, match="unknown tokenizer"):
         tokenize("x", "spacy")
-
-
-def test_conll_detection_and_reading():
-    assert looks_like_conll(["Anna B-PER", "lives O", "", "Ajax B-ORG"])
-    assert looks_like_conll(["-DOCSTART- -X- O O", "", "Anna"])
-    assert not looks_like_conll(["Anna lives in Berlin", "Ajax won"])
-    assert not looks_like_conll(["Anna O", "lives in Berlin"])
-    sents = parse_conll(["Anna B-PER", "lives O", "", "", "Ajax x B-ORG", "won O", ""], strict=False)
-    assert [(s.tokens, s.tags, s.line) for s in sents] == [
-        (["Anna", "lives"], ["B-PER", "O"], 1), (["Ajax", "won"], ["B-ORG", "O"], 5)]
-    assert parse_conll(["Anna", "lives"], strict=False)[0].tags is None
 
 
 def test_predict_text_matches_the_evaluate_stage(model_dir, tmp_path):
