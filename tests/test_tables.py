@@ -18,7 +18,7 @@ SENTS = [
 ]
 
 
-def test_sentences_frame_columns():
+def test_sentences_frame_has_ids_tokens_tags_spans_and_lines():
     df = sentences_frame(SENTS)
     assert list(df.columns) == ["sentence_id", "tokens", "tags", "spans", "line"]
     assert df["sentence_id"].tolist() == [0, 1, 2] and str(df["sentence_id"].dtype) == "int64"
@@ -45,7 +45,7 @@ def test_write_read_round_trip_and_schema(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["s.parquet"]
 
 
-def test_byte_identical_rewrite(tmp_path):
+def test_rewriting_a_table_gives_identical_bytes(tmp_path):
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     write_table(sentences_frame(SENTS), a, "sentences", {"k": "v"})
     first = a.read_bytes()
@@ -54,7 +54,7 @@ def test_byte_identical_rewrite(tmp_path):
     assert a.read_bytes() == first == b.read_bytes()
 
 
-def test_empty_table(tmp_path):
+def test_an_empty_table_reads_back_as_no_sentences(tmp_path):
     p = tmp_path / "e.parquet"
     write_table(sentences_frame([]), p, "sentences")
     assert read_sentences(p) == []
@@ -77,30 +77,30 @@ def _error(path, kind="sentences") -> str:
     return str(info.value)
 
 
-def test_missing_file(tmp_path):
+def test_a_missing_table_is_an_error_saying_not_found(tmp_path):
     assert "not found" in _error(tmp_path / "none.parquet")
 
 
-def test_not_parquet(tmp_path):
+def test_a_file_that_is_not_parquet_is_an_error(tmp_path):
     p = tmp_path / "junk.parquet"
     p.write_bytes(b"definitely not parquet")
     assert "parquet" in _error(p)
 
 
-def test_foreign_parquet(tmp_path):
+def test_a_parquet_file_not_written_by_glode_is_an_error(tmp_path):
     p = tmp_path / "foreign.parquet"
     pd.DataFrame({"a": [1, 2]}).to_parquet(p)
     assert "not written by glode" in _error(p)
 
 
-def test_wrong_kind(tmp_path):
+def test_a_table_of_another_kind_is_an_error_naming_both_kinds(tmp_path):
     p = tmp_path / "s.parquet"
     write_table(sentences_frame(SENTS), p, "sentences")
     msg = _error(p, "spans")
     assert "'sentences'" in msg and "'spans'" in msg
 
 
-def test_unknown_version(tmp_path):
+def test_a_table_of_an_unknown_version_is_an_error_naming_it(tmp_path):
     p = tmp_path / "v.parquet"
     write_table(sentences_frame(SENTS), p, "sentences")
     table = pq.read_table(p)
@@ -112,7 +112,7 @@ def test_unknown_version(tmp_path):
         table_metadata(p)
 
 
-def test_schema_mismatch(tmp_path):
+def test_a_table_whose_schema_differs_from_its_kind_is_an_error(tmp_path):
     p = tmp_path / "m.parquet"
     write_table(pd.DataFrame({"sentence_id": [0]}), p, "sentences", schema=pa.schema([("sentence_id", pa.int64())]))
     assert "schema" in _error(p)
