@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glode.errors import ParamError
-from glode.params import DEFAULTS, SCHEMA, ParamsError, check_file, check_params
+from glode.params import (DEFAULTS, REFERENCE_BEGIN, REFERENCE_END, SCHEMA, ParamsError, check_file, check_params,
+                          reference_markdown)
 from glode.rounds import MAX_ROUNDS, check_prev
 from glode.stagecli import single_command
 from tests.params_fixture import default_params, default_params_text, write_project
@@ -374,3 +375,17 @@ def test_the_file_check_refuses_weights_without_the_local_view(tmp_path):
     assert [p for p in check_params(params, tmp_path) if p.startswith("retrain.span-weights")] == [
         "retrain.span-weights: 'neighbours' weighs spans by the local view's neighbour counts; it needs "
         "denoise.use-local: true"]
+
+
+def test_parameters_doc_holds_the_table_made_from_the_declarations():
+    text = (ROOT / "docs" / "PARAMETERS.md").read_text(encoding="utf-8")
+    block = text.split(REFERENCE_BEGIN, 1)[1].split(REFERENCE_END, 1)[0].lstrip("\n")
+    assert block == reference_markdown(), "docs/PARAMETERS.md is stale: paste the output of `glode params` between its markers"
+
+
+def test_reference_table_has_one_row_per_key_with_its_default_and_help():
+    rows = reference_markdown().splitlines()[2:]
+    assert [r.split(" | ")[0].strip("| `") for r in rows] == list(SCHEMA)
+    k_row = rows[list(SCHEMA).index("k")]
+    assert k_row == f"| `k` | `{SCHEMA['k'].default}` | an integer >= 1 | {SCHEMA['k'].help} |"
+    assert "| `data.labels` | `[PER, ORG, LOC]` |" in reference_markdown()

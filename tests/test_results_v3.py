@@ -8,7 +8,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 

@@ -160,7 +160,7 @@ def test_estimate_from_the_measured_v3_cells_says_what_it_is(capsys):
     assert R.main(["--protocol", "v4", "estimate"]) == 0
     text = capsys.readouterr().out
     assert "an estimate from v3's measured stage times on the 2-core machine" in text
-    assert f"| **all** | | | | | 108 |" in text and f"**{est['total_s'] / 3600:.1f}**" in text
+    assert "| **all** | | | | | 108 |" in text and f"**{est['total_s'] / 3600:.1f}**" in text
     assert "per-step overhead of the smaller batches is not modelled" in text
 
 
