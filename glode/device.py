@@ -18,8 +18,8 @@ import torch
 from glode.errors import ParamError
 from glode.params import SCHEMA
 
-__all__ = ["DEVICE_PATTERN", "resolve_device", "autocast", "grad_scaler", "check_precision", "model_device", "place_model",
-           "loss_scaler"]
+__all__ = ["DEVICE_PATTERN", "resolve_device", "launch_processes", "autocast", "grad_scaler", "check_precision",
+           "model_device", "place_model", "loss_scaler"]
 
 #: what ``train.device`` may name (its schema in glode/params.py; whether it exists is checked here)
 DEVICE_PATTERN = SCHEMA["train.device"].pattern
@@ -83,6 +83,30 @@ def _launched_device(name: str, processes: int) -> torch.device | None:
         raise ParamError("train.device", f"{name!r}: LOCAL_RANK {index} but only {count} CUDA device(s) here; "
                          f"launch at most {count} process(es) per machine (torchrun --nproc_per_node)")
     return torch.device("cuda", index)
+
+
+def launch_processes(processes: int, device: str) -> int:
+    """How many data-parallel training processes ``train.processes`` asks for with ``train.device``
+    on this machine: N, or for 0 one per CUDA device where the model runs on CUDA (``auto`` or
+    ``cuda``) and 1 elsewhere. What cannot work is refused before anything starts, naming the key:
+    several processes on one named GPU (``cuda:N``), more processes than GPUs, or on Apple MPS
+    (gloo sums CPU tensors only); any number trains on the CPU (gloo)."""
+    if processes == 1:
+        return 1
+    where = resolve_device(device)
+    if processes == 0:
+        return torch.cuda.device_count() if where.type == "cuda" and ":" not in device else 1
+    if where.type == "cuda" and ":" in device:
+        raise ParamError("train.processes", f"{processes} processes each need their own GPU, and train.device "
+                         f"{device!r} names one; use cuda or auto, or 1 process")
+    if where.type == "mps":
+        raise ParamError("train.processes", f"{processes} processes cannot sum gradients on Apple MPS (train.device "
+                         f"{device!r}; gloo reduces CPU tensors only); use train.device cpu, or 1 process")
+    if where.type == "cuda" and processes > torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ParamError("train.processes", f"{processes} processes on CUDA need a GPU each, and this machine has "
+                         f"{count}; use at most {count}, or 0 for one per GPU")
+    return processes
 
 
 def check_precision(device: torch.device, precision: str) -> None:

@@ -1,27 +1,37 @@
-"""Data-parallel training over several processes launched by ``torchrun`` (or any launcher that
-sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``): one process per GPU, or
-several CPU processes over gloo.
+"""Data-parallel training: one process per GPU, or several CPU processes over gloo, started by
+:func:`launch_workers` for ``train.processes`` > 1 (``torch.distributed``'s elastic launcher, what
+``torchrun`` runs) or by any launcher that sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+``MASTER_PORT``.
 
 Every process builds the same global batch (the same seed gives the same batch order and
 masked-LM draws everywhere) and keeps every ``size``-th sentence of it; its losses are sums over
-its spans divided by the global batch's span count, and the gradients are summed over the
-processes before each optimiser step, so a step is the one-process step on the same global
+its spans divided by the global batch's span count, times the number of processes, and
+PyTorch's ``DistributedDataParallel`` averages the gradients over the processes during the
+backward pass (in buckets, overlapping it), so a step is the one-process step on the same global
 batch up to float summation order (dropout masks, drawn per process from the seed plus the rank,
 are the exception). A parameter no process computed a gradient for is left without one, as one
-process leaves it. Only rank 0 scores dev and writes logs and model folders; ``together()``
-keeps the others in the process group until it has, then every process leaves it.
+process leaves it (``find_unused_parameters``). Only rank 0 scores dev and writes logs and model
+folders; ``together()`` keeps the others in the process group until it has, then every process
+leaves it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import sys
+import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
-__all__ = ["World", "current_world", "init_from_env", "sum_gradients", "sum_floats", "together"]
+from glode.errors import GlodeError
+
+__all__ = ["World", "current_world", "init_from_env", "launch_workers", "data_parallel", "sum_floats", "together"]
 
 
 @dataclass(frozen=True)
@@ -87,26 +97,17 @@ def together() -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def sum_gradients(params, world: World) -> None:
-    """Sum each trainable parameter's gradient over the processes. A process whose shard left a
-    part of the model unused takes part with zeros; a parameter that no process has a gradient
-    for (the pooler; the masked-LM head with λ = 0) is left without one, as one process leaves
-    it: a zero gradient would let AdamW's weight decay move it."""
-    if world.size == 1:
-        return
-    import torch.distributed as dist
+def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` (one step's loss as one forward pass: DDP prepares the gradient reduction of what
+    a forward call used) under ``DistributedDataParallel``: its gradients are averaged over the
+    processes in the backward pass of every forward call outside ``no_sync()``. A parameter that
+    this process's call left unused takes part with zeros, one that no process used keeps no
+    gradient (``find_unused_parameters``: the pooler; the masked-LM head with λ = 0; a process
+    whose shard is empty). Buffers are not broadcast at each call: the span model's are constants."""
+    from torch.nn.parallel import DistributedDataParallel
 
-    params = list(params)
-    if not params:
-        return
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-    dist.all_reduce(has, op=dist.ReduceOp.SUM)  # how many processes have each gradient
-    for p, n in zip(params, has.tolist()):
-        if n == 0:
-            continue
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True, forward_sync_buffers=False)
 
 
 def sum_floats(values: list[float], world: World, device: torch.device = torch.device("cpu")) -> list[float]:
@@ -119,3 +120,62 @@ def sum_floats(values: list[float], world: World, device: torch.device = torch.d
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
+
+
+def launched_rank() -> int:
+    """This process's rank among the launched ones (``RANK``; 0 without a launcher)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def launch_workers(processes: int, device: str) -> bool:
+    """Run this stage's command line as ``processes`` data-parallel processes (``train.processes``;
+    0: one per GPU, :func:`glode.device.launch_processes`) under ``torch.distributed``'s elastic
+    launcher, the engine of ``torchrun``, on this machine, and wait for them. True when they ran
+    and succeeded (the caller is done); False where this process is to train itself: one process,
+    or one of those a launcher started.
+
+    A failed process stops the others; the failure becomes one GlodeError naming the process and
+    how it ended (its own message is above it). Ctrl-C or SIGTERM reaches every process, whose
+    atomic writers remove their partial outputs, and this one exits with 130 or 143. Each process
+    gets an equal share of the CPU cores (``OMP_NUM_THREADS``, unless it is set)."""
+    if launched_size() > 1:
+        return False
+    from glode.device import launch_processes
+
+    n = launch_processes(processes, device)
+    if n == 1:
+        return False
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in list(logging.root.manager.loggerDict):  # the agent's notes on what it stops: our one line says it
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // n)))
+    with tempfile.TemporaryDirectory(prefix="glode-launch-") as logs:
+        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=str(uuid.uuid4()),
+                              rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # torchrun --standalone
+                              max_restarts=0, logs_specs=DefaultLogsSpecs(log_dir=logs))
+        try:
+            elastic_launch(config, sys.executable)(*sys.argv)
+        except ChildFailedError as exc:
+            rank, failure = min(exc.failures.items(), key=lambda item: (
+                item[1].exitcode <= 0, item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]))
+            how = f"was killed by {_signal_name(-failure.exitcode)}" if failure.exitcode < 0 else \
+                f"exited with status {failure.exitcode}"
+            raise GlodeError(f"training process {rank} of {n} (train.processes) {how}; its own message is above, "
+                             "and the other processes were stopped") from None
+        except SignalException as exc:
+            print(f"{'interrupted' if exc.sigval == signal.SIGINT else 'terminated'}; the {n} training processes "
+                  "were stopped and removed their partial outputs", file=sys.stderr)
+            raise SystemExit(128 + int(exc.sigval)) from None
+    return True
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

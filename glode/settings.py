@@ -281,12 +281,16 @@ class TrainSettings(Settings):
     eval_batch_size: int = param(64, lo=1, help="Sentences per batch when scoring dev.")
     grad_accum: int = param(1, lo=1, help="Micro-batches of --batch-size per optimiser step (the effective batch is "
                             "their product).")
+    processes: int = param(1, lo=0, help="Training processes, data-parallel (DistributedDataParallel; gloo on the CPU, "
+                           "nccl on CUDA with one GPU each): the training stages relaunch themselves as this many; 0: one "
+                           "per CUDA device where the model runs on CUDA, else 1.")
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records as its ``train_params``: everything that shapes the
-        weights (the dev scoring batch size does not); ``grad_accum`` and ``adam_beta2`` only where
-        they are not their defaults, so that folders trained before the keys existed keep their bytes."""
-        quiet = {name: self.params()[name].default for name in ("grad_accum", "adam_beta2")}
+        weights (the dev scoring batch size does not); ``grad_accum``, ``adam_beta2`` and ``processes``
+        (dropout masks are drawn per process) only where they are not their defaults, so that folders
+        trained before the keys existed keep their bytes."""
+        quiet = {name: self.params()[name].default for name in ("grad_accum", "adam_beta2", "processes")}
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name != "eval_batch_size" and not (f.name in quiet and getattr(self, f.name) == quiet[f.name])}
 

@@ -10,13 +10,15 @@ the micro-batches it has); the learning-rate schedule counts optimiser steps. Ad
 warm-up and decay; deterministic for a
 fixed seed on the CPU. The model runs where ``train.device`` says, in ``train.precision``
 (glode/device.py); batches are built on the CPU (masking included, so its random draws do not
-depend on the device) and moved there.
+depend on the device) and moved there. In several processes (``train.processes``,
+glode/distributed.py) each computes its share of every global batch's loss in one forward pass
+that ``DistributedDataParallel`` wraps, which averages the gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -24,23 +26,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
+from transformers import set_seed
 
 from glode.atomic import atomic_dir
 from glode.device import autocast, grad_scaler, place_model
-from glode.distributed import World, init_from_env, sum_floats, sum_gradients
+from glode.distributed import World, data_parallel, init_from_env, sum_floats
 from glode.features import EncodedSentence, SpanBatch, collate, expand_units
 from glode.model import SpanNERModel, mask_tokens
 from glode.progress import progress as progress_bar
 from glode.settings import DeviceSettings, TrainSettings
-
-
-def seed_everything(seed: int, rank: int = 0) -> None:
-    """Seed the global generators; torch's, which only dropout draws from (batch order and
-    masking have their own, shared by every process), with ``seed + rank``, so that data-parallel
-    processes draw their own dropout masks (rank 0 draws one process's)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed + rank)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -215,34 +209,69 @@ def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: d
     return loss
 
 
-def _shard_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float],
-                world: World) -> torch.Tensor | None:
-    """This process's part of ``L_src + L_tgt + λ·L_mlm`` on the global batch: sums over its
-    sentences' spans (masked tokens) divided by the global batch's count, so that the parts add
-    up, over the processes, to the one-process loss; None when its shards are all empty."""
-    parts = []
+class _ShardStep(nn.Module):
+    """One process's part of a step's loss on the global batch, as one forward pass: the unit that
+    ``DistributedDataParallel`` wraps (it prepares the gradient reduction of what one forward call
+    used, so the source, target and masked-LM passes must be one call). Each part is a sum over
+    this process's spans (masked tokens) divided by the global batch's count, so that the parts
+    add up, over the processes, to the one-process loss; the sum is multiplied by the number of
+    processes because DDP averages the gradients over them."""
 
-    def add(name: str, loss: torch.Tensor, weight: float = 1.0) -> None:
-        sums[name] += loss.item()
-        parts.append(weight * loss)
+    def __init__(self, model: SpanNERModel, batches: _Batches, world: World):
+        super().__init__()
+        self.model = model
+        self.target_loss = batches.target_loss
+        self.mlm_weight = batches.cfg.mlm_weight
+        self.mlm_vocab = batches.mlm_vocab
+        self.processes = world.size
 
+    def forward(self, source: SpanBatch | None, source_spans: int, target: SpanBatch | None, target_spans: int,
+                masked: tuple[torch.Tensor, ...] | None, masked_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """(the loss to back-propagate, each part's value for the logs). Without any shard here, a
+        zero that touches the span classifier (which the global batch always uses), so that this
+        process's backward pass joins the reduction with zero gradients."""
+        parts, values = [], {}
+
+        def add(name: str, loss: torch.Tensor, weight: float = 1.0) -> None:
+            values[name] = loss.item()
+            parts.append(weight * loss)
+
+        if source is not None:
+            add("loss_source", nn.functional.cross_entropy(self.model(source), source.labels, reduction="sum")
+                / source_spans)
+        if target is not None:
+            add("loss_target", self.target_loss(self.model(target), target.soft, reduction="sum") / target_spans)
+        if masked is not None:
+            ids, mask, labels = masked
+            add("loss_mlm", self.model.mlm_loss(ids, mask, labels, vocab=self.mlm_vocab)
+                * (int((labels != -100).sum()) / masked_tokens), self.mlm_weight)
+        if not parts:
+            return self.model.classifier.weight.sum() * 0.0, values
+        return sum(parts[1:], parts[0]) * self.processes, values
+
+
+def _shard_loss(ddp: nn.Module, batch: SpanBatch, batches: _Batches, sums: dict[str, float], world: World,
+                sync: bool) -> torch.Tensor | None:
+    """This process's part of ``L_src + L_tgt + λ·L_mlm`` on the global batch through ``ddp`` (a
+    :class:`_ShardStep` under DDP), its parts added to ``sums``; None when its shards are all
+    empty and the micro-batch does not sync the gradients (one that syncs needs every process's
+    backward pass)."""
     source = batch.shard(world.rank, world.size)
-    if source is not None:
-        add("loss_source", nn.functional.cross_entropy(model(source), source.labels, reduction="sum")
-            / len(batch.span_sentence))
     target = batches.next_target()
-    if target is not None:
-        mine = target.shard(world.rank, world.size)
-        if mine is not None:
-            add("loss_target", batches.target_loss(model(mine), mine.soft, reduction="sum") / len(target.span_sentence))
+    mine = target.shard(world.rank, world.size) if target is not None else None
     masked = batches.next_masked()
+    masked_mine = None
     if masked is not None:
         ids, mask, labels = (t[world.rank :: world.size] for t in masked)
-        total, mine = int((masked[2] != -100).sum()), int((labels != -100).sum())
-        if mine:
-            add("loss_mlm", model.mlm_loss(ids, mask, labels, vocab=batches.mlm_vocab) * (mine / total),
-                batches.cfg.mlm_weight)
-    return sum(parts[1:], parts[0]) if parts else None
+        if int((labels != -100).sum()):
+            masked_mine = (ids, mask, labels)
+    if source is None and mine is None and masked_mine is None and not sync:
+        return None
+    loss, values = ddp(source, len(batch.span_sentence), mine, len(target.span_sentence) if target is not None else 0,
+                        masked_mine, int((masked[2] != -100).sum()) if masked is not None else 0)
+    for name, value in values.items():
+        sums[name] += value
+    return loss
 
 
 def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
@@ -253,12 +282,11 @@ def _backward(loss: torch.Tensor, group: int, scaler=None) -> None:
     (loss if scaler is None else scaler.scale(loss)).backward()
 
 
-def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None,
-              world: World = World()) -> None:
-    """One optimiser step on the accumulated gradients (summed over the processes first), which
-    it then clears; with an fp16 loss scaler, the gradients are unscaled before clipping and a
-    step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
-    sum_gradients([p for p in model.parameters() if p.requires_grad], world)
+def _optimise(model: SpanNERModel, opt: torch.optim.Optimizer, sched, grad_clip: float, scaler=None) -> None:
+    """One optimiser step on the accumulated gradients (averaged over the processes by DDP in the
+    last backward pass), which it then clears; with an fp16 loss scaler, the gradients are
+    unscaled before clipping and a step whose gradients overflowed is skipped (the scaler then
+    lowers its scale)."""
     if scaler is not None and grad_clip > 0:
         scaler.unscale_(opt)
     if grad_clip > 0:
@@ -295,9 +323,11 @@ def train(
     """Train in place; returns one record per epoch (also logged with dvclive to ``log_dir``).
 
     The model moves to ``device.device`` (default settings: ``auto``) and stays there; its
-    forward passes run in ``device.precision``. Launched as several processes (``torchrun``),
-    each takes its share of every global batch and the gradients are summed before each step
-    (glode/distributed.py); only rank 0 scores dev and writes ``log_dir``.
+    forward passes run in ``device.precision``. Launched as several processes
+    (``train.processes``, glode/distributed.py), each takes its share of every global batch and
+    ``DistributedDataParallel`` averages the gradients; only rank 0 scores dev and writes
+    ``log_dir``. ``cfg.processes`` is the stages' business: this function trains in the
+    processes it runs in.
 
     Sentences longer than the sequence length train as their windows (``expand_units``).
     ``target_loss`` names the loss on the target labels (:data:`TARGET_LOSSES`); ``chained``
@@ -315,11 +345,14 @@ def train(
     where = place_model(model, device.device, device.precision)
     world = init_from_env(where)
     scaler = grad_scaler(where, device.precision)
-    seed_everything(cfg.seed, world.rank)
+    # torch's generator (only dropout draws from it: batch order and masking have their own, shared
+    # by every process) with seed + rank, so that data-parallel processes draw their own dropout masks
+    set_seed(cfg.seed + world.rank)
     model.freeze_word_embeddings(cfg.freeze_word_embeddings)
     batches = _Batches(tokenizer, cfg, expand_units(source), expand_units(target) if target else target,
                        expand_units(mlm_corpus) if mlm_corpus else mlm_corpus, np.random.default_rng(cfg.seed), where,
                        target_loss)
+    ddp = data_parallel(_ShardStep(model, batches, world), where) if world.size > 1 else None
     steps_per_epoch = math.ceil(len(batches.source) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs - 1e-9)  # micro-batches; whole epochs: exactly epochs x steps
     epoch_steps = [min(steps_per_epoch, total - e * steps_per_epoch) for e in range(math.ceil(total / steps_per_epoch))]
@@ -341,15 +374,18 @@ def train(
         sums = {"loss_source": 0.0, "loss_target": 0.0, "loss_mlm": 0.0}
         for i, batch in enumerate(batches.epoch(steps)):
             group = min(accum, steps - (i - i % accum))  # micro-batches in the group of this one
-            with autocast(where, device.precision):
-                if world.size == 1:
-                    loss = _step_loss(model, batch, batches, sums)
-                else:
-                    loss = _shard_loss(model, batch, batches, sums, world)
-            if loss is not None:
-                _backward(loss, group, scaler)
-            if (i + 1) % accum == 0 or i + 1 == steps:
-                _optimise(model, opt, sched, cfg.grad_clip, scaler, world)
+            sync = (i + 1) % accum == 0 or i + 1 == steps  # the group's last: the optimiser steps after it
+            # data-parallel: DDP reduces the gradients in the backward pass of the group's last micro-batch only
+            with ddp.no_sync() if ddp is not None and not sync else contextlib.nullcontext():
+                with autocast(where, device.precision):
+                    if ddp is None:
+                        loss = _step_loss(model, batch, batches, sums)
+                    else:
+                        loss = _shard_loss(ddp, batch, batches, sums, world, sync)
+                if loss is not None:
+                    _backward(loss, group, scaler)
+            if sync:
+                _optimise(model, opt, sched, cfg.grad_clip, scaler)
             bar.update(1)
             if loss is not None:
                 bar.set_postfix(loss=f"{loss.item():.3f}")

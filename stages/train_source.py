@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from glode.distributed import launch_workers, launched_rank
 from glode.settings import DeviceSettings, LanguageSettings, ModelSettings, TrainSettings
 from glode.stagecli import command_line, format_record, run_app, single_command, with_settings
 from glode.steps.train_source import train_source_model
@@ -23,10 +24,13 @@ def main(
     device: DeviceSettings,
 ) -> None:
     """Train round 0's span NER model on the source language (+ λ·MLM on target text)."""
+    if launch_workers(train.processes, device.device):  # train.processes > 1: the launched processes did it all
+        return
     history = train_source_model(tables, encoder, out, logs, language.target, model, train, device=device,
                                  command=command_line())
-    for record in history:
-        typer.echo(format_record(record))
+    if launched_rank() == 0:  # data-parallel: rank 0 prints them (its records hold the dev scores)
+        for record in history:
+            typer.echo(format_record(record))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from glode.distributed import launch_workers, launched_rank
 from glode.settings import DeviceSettings, RetrainSettings, TrainSettings
 from glode.stagecli import command_line, format_record, run_app, single_command, with_settings
 from glode.steps.train_target import train_target_round
@@ -27,10 +28,13 @@ def main(
     device: DeviceSettings,
 ) -> None:
     """Train round rN's span NER model on source gold and the round's refined target labels."""
+    if launch_workers(train.processes, device.device):  # train.processes > 1: the launched processes did it all
+        return
     history = train_target_round(round, prev_model, tables, pseudo, labels_table, encoder, out, logs, train, retrain,
                                  device=device, command=command_line())
-    for record in history:
-        typer.echo(format_record(record))
+    if launched_rank() == 0:  # data-parallel: rank 0 prints them (its records hold the dev scores)
+        for record in history:
+            typer.echo(format_record(record))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from glode.device import autocast, grad_scaler, place_model, resolve_device
+from glode.device import autocast, grad_scaler, launch_processes, place_model, resolve_device
 from glode.errors import ParamError
 from glode.features import SentenceEncoder, attach_gold, collate
 from glode.model import SpanModelConfig, build_model
@@ -123,6 +123,33 @@ def test_launched_processes_refuse_mps(launched, name):
     assert resolve_device("cpu") == torch.device("cpu")
     launched(mps=True, world=1)
     assert resolve_device(name) == torch.device("mps")
+
+
+@pytest.mark.parametrize("processes, name, cuda, mps, expected", [
+    (1, "cuda:1", 0, False, 1),  # one process: nothing to check here (resolve_device checks the device)
+    (0, "auto", 0, False, 1), (0, "auto", 3, False, 3), (0, "cuda", 2, False, 2), (0, "cuda:1", 2, False, 1),
+    (0, "auto", 0, True, 1), (4, "cpu", 0, False, 4), (4, "auto", 0, False, 4), (2, "cpu", 2, True, 2),
+    (2, "cuda", 2, False, 2), (2, "auto", 3, False, 2),
+])
+def test_train_processes_0_is_one_per_gpu_and_any_number_trains_on_the_cpu(launched, processes, name, cuda, mps,
+                                                                            expected):
+    launched(cuda=cuda, mps=mps, local_rank=None, world=1)
+    assert launch_processes(processes, name) == expected
+
+
+@pytest.mark.parametrize("processes, name, cuda, mps, message", [
+    (3, "cuda", 2, False, r"3 processes on CUDA need a GPU each, and this machine has 2; use at most 2"),
+    (2, "auto", 1, False, r"2 processes on CUDA need a GPU each, and this machine has 1"),
+    (2, "cuda:0", 2, False, r"2 processes each need their own GPU, and train.device 'cuda:0' names one"),
+    (2, "mps", 0, True, r"cannot sum gradients on Apple MPS"),
+    (2, "auto", 0, True, r"cannot sum gradients on Apple MPS"),
+])
+def test_train_processes_that_cannot_work_here_are_refused_naming_the_key(launched, processes, name, cuda, mps,
+                                                                           message):
+    """Refused before any process starts (the stage, and the check stage: tests/test_steps_check.py)."""
+    launched(cuda=cuda, mps=mps, local_rank=None, world=1)
+    with pytest.raises(ParamError, match=r"parameter 'train.processes'.*" + message):
+        launch_processes(processes, name)
 
 
 def test_bf16_probabilities_and_target_loss_are_computed_in_float32(encoder_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,14 +18,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from glode.device import loss_scaler
 from glode.distributed import init_from_env
 from glode.features import SentenceEncoder, attach_gold, collate
 from glode.model import SpanModelConfig, build_model
 from glode.progress import QUIET_ENV, progress
+from glode.settings import DataSettings
+from glode.steps.prepare import prepare_tables
 from tests.dist_train import run_scenario
-from tests.synthetic import all_words
+from tests.hang import hang_env, wait_for_hang
+from tests.synthetic import all_words, write_corpus
 from tests.tiny_encoder import build_tiny_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,3 +211,91 @@ def test_a_cuda_process_takes_its_own_gpu_and_binds_the_group_to_it(monkeypatch)
     calls.clear()
     init_from_env(torch.device("cpu"))
     assert calls == [("init", {"backend": "gloo"})]
+
+
+# Issue 38: train.processes. The training stages relaunch themselves as N processes through
+# torch's elastic launcher; no hand-typed torchrun line.
+LAUNCH_HOOK = ROOT / "tests/launch_hook"  # its sitecustomize: dropout off, or a rank that fails
+
+
+@pytest.fixture(scope="module")
+def stage_workspace(tmp_path_factory) -> Path:
+    """Prepared tables (24 source sentences) and a tiny encoder, for train_source runs."""
+    root = tmp_path_factory.mktemp("stage")
+    files = {name: write_corpus(root / f"{name}.txt", n, seed)
+             for name, n, seed in (("source_train", 24, 1), ("source_dev", 6, 2), ("target_unlabelled", 12, 3),
+                                   ("target_test", 4, 4))}
+    prepare_tables(files, DataSettings(labels=CLASSES[1:]), root / "tables")
+    build_tiny_encoder(root / "encoder", words=all_words())
+    return root
+
+
+def _train_source(root: Path, name: str, processes: int, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The train_source stage as DVC runs it (its options from params.yaml's train section), into NAME/."""
+    cmd = [sys.executable, str(ROOT / "stages/train_source.py"), "--target", "de", "--tables", "tables",
+           "--encoder", "encoder", "--out", f"{name}/models/r0", "--logs", f"{name}/logs/r0", "--epochs", "3",
+           "--batch-size", "8", "--lr", "1e-3", "--head-lr", "1e-2", "--device", "cpu", "--processes", str(processes)]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _hook_env(**extra) -> dict:
+    return _env(PYTHONPATH=os.pathsep.join([str(LAUNCH_HOOK), str(ROOT)]), GLODE_QUIET="1", **extra)
+
+
+def test_train_processes_2_relaunches_the_stage_and_writes_one_process_metrics(stage_workspace):
+    """``--processes 2`` (``train.processes: 2``, which dvc.yaml passes with the train section): the
+    stage starts two gloo processes itself and writes the logs and model folder that one process
+    writes, within the tolerance of ``test_two_gloo_processes_train_as_one_process`` (dropout is
+    off in both runs: each process draws its own masks). Rank 0 alone prints the epoch lines."""
+    env = _hook_env(GLODE_TEST_NO_DROPOUT="1")
+    runs = {n: _train_source(stage_workspace, f"p{n}", n, env) for n in (1, 2)}
+    for n, proc in runs.items():
+        assert proc.returncode == 0, (n, proc.stdout[-2000:], proc.stderr[-4000:])
+    assert [line.startswith("loss_source=") for line in runs[2].stdout.splitlines()].count(True) == 3
+    one, two = (json.loads((stage_workspace / f"p{n}/logs/r0/metrics.json").read_text()) for n in (1, 2))
+    assert one.keys() == two.keys() and {"loss_source", "loss_mlm", "dev_f1"} <= one.keys()
+    print(f"\nlargest metric difference {max(abs(one[k] - two[k]) for k in one):.2e}: " + ", ".join(
+        f"{k} {one[k]:.6f} / {two[k]:.6f}" for k in ("loss_source", "loss_mlm", "dev_f1")))
+    for key in one:
+        assert abs(one[key] - two[key]) < 1e-5, (key, one[key], two[key])
+    assert one["dev_f1"] > 0  # the model learned something worth comparing
+    w1, w2 = (load_file(stage_workspace / f"p{n}/models/r0/weights.safetensors") for n in (1, 2))
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=0, msg=k)
+
+
+def test_a_failing_training_process_is_one_error_line_and_a_non_zero_exit(stage_workspace):
+    """Rank 1 exits with status 3 as it starts; rank 0, waiting for it, is stopped by the launcher.
+    The stage ends with status 1 and one line naming the failed process, no traceback, no output."""
+    proc = _train_source(stage_workspace, "failed", 2, _hook_env(GLODE_TEST_FAIL_RANK="1"), timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("error: training process 1 of 2 (train.processes) exited with status 3; its own message is "
+                    "above, and the other processes were stopped"), proc.stderr[-3000:]
+    assert "rank 1 fails on purpose" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (stage_workspace / "failed").exists()
+
+
+def test_sigterm_stops_every_training_process_and_leaves_no_partial_output(stage_workspace, tmp_path):
+    """Rank 0 is held just before it renames its finished log folder into place (tests/hang_hook);
+    SIGTERM to the stage (what ``kill`` and job schedulers send) reaches every process through the
+    launcher: the stage exits with 143 and one line, and no output, whole or partial, is left."""
+    marker = tmp_path / "pid"
+    env = hang_env(_env(PYTHONPATH=str(ROOT), GLODE_QUIET="1"), "stages/train_source.py:r0", marker)
+    cmd = [sys.executable, str(ROOT / "stages/train_source.py"), "--target", "de", "--tables", "tables",
+           "--encoder", "encoder", "--out", "killed/models/r0", "--logs", "killed/logs/r0", "--epochs", "1",
+           "--batch-size", "8", "--device", "cpu", "--processes", "2"]
+    proc = subprocess.Popen(cmd, cwd=stage_workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_hang(proc, marker, 240, "rank 0's log folder")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("terminated; the 2 training processes were stopped and removed their "
+                                            "partial outputs"), err[-3000:]
+    left = sorted(str(p.relative_to(stage_workspace)) for p in (stage_workspace / "killed").rglob("*"))
+    assert left == ["killed/logs"], left  # the folder atomic_dir made for the logs, nothing in it

@@ -34,3 +34,26 @@ def test_check_stamp_does_not_depend_on_valid_values(root, tmp_path):
     with pytest.raises(ParamsError, match="k: -1"):
         write_check_stamp(tmp_path / "300/params.yaml", tmp_path / "300/logs/check.txt")
     assert not (tmp_path / "300/logs").exists() or not any((tmp_path / "300/logs").iterdir())
+
+
+def test_check_refuses_more_training_processes_than_gpus_naming_the_key(root, tmp_path, monkeypatch):
+    """``train.processes: 2`` with ``train.device: cuda`` on a machine with one GPU (torch's
+    answers replaced) stops the check stage, before anything trains; on the CPU it passes."""
+    import torch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    shutil.copytree(root, tmp_path / "p")
+    params = tmp_path / "p/params.yaml"
+    train = DEFAULT_TEXT.index("\ntrain:\n")
+    for device, fails in (("cuda", True), ("cpu", False)):
+        text = DEFAULT_TEXT[:train] + DEFAULT_TEXT[train:].replace("  processes: 1\n", "  processes: 2\n", 1)
+        params.write_text(text.replace("  device: auto\n", f"  device: {device}\n", 1))
+        if fails:
+            with pytest.raises(ParamsError, match=r"train.processes: 2 processes on CUDA need a GPU each, and this "
+                               r"machine has 1"):
+                write_check_stamp(params, tmp_path / "p/logs/check.txt")
+            assert not (tmp_path / "p/logs/check.txt").exists()
+        else:
+            write_check_stamp(params, tmp_path / "p/logs/check.txt")
