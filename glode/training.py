@@ -183,7 +183,11 @@ class _Batches:
 
 def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int, offset: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``; the schedule
-    starts at step ``offset`` of that run (a later round of a :class:`ChainedRun`)."""
+    starts at step ``offset`` of that run (a later round of a :class:`ChainedRun`). torch's
+    ``LambdaLR`` with our factor, not transformers' ``get_linear_schedule_with_warmup``: its
+    warm-up starts at lr 0 (step / warmup), one step behind this one ((step + 1) / warmup), which
+    changes every trained weight (issue 38: up to 6.5e-3 on the tiny model with 3 warm-up steps),
+    and it takes no offset."""
 
     def factor(step: int) -> float:
         s = step + offset

@@ -2,7 +2,10 @@
 by torchrun, train the tiny encoder's span model to the same losses and weights as one process
 with the same global batch. Issue 42: what only several processes show (parameters without
 gradients, a process without sentences under a loss scaler, dropout per process, leaving
-together, progress on rank 0 alone), from one torchrun launch of every scenario."""
+together, progress on rank 0 alone), from one torchrun launch of every scenario. Issue 38: the
+gradients are averaged by DistributedDataParallel, and ``train.processes`` makes the training
+stages relaunch themselves (the same metrics as one process, one error line for a failed
+process, SIGTERM through every process)."""
 
 from __future__ import annotations
 
