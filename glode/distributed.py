@@ -135,7 +135,7 @@ def launch_workers(processes: int, device: str) -> bool:
     or one of those a launcher started.
 
     A failed process stops the others; the failure becomes one GlodeError naming the process and
-    how it ended (its own message is above it). Ctrl-C or SIGTERM reaches every process, whose
+    how it ended (after the process's own message, if it wrote one). Ctrl-C or SIGTERM reaches every process, whose
     atomic writers remove their partial outputs, and this one exits with 130 or 143. Each process
     gets an equal share of the CPU cores (``OMP_NUM_THREADS``, unless it is set)."""
     if launched_size() > 1:
@@ -164,9 +164,9 @@ def launch_workers(processes: int, device: str) -> bool:
             rank, failure = min(exc.failures.items(), key=lambda item: (
                 item[1].exitcode <= 0, item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]))
             how = f"was killed by {_signal_name(-failure.exitcode)}" if failure.exitcode < 0 else \
-                f"exited with status {failure.exitcode}"
-            raise GlodeError(f"training process {rank} of {n} (train.processes) {how}; its own message is above, "
-                             "and the other processes were stopped") from None
+                f"exited with status {failure.exitcode}; its own message is above,"
+            raise GlodeError(f"training process {rank} of {n} (train.processes) {how} and the other processes were "
+                             "stopped") from None
         except SignalException as exc:
             print(f"{'interrupted' if exc.sigval == signal.SIGINT else 'terminated'}; the {n} training processes "
                   "were stopped and removed their partial outputs", file=sys.stderr)
