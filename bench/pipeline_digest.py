@@ -1,6 +1,6 @@
 """Digest of the tiny-encoder pipeline's outputs, to show that a refactor changes no byte (issue 37).
 
-Builds the pipeline test's project (tests/test_pipeline.py: tiny random encoder, synthetic
+Builds the pipeline test's project (tests/tiny_project.py: tiny random encoder, synthetic
 corpora, two rounds, the views on) from the code of ``--code`` (a checkout: the working tree by
 default, or e.g. ``git worktree add /tmp/before <commit>``), runs ``dvc repro`` single-threaded,
 and writes the SHA-256 of every metric, label table, report and log file, and of every model
@@ -10,8 +10,11 @@ folder's weights, to ``--out``. Compare two digests with ``--compare``::
     python bench/pipeline_digest.py --code /tmp/before --out /tmp/before.json
     python bench/pipeline_digest.py --out /tmp/after.json --compare /tmp/before.json
 
-The synthetic data and the tiny encoder come from this checkout's tests/ helpers, so both runs
-see the same inputs; only the project code (glode/, stages/, dvc.yaml) differs.
+The synthetic data, the tiny encoder and the params.yaml (the schema's defaults) come from this
+checkout's tests/ helpers and glode, so both runs see the same inputs; only the project code
+(glode/, stages/, dvc.yaml) differs. Take the earlier digest before a change adds params keys: an
+older checkout's check stage refuses keys it does not know. Issue 37's refactor was checked
+against the digest of commit f1dc9de taken this way (46 files, byte-identical after it).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,47 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PROJECT_FILES = ["dvc.yaml", "stages", "glode", ".dvc/config", ".dvc/plots"]
 COMPARED = ("metrics", "reports", "logs")
-
-
-def build_project(code: Path, root: Path) -> dict:
-    """The pipeline test's project in ``root`` with ``code``'s glode/stages/dvc.yaml; its environment."""
-    from glode.presets import apply_preset
-    from glode.rounds import rewrite_rounds
-    from tests.params_fixture import default_params, default_params_text
-    from tests.synthetic import all_words, write_corpus
-    from tests.tiny_encoder import build_tiny_encoder
-
-    for name in PROJECT_FILES:
-        src = code / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / name)
-    write_corpus(root / "data/en/train.txt", 48, seed=1)
-    write_corpus(root / "data/en/dev.txt", 12, seed=2)
-    write_corpus(root / "data/de/train.txt", 24, seed=3)
-    write_corpus(root / "data/de/test.txt", 16, seed=4)
-    encoder_dir = build_tiny_encoder(root / "tiny-encoder", words=all_words())
-    params = default_params()
-    text = default_params_text()
-    text = text.replace("name: embedded", f"name: {encoder_dir}")
-    text = text.replace(f"epochs: {params['train']['epochs']}", "epochs: 3")
-    text = text.replace(f"batch-size: {params['train']['batch-size']}", "batch-size: 48", 1)
-    text = text.replace("\nk: 300\n", "\nk: 5\n").replace("dim: 128", "dim: 16")
-    (root / "params.yaml").write_text(text)
-    rewrite_rounds(root / "params.yaml", 2)
-    apply_preset(root / "params.yaml", "glode")
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(root), DVC_NO_ANALYTICS="1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
-    return env
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -91,7 +52,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "project"
         root.mkdir(parents=True)
-        env = build_project(args.code.resolve(), root)
+        from tests.tiny_project import build_tiny_project
+
+        env = build_tiny_project(args.code.resolve(), root, threads=1, pythonpath=True)
         proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
         if proc.returncode:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)

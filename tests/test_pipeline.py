@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from glode.presets import apply_preset
-from glode.rounds import rewrite_rounds
 from tests.hang import hang_env, wait_for_hang
-from tests.params_fixture import default_params, default_params_text
-from tests.synthetic import all_words, write_corpus
-from tests.tiny_encoder import build_tiny_encoder
+from tests.tiny_project import build_tiny_project
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "stages", "glode", ".dvc/config", ".dvc/plots"]  # params.yaml: generated
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -31,45 +24,10 @@ def run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict]:
-    """A git+DVC copy of the project pointed at a tiny random encoder and tiny data."""
+    """A git+DVC copy of the project pointed at a tiny random encoder and tiny data, run with two
+    threads whatever the machine (reruns must be byte-identical with several, issue 40)."""
     root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / name)
-    write_corpus(root / "data/en/train.txt", 48, seed=1)
-    write_corpus(root / "data/en/dev.txt", 12, seed=2)
-    write_corpus(root / "data/de/train.txt", 24, seed=3)
-    write_corpus(root / "data/de/test.txt", 16, seed=4)
-    encoder_dir = build_tiny_encoder(root / "tiny-encoder", words=all_words())
-    params = default_params()  # the schema defaults, not the working tree's params.yaml (issue 39)
-    params_text = default_params_text()
-    # Point the copy at the tiny encoder and make training short; keep the file's structure.
-    params_text = params_text.replace("name: embedded", f"name: {encoder_dir}")
-    # three epochs of one batch of all 48 source sentences (1,300 spans x 32 units): a span gradient
-    # big enough for torch's multi-threaded path, whose atomic adds made reruns differ before issue 40
-    params_text = params_text.replace(f"epochs: {params['train']['epochs']}", "epochs: 3")
-    params_text = params_text.replace(f"batch-size: {params['train']['batch-size']}", "batch-size: 48", 1)
-    params_text = params_text.replace("\nk: 300\n", "\nk: 5\n").replace("dim: 128", "dim: 16")
-    (root / "params.yaml").write_text(params_text)
-    rewrite_rounds(root / "params.yaml", 2)  # two rounds (the default is one): the chain must carry across rounds
-    # the views on (the default): the stages must carry k, the prototypes and the kNN search
-    # through DVC; plain is the same stages with both views' evidence zero
-    apply_preset(root / "params.yaml", "glode")
-    assert yaml.safe_load((root / "params.yaml").read_text())["denoise"]["use-local"] is True
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    # two threads whatever the machine (reruns must be byte-identical with several, issue 40)
-    env.update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    env.update(DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    run(["git", "init", "-q"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "copy"], root, env)
-    return root, env
+    return root, build_tiny_project(ROOT, root, threads=2)
 
 
 def test_repro_round0_writes_wellformed_metrics(project):

@@ -34,8 +34,9 @@ def v4(monkeypatch, tmp_path):
     return proto
 
 
-def define_beyond(monkeypatch) -> None:
-    monkeypatch.setitem(V4.V4_VARIANTS, "beyond", ("test definition", {**V4.VIEWS, **V4.SOFT_CE, "retrain.harden-o": 0.35}))
+def undefine_beyond(monkeypatch) -> None:
+    """The column as it was before exploration x4 chose it: not defined, so skipped."""
+    monkeypatch.setitem(V4.V4_VARIANTS, "beyond", ("chosen by exploration x4", None))
 
 
 # --------------------------------------------------------------------------- plan, overrides, work folders
@@ -46,16 +47,19 @@ def test_plan_is_seed_0_on_every_target_first_in_the_priority_order():
     per_target = ["zeroshot", "plain-ce", "views-ref", "beyond", "plain-ref", "paper"]
     expected = [(lang, v, seed) for seed in (0, 1, 2) for lang in order for v in per_target]
     assert P.plan() == expected and len(expected) == 3 * 6 * 6
-    assert P.planned() == [c for c in expected if c[1] != "beyond"] and len(P.planned()) == 90  # beyond: not defined
+    assert P.planned() == expected  # every column defined
+    assert P.overrides("beyond", 0)["retrain.target-loss"] == "soft-ce" and P.overrides("beyond", 0)["denoise.use-local"]
     assert set(P.variants) == {"zeroshot", "plain-ce", "plain-ref", "views-ref", "paper", "beyond"}
     assert P.sizes == V3.V3_SIZES == {"source_train": 3000, "source_dev": 1000, "target_unlabelled": 3000, "target_test": 3000}
 
 
-def test_defining_beyond_plans_its_cells_in_its_place(monkeypatch):
-    define_beyond(monkeypatch)
+def test_an_undefined_beyond_is_skipped_and_the_others_keep_their_place(monkeypatch):
+    undefine_beyond(monkeypatch)
     planned = P.planned()
-    assert len(planned) == 108
-    assert planned[:6] == [("de", v, 0) for v in ("zeroshot", "plain-ce", "views-ref", "beyond", "plain-ref", "paper")]
+    assert len(planned) == 90 and all(v != "beyond" for _, v, _ in planned)
+    assert planned[:5] == [("de", v, 0) for v in ("zeroshot", "plain-ce", "views-ref", "plain-ref", "paper")]
+    monkeypatch.undo()
+    assert len(P.planned()) == 108
     assert P.overrides("beyond", 2)["train.epochs"] == 3 and P.workdir("zh", "beyond", 2) == "zh-s2"
 
 
@@ -167,7 +171,8 @@ def test_estimate_from_the_measured_v3_cells_says_what_it_is(capsys):
 # --------------------------------------------------------------------------- status and run
 
 
-def test_status_lists_pending_skipped_and_hours(v4, capsys):
+def test_status_lists_pending_skipped_and_hours(v4, monkeypatch, capsys):
+    undefine_beyond(monkeypatch)
     assert R.main(["--protocol", "v4", "status"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("de:zeroshot  s0 pending\nde:plain-ce  s0 pending\nde:views-ref s0 pending\n")
@@ -186,7 +191,8 @@ def test_status_says_when_a_definition_no_longer_matches_its_measured_cells(v4, 
     assert "changed: views-ref's definition in bench/results_v4.py differs" in capsys.readouterr().out
 
 
-def test_run_refuses_the_undefined_beyond(v4, tmp_path, capsys):
+def test_run_refuses_the_undefined_beyond(v4, monkeypatch, tmp_path, capsys):
+    undefine_beyond(monkeypatch)
     assert R.main(["--protocol", "v4", "run", "--only", "de:beyond:0", "--workdir", str(tmp_path / "work")]) == 2
     assert "not defined yet" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
@@ -236,7 +242,8 @@ def _section(text: str, title: str) -> str:
     return text.split(title, 1)[1].split("\n### ", 1)[0]
 
 
-def test_render_with_no_cells_is_all_pending(v4):
+def test_render_with_no_cells_is_all_pending(v4, monkeypatch):
+    undefine_beyond(monkeypatch)
     text = V4.render_v4(H.load_cells(v4), v4)
     table = _section(text, "### Target test F1")
     assert "| target | zero-shot (r0) | plain-ce (r1) | plain-ref (r1) | views-ref (r1) | paper (r5) | beyond (r1) |" in table
@@ -271,7 +278,7 @@ def test_render_fills_measured_cells_and_leaves_the_rest_pending(v4):
     quality = _section(text, "### What the views-ref variant's denoising does")
     assert "| de | r1 | +2.0 / *pending* / *pending* | +1.0 / *pending* / *pending* | -2.00 / *pending* / *pending* |" in quality
     assert "r1: 0 of 6 (issue 36 asks for at least five of six)" in quality
-    assert "| de | views-ref | 1 of 3 | s0: " in text and "Measured cells: 3 of 90 planned" in text
+    assert "| de | views-ref | 1 of 3 | s0: " in text and "Measured cells: 3 of 108 planned" in text
     walls = _section(text, "every variant but paper")
     assert "| de | - | - | - | - | 90 | - | - | 2000 |" in walls and "| es | *pending* |" in walls
     assert "| de | *pending* |" in _section(text, "paper (r0 at 8 epochs")
@@ -305,7 +312,7 @@ def test_cmd_render_writes_the_v4_block_and_leaves_the_rest_of_the_page(v4, monk
     assert R.main(["--protocol", "v4", "render"]) == 0
     new = page.read_text()
     assert new.startswith(head + v4.begin) and new.endswith(v4.end + tail)
-    assert "Measured cells: 3 of 90 planned" in new
+    assert "Measured cells: 3 of 108 planned" in new
 
 
 @pytest.mark.slow
