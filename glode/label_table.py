@@ -109,11 +109,16 @@ def read_labels_dense(path: Path, spans: pd.DataFrame, classes: Sequence[str]) -
     Y = np.zeros((len(spans), len(classes)), dtype=np.float32)
     Y[:, 0] = 1.0
     if len(table):
-        key = pd.MultiIndex.from_arrays([spans.sentence_id, spans.start, spans.end])
-        pos = key.get_indexer(pd.MultiIndex.from_arrays([table.sentence_id, table.start.astype(np.int32), table.end.astype(np.int32)]))
-        found = pos >= 0
+        pos, found = _span_positions(spans, table)
         Y[pos[found]] = table.loc[found, list(classes)].to_numpy(dtype=np.float32)
     return Y
+
+
+def _span_positions(spans: pd.DataFrame, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Where each label-table row's span (sentence, start, end) is in ``spans``, and which rows were found."""
+    key = pd.MultiIndex.from_arrays([spans.sentence_id, spans.start, spans.end])
+    pos = key.get_indexer(pd.MultiIndex.from_arrays([rows.sentence_id, rows.start.astype(np.int32), rows.end.astype(np.int32)]))
+    return pos, pos >= 0
 
 
 
@@ -139,13 +144,11 @@ def read_neighbour_weights(path: Path, spans: pd.DataFrame, classes: Sequence[st
                          "retrain.span-weights: neighbours needs denoise.use-local: true")
     agree = entity.local_count.to_numpy(dtype=np.float64)
     mean = entity.groupby("label").local_count.transform("mean").to_numpy(dtype=np.float64)
-    w = np.where(mean > 0, np.minimum(1.0, agree / np.where(mean > 0, mean, 1.0)), 1.0)
-    key = pd.MultiIndex.from_arrays([spans.sentence_id, spans.start, spans.end])
-    pos = key.get_indexer(pd.MultiIndex.from_arrays([entity.sentence_id, entity.start.astype(np.int32),
-                                                     entity.end.astype(np.int32)]))
-    found = pos >= 0
+    w = np.minimum(1.0, np.divide(agree, mean, out=np.ones_like(agree), where=mean > 0))
+    pos, found = _span_positions(spans, entity)
     weights[pos[found]] = w[found]
     return weights
+
 
 def rows_to_store(Y_prev: np.ndarray, Y_new: np.ndarray, gold, G=None, L=None) -> np.ndarray:
     """The spans a sparse table keeps: entity mass in the old or new label, admitted as an entity
