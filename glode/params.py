@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from glode.errors import GlodeError, ParamError, ParamsError
-from glode.settings import (DEFAULTS, SCHEMA, DenoiseSettings, Param, check_label_sets, check_values,
+from glode.settings import (DEFAULTS, SCHEMA, DenoiseSettings, Param, check_label_sets,
                             schedule_rounds_problem)
 
-__all__ = ["reference_markdown", "Param", "SCHEMA", "DEFAULTS", "check_options", "check_params", "check_file", "check_label_sets",
+__all__ = ["reference_markdown", "Param", "SCHEMA", "DEFAULTS", "check_params", "check_file", "check_label_sets",
            "schedule_rounds_problem", "ParamsError", "load_file", "param_notes", "local_path_reason"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -35,13 +35,6 @@ SPECIAL = ("rounds", "models")  # checked as a whole: the round chain and its de
 
 def _problem_line(key: str, value: Any, why: str) -> str:
     return f"{key}: {value!r} is not allowed; expected {why}"
-
-
-def check_options(options: dict[str, Any], keys: dict[str, str]) -> None:
-    """Check a stage's options against the schema: ``keys`` maps option names to params.yaml keys.
-
-    Raises ParamError (one problem) or ParamsError (several), naming each params.yaml key."""
-    check_values({key: options[opt] for opt, key in keys.items()})
 
 
 def _flatten(params: dict) -> dict[str, Any]:

@@ -266,7 +266,7 @@ def stages_accept(params: dict, root: Path) -> bool:
     """Whether DVC can build every stage's command and every stage accepts its options as the
     params file has them: parsed by the stage's own click command, equal to the file's values
     (DVC drops an empty list, and the stage would then use its default), the stage's checks."""
-    from glode.params import check_options
+    from glode.settings import check_values
 
     try:
         for name, stage in STAGES.items():
@@ -303,7 +303,7 @@ def stages_accept(params: dict, root: Path) -> bool:
                         raise Refused(f"{key}: the stage got {got!r}, params.yaml has {want!r}")
                     if got != want and not (isinstance(got, float) and math.isnan(got) and math.isnan(want)):
                         raise Refused(f"{key}: the stage got {got!r}, params.yaml has {want!r}")
-                check_options(o, declared)
+                check_values({key: o[opt] for opt, key in declared.items()})
                 _stage_own_checks(script, o, params, root)
     except (Refused, ParamError, ParamsError):
         return False
