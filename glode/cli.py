@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from glode.rounds import MAX_ROUNDS
-from glode.settings import DeviceSettings
-from glode.stagecli import run_app, with_settings
+from glode.settings import DeviceSettings, TrainSettings
+from glode.stagecli import options, run_app, with_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -314,11 +314,13 @@ def predict(
     force: ForceOpt = False,
     *,
     where: DeviceSettings,  # --device and --precision: train.device and train.precision of params.yaml
+    run: Annotated[TrainSettings, options("processes")],  # --processes: train.processes
 ) -> None:
     """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
     import time
 
     from glode.atomic import atomic_path, check_output_file
+    from glode.distributed import launch_workers, sharded_scoring
     from glode.errors import GlodeError
     from glode.output_formats import format_bio, format_jsonl
     from glode.predict import TOKENIZERS, load_predictor, predict_items, read_input
@@ -329,7 +331,12 @@ def predict(
         raise GlodeError(f"unknown output format {output_format!r}; use bio or jsonl")
     if tokenizer not in TOKENIZERS:
         raise GlodeError(f"unknown tokenizer {tokenizer!r}; use {' or '.join(TOKENIZERS)}")
-    items, used = read_input(input_, input_format, tokenizer)
+    if input_ == "-" and run.processes != 1:
+        raise GlodeError(f"--processes {run.processes}: every process reads INPUT, and standard input ('-') can be "
+                         "read once; save it to a file and give its name, or use --processes 1")
+    items, used = read_input(input_, input_format, tokenizer)  # bad input: one line, before any process starts
+    if launch_workers(run.processes, where.device, "predict", "--processes"):  # the launched processes did it all
+        return
     if threads > 0:
         import torch
 
@@ -337,10 +344,13 @@ def predict(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the encoder's "Loading weights" bar is noise here
-    net, tok, enc = load_predictor(model, encoder, where)
-    t0 = time.perf_counter()
-    predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress, precision=where.precision)
-    seconds = time.perf_counter() - t0
+    with sharded_scoring(where.device) as world:  # each process scores its share of the batches
+        net, tok, enc = load_predictor(model, encoder, where)
+        t0 = time.perf_counter()
+        predict_items(net, tok, enc, items, batch_size=batch_size, progress=progress, precision=where.precision)
+        seconds = time.perf_counter() - t0
+    if not world.main:  # every process has every sentence's spans; rank 0 writes them
+        return
     chunks = (format_bio if output_format == "bio" else format_jsonl)(items, gold)
     if str(out) == "-":
         for chunk in chunks:

@@ -13,6 +13,13 @@ are the exception). A parameter no process computed a gradient for is left witho
 process leaves it (``find_unused_parameters``). Only rank 0 scores dev and writes logs and model
 folders; ``together()`` keeps the others in the process group until it has, then every process
 leaves it.
+
+The stages that run the model without training (``initial_labels``, ``pseudo_label@rN``,
+``evaluate@M``) and ``glode predict`` relaunch themselves the same way and score inside
+:func:`sharded_scoring`: there each ``glode.scoring.score_spans`` call splits its length-sorted
+batches over the processes (rank r takes batches r, r+N, ...) and gathers the results on every
+process (:func:`all_gather`), so the scores are one process's; rank 0 alone writes the outputs.
+Outside it (training's dev scoring, which rank 0 does alone) scoring stays local.
 """
 
 from __future__ import annotations
@@ -25,18 +32,20 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from glode.errors import GlodeError
 
-__all__ = ["World", "current_world", "init_from_env", "launch_workers", "data_parallel", "sum_floats", "together"]
+__all__ = ["World", "current_world", "init_from_env", "launch_workers", "data_parallel", "sum_floats", "together",
+           "sharded_scoring", "scoring_world", "all_gather", "rank_output"]
 
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes."""
+    """This process's place among the data-parallel processes."""
 
     rank: int = 0
     size: int = 1
@@ -127,15 +136,16 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
-def launch_workers(processes: int, device: str) -> bool:
+def launch_workers(processes: int, device: str, role: str = "training", key: str = "train.processes") -> bool:
     """Run this stage's command line as ``processes`` data-parallel processes (``train.processes``;
     0: one per GPU, :func:`glode.device.launch_processes`) under ``torch.distributed``'s elastic
     launcher, the engine of ``torchrun``, on this machine, and wait for them. True when they ran
-    and succeeded (the caller is done); False where this process is to train itself: one process,
-    or one of those a launcher started.
+    and succeeded (the caller is done); False where this process is to do the work itself: one
+    process, or one of those a launcher started.
 
-    A failed process stops the others; the failure becomes one GlodeError naming the process and
-    how it ended (after the process's own message, if it wrote one). Ctrl-C or SIGTERM reaches every process, whose
+    A failed process stops the others; the failure becomes one GlodeError naming the process (a
+    ``role`` process, e.g. ``scoring``) and how it ended, and the option ``key`` that asked for it
+    (after the process's own message, if it wrote one). Ctrl-C or SIGTERM reaches every process, whose
     atomic writers remove their partial outputs, and this one exits with 130 or 143. Each process
     gets an equal share of the CPU cores (``OMP_NUM_THREADS``, unless it is set)."""
     if launched_size() > 1:
@@ -159,19 +169,82 @@ def launch_workers(processes: int, device: str) -> bool:
                               rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # torchrun --standalone
                               max_restarts=0, logs_specs=DefaultLogsSpecs(log_dir=logs))
         try:
-            elastic_launch(config, sys.executable)(*sys.argv)
+            # the command line as Python got it (``-m glode.cli predict ...`` too, where sys.argv[0] is a file path)
+            elastic_launch(config, sys.executable)(*getattr(sys, "orig_argv", [sys.executable, *sys.argv])[1:])
         except ChildFailedError as exc:
             rank, failure = min(exc.failures.items(), key=lambda item: (
                 item[1].exitcode <= 0, item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]))
             how = f"was killed by {_signal_name(-failure.exitcode)}" if failure.exitcode < 0 else \
                 f"exited with status {failure.exitcode}; its own message is above,"
-            raise GlodeError(f"training process {rank} of {n} (train.processes) {how} and the other processes were "
+            raise GlodeError(f"{role} process {rank} of {n} ({key}) {how} and the other processes were "
                              "stopped") from None
         except SignalException as exc:
-            print(f"{'interrupted' if exc.sigval == signal.SIGINT else 'terminated'}; the {n} training processes "
+            print(f"{'interrupted' if exc.sigval == signal.SIGINT else 'terminated'}; the {n} {role} processes "
                   "were stopped and removed their partial outputs", file=sys.stderr)
             raise SystemExit(128 + int(exc.sigval)) from None
     return True
+
+
+_sharded = False  # inside sharded_scoring(): score_spans calls are collective
+
+
+@contextlib.contextmanager
+def sharded_scoring(device: str) -> Iterator[World]:
+    """Around what a scoring stage (or ``glode predict``) does in one of the processes that
+    :func:`launch_workers` started: join their process group (the device ``train.device`` names
+    for this process: ``cuda:LOCAL_RANK`` on CUDA), make every ``score_spans`` call inside
+    collective (:func:`scoring_world`), and on the way out wait until rank 0 has written its
+    outputs, then leave the group (:func:`together`). Every process must make the same
+    ``score_spans`` calls in the same order, on the same sentences (each call gathers); only
+    rank 0 (``World.main``) writes. In a single process nothing changes."""
+    global _sharded
+    if launched_size() == 1:
+        yield World()
+        return
+    from glode.device import resolve_device
+
+    world = init_from_env(resolve_device(device))
+    _sharded = True
+    try:
+        with together():
+            yield world
+    finally:
+        _sharded = False
+
+
+def scoring_world() -> World:
+    """The processes a ``score_spans`` call splits its batches over: the process group inside
+    :func:`sharded_scoring`; this process alone elsewhere (training scores dev on rank 0 alone,
+    where a collective call would wait for the others forever)."""
+    return current_world() if _sharded else World()
+
+
+def all_gather(items: list, world: World) -> list:
+    """Every process's ``items`` (picklable: numpy arrays travel bit for bit), concatenated in
+    rank order, on every process (``all_gather_object``: gloo, or nccl through this process's
+    GPU); ``items`` itself in a single process."""
+    if world.size == 1:
+        return list(items)
+    import torch.distributed as dist
+
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
+@contextlib.contextmanager
+def rank_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Where this process writes an output folder or file that rank 0 alone may write, for a step
+    that writes it itself: ``path`` on rank 0 (and in a single process); on the other ranks a
+    throwaway path of the same name in a temporary folder (under ``TMPDIR``) that is removed
+    afterwards, so that they never create or remove ``path``."""
+    path = Path(path)
+    world = current_world()
+    if world.main:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=f"glode-rank{world.rank}-") as scratch:
+        yield Path(scratch) / path.name
 
 
 def _signal_name(number: int) -> str:

@@ -42,7 +42,15 @@ def score_spans(
     A sentence longer than the model's sequence length is scored window by window
     (``EncodedSentence.units()``); each span's scores come from the window it is assigned to,
     so the result is aligned with the sentence's span arrays either way.
+
+    Inside ``glode.distributed.sharded_scoring`` with N processes, every process makes the same
+    length-sorted batches, process r runs batches r, r+N, r+2N, ..., and the batches' scores are
+    gathered, so that every process returns what one process returns (each batch is the very
+    batch one process runs: the same values, bit for bit, at the same thread count). Every
+    process must then make the call, with the same sentences.
     """
+    from glode.distributed import all_gather, scoring_world
+
     model.eval()
     units = [(i, u) for i, s in enumerate(sentences) for u in s.units()]
     probs_out: list[np.ndarray | None] = [None] * len(sentences)
@@ -50,8 +58,31 @@ def score_spans(
     batches = length_batches([len(u.input_ids) for _, u in units], batch_size)
     device = model_device(model)
     check_precision(device, precision)
+
+    def place(idx, probs: np.ndarray, z: np.ndarray | None) -> None:
+        """One batch's span rows into their sentences' arrays."""
+        bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
+        for pos, j in enumerate(idx):
+            i, unit = units[j]
+            lo, hi = bounds[pos], bounds[pos + 1]
+            if unit.rows is None:  # the whole sentence in one input
+                probs_out[i] = probs[lo:hi].copy()
+                feats_out[i] = None if z is None else z[lo:hi].copy()
+                continue
+            n_spans = len(sentences[i].span_word_start)
+            if probs_out[i] is None:
+                probs_out[i] = np.zeros((n_spans, probs.shape[1]), dtype=probs.dtype)
+                feats_out[i] = None if z is None else np.zeros((n_spans, z.shape[1]), dtype=z.dtype)
+            probs_out[i][unit.rows] = probs[lo:hi]
+            if z is not None:
+                feats_out[i][unit.rows] = z[lo:hi]
+
+    world = scoring_world()
+    mine = range(world.rank, len(batches), world.size)  # all of them in one process
+    computed = []  # (batch number, probs, z) of this process's batches, with several processes
     with torch.inference_mode():
-        for idx in progress_bar(batches, desc=desc, unit="batch", enabled=progress, leave=False):
+        for b in progress_bar(mine, desc=desc, unit="batch", enabled=progress, leave=False):
+            idx = batches[b]
             batch = collate([units[j][1] for j in idx], pad_id).to(device)
             with autocast(device, precision):
                 z = model.span_features(batch)
@@ -60,21 +91,13 @@ def score_spans(
                 probs = torch.softmax(model.classifier(z).float(), dim=-1)
             probs = probs.cpu().numpy()  # no copy on the CPU
             z = z.float().cpu().numpy() if with_features else None
-            bounds = np.cumsum([0] + [len(units[j][1].span_word_start) for j in idx])
-            for pos, j in enumerate(idx):
-                i, unit = units[j]
-                lo, hi = bounds[pos], bounds[pos + 1]
-                if unit.rows is None:  # the whole sentence in one input
-                    probs_out[i] = probs[lo:hi].copy()
-                    feats_out[i] = None if z is None else z[lo:hi].copy()
-                    continue
-                n_spans = len(sentences[i].span_word_start)
-                if probs_out[i] is None:
-                    probs_out[i] = np.zeros((n_spans, probs.shape[1]), dtype=probs.dtype)
-                    feats_out[i] = None if z is None else np.zeros((n_spans, z.shape[1]), dtype=z.dtype)
-                probs_out[i][unit.rows] = probs[lo:hi]
-                if z is not None:
-                    feats_out[i][unit.rows] = z[lo:hi]
+            if world.size == 1:
+                place(idx, probs, z)
+            else:
+                computed.append((b, probs, z))
+    if world.size > 1:
+        for b, probs, z in sorted(all_gather(computed, world), key=lambda item: item[0]):
+            place(batches[b], probs, z)
     return [SpanScores(p, f) for p, f in zip(probs_out, feats_out)]
 
 

@@ -281,9 +281,10 @@ class TrainSettings(Settings):
     eval_batch_size: int = param(64, lo=1, help="Sentences per batch when scoring dev.")
     grad_accum: int = param(1, lo=1, help="Micro-batches of --batch-size per optimiser step (the effective batch is "
                             "their product).")
-    processes: int = param(1, lo=0, help="Training processes, data-parallel (DistributedDataParallel; gloo on the CPU, "
-                           "nccl on CUDA with one GPU each): the training stages relaunch themselves as this many; 0: one "
-                           "per CUDA device where the model runs on CUDA, else 1.")
+    processes: int = param(1, lo=0, help="Data-parallel processes (gloo on the CPU, nccl on CUDA with one GPU each): the "
+                           "training stages (DistributedDataParallel), the scoring stages and glode predict (each process "
+                           "scores a share of the batches; the outputs are one process's) relaunch themselves as this "
+                           "many; 0: one per CUDA device where the model runs on CUDA, else 1.")
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records as its ``train_params``: everything that shapes the

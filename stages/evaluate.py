@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from glode.settings import DeviceSettings, EvaluateSettings
-from glode.stagecli import run_app, single_command, with_settings
+from glode.distributed import launch_workers, sharded_scoring
+from glode.settings import DeviceSettings, EvaluateSettings, TrainSettings
+from glode.stagecli import options, run_app, single_command, with_settings
 from glode.steps.evaluate import evaluate_model
 
 
@@ -18,10 +19,15 @@ def main(
     *,
     scoring: EvaluateSettings,
     device: DeviceSettings,
+    run: Annotated[TrainSettings, options("processes")],
 ) -> None:
     """Write seqeval strict-IOB2 micro P/R/F1, per-type scores and the paper's span F1."""
-    s = evaluate_model(model, test, metrics, scoring, device=device)
-    typer.echo(f"{model}: F1 {s['f1']:.4f} (P {s['precision']:.4f}, R {s['recall']:.4f}); span F1 {s['span']['f1']:.4f}")
+    if launch_workers(run.processes, device.device, "scoring"):  # train.processes > 1: the launched processes did it
+        return
+    with sharded_scoring(device.device) as world:  # each process scores its share of the batches; rank 0 writes
+        s = evaluate_model(model, test, metrics, scoring, device=device)
+    if world.main:
+        typer.echo(f"{model}: F1 {s['f1']:.4f} (P {s['precision']:.4f}, R {s['recall']:.4f}); span F1 {s['span']['f1']:.4f}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from glode.settings import DeviceSettings, EvaluateSettings
-from glode.stagecli import run_app, single_command, with_settings
+from glode.distributed import launch_workers, sharded_scoring
+from glode.settings import DeviceSettings, EvaluateSettings, TrainSettings
+from glode.stagecli import options, run_app, single_command, with_settings
 from glode.steps.initial_labels import initial_labels
 
 
@@ -19,11 +20,16 @@ def main(
     *,
     scoring: EvaluateSettings,
     device: DeviceSettings,
+    run: Annotated[TrainSettings, options("processes")],
 ) -> None:
     """Kept non-O predictions keep their distribution; every other span is one-hot O."""
-    s = initial_labels(model, tables, out, metrics, scoring, device=device)
+    if launch_workers(run.processes, device.device, "scoring"):  # train.processes > 1: the launched processes did it
+        return
+    with sharded_scoring(device.device) as world:  # each process scores its share of the batches; rank 0 writes
+        s = initial_labels(model, tables, out, metrics, scoring, device=device)
     f1 = s.get("pseudo_label_f1")
-    typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))
+    if world.main:
+        typer.echo(f"{out}: {s['label_rows']} rows" + (f", pseudo-label F1 {f1:.4f}" if f1 is not None else ""))
 
 
 if __name__ == "__main__":

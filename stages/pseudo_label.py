@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
+from glode.distributed import launch_workers, rank_output, sharded_scoring
 from glode.rounds import check_prev
-from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings
+from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings, TrainSettings
 from glode.stagecli import options, run_app, single_command, with_settings
 from glode.steps.pseudo_label import pseudo_label_round
 
@@ -23,13 +24,19 @@ def main(
     vectors: Annotated[DenoiseSettings, options("dim", "projection", "features", "seed")],
     scoring: EvaluateSettings,
     device: DeviceSettings,
+    run: Annotated[TrainSettings, options("processes")],
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
     check_prev(round, prev)
-    info = pseudo_label_round(models / prev, tables, out, vectors, scoring, encoder_dir=encoder, device=device)
-    typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
-               f"dim {info['dim']} ({vectors.features} features, {vectors.projection})")
+    if launch_workers(run.processes, device.device, "scoring"):  # train.processes > 1: the launched processes did it
+        return
+    # each process scores its share of the batches; rank 0 writes the folder, the others a throwaway copy
+    with sharded_scoring(device.device) as world, rank_output(out) as folder:
+        info = pseudo_label_round(models / prev, tables, folder, vectors, scoring, encoder_dir=encoder, device=device)
+    if world.main:
+        typer.echo(f"{out}: {info['target_spans']} target spans, {info['source_spans']} source spans, "
+                   f"dim {info['dim']} ({vectors.features} features, {vectors.projection})")
 
 
 if __name__ == "__main__":

@@ -19,17 +19,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+from glode.cli import app
 from glode.device import loss_scaler
 from glode.distributed import init_from_env
+from glode.errors import GlodeError
 from glode.features import SentenceEncoder, attach_gold, collate
-from glode.model import SpanModelConfig, build_model
+from glode.model import SpanModelConfig, build_model, save_model
 from glode.progress import QUIET_ENV, progress
 from glode.settings import DataSettings
 from glode.steps.prepare import prepare_tables
+from tests.dist_score import main as score_in_processes
 from tests.dist_train import run_scenario
 from tests.hang import hang_env, wait_for_hang
 from tests.synthetic import all_words, write_corpus
@@ -302,3 +307,177 @@ def test_sigterm_stops_every_training_process_and_leaves_no_partial_output(stage
                                             "partial outputs"), err[-3000:]
     left = sorted(str(p.relative_to(stage_workspace)) for p in (stage_workspace / "killed").rglob("*"))
     assert left == ["killed/logs"], left  # the folder atomic_dir made for the logs, nothing in it
+
+
+# Issue 38: the scoring stages and glode predict with train.processes / --processes. Each
+# score_spans call splits the one-process batches over the processes and gathers them; rank 0
+# writes what one process writes. Every run here has one OpenMP thread per process, so one
+# process and two compute each batch with the same threads: the outputs are compared byte for byte.
+
+
+def test_score_spans_in_two_processes_returns_what_one_process_returns(tmp_path):
+    """tests/dist_score.py: three score_spans calls in a row (30 sentences of different lengths,
+    some in windows, batch 4, with span features; 3 sentences in one batch, so the second process
+    has none; no sentence) as two gloo processes under torchrun and as one process: the two run
+    every other batch of one process's, and both return one process's probabilities and
+    features, bit for bit."""
+    enc = build_tiny_encoder(tmp_path / "enc", words=all_words())
+    script = str(ROOT / "tests/dist_score.py")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each launched process has (OMP_NUM_THREADS=1)
+    try:
+        score_in_processes(str(enc), str(tmp_path / "one"))  # here, as one process
+    finally:
+        torch.set_num_threads(threads)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(_free_port()), script, str(enc), str(tmp_path / "two")],
+                         env=_env(GLODE_QUIET="1"), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    ref = dict(np.load(tmp_path / "one/rank0.npz"))
+    assert int(ref.pop("size")) == 1 and len(ref["probs0"]) > 100 and ref["features0"].shape[1] > 8
+    batches = ref.pop("batches").tolist()
+    assert batches[0] >= 8 and batches[1:] == [1, 0]
+    shares = [dict(np.load(tmp_path / f"two/rank{rank}.npz")) for rank in (0, 1)]
+    assert [s.pop("batches").tolist() for s in shares] == [[(batches[0] + 1) // 2, 1, 0], [batches[0] // 2, 0, 0]]
+    for rank, got in enumerate(shares):
+        assert int(got.pop("size")) == 2 and got.keys() == ref.keys()
+        for key in ref:
+            assert got[key].dtype == ref[key].dtype and got[key].shape == ref[key].shape, (rank, key)
+            assert got[key].tobytes() == ref[key].tobytes(), (rank, key)
+
+
+@pytest.fixture(scope="module")
+def scoring_workspace(stage_workspace) -> Path:
+    """stage_workspace with a random tiny span model saved as models/r0 (entities made common
+    enough that decoding and the label table have work to do)."""
+    model, tok = build_model(stage_workspace / "encoder", SpanModelConfig(classes=CLASSES, max_span_len=3,
+                                                                          max_seq_len=24), seed=0)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.6, 0.6, 0.6]))
+    model.freeze_word_embeddings(True)
+    save_model(model, tok, stage_workspace / "scoring/models/r0", stage_workspace / "encoder")
+    return stage_workspace
+
+
+SCORING_STAGES = {  # the stage's own options, as dvc.yaml passes them, writing into NAME/
+    "pseudo_label": ["--round", "r1", "--prev", "r0", "--models", "scoring/models", "--out", "{name}/pseudo",
+                     "--tables", "tables", "--encoder", "encoder", "--dim", "8", "--seed", "0"],
+    "initial_labels": ["--model", "scoring/models/r0", "--tables", "tables", "--out", "{name}/labels.parquet",
+                       "--metrics", "{name}/r0.json"],
+    "evaluate": ["--model", "scoring/models/r0", "--metrics", "{name}/r0.json", "--test", "tables/target_test.parquet"],
+}
+
+
+def _score_stage(root: Path, stage: str, name: str, processes: int, env: dict, timeout: float = 300):
+    cmd = [sys.executable, str(ROOT / f"stages/{stage}.py"), *(a.format(name=name) for a in SCORING_STAGES[stage]),
+           "--batch-size", "4", "--device", "cpu", "--processes", str(processes)]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_scoring_stage_with_processes_2_writes_what_one_process_writes(scoring_workspace, tmp_path):
+    """``--processes 2`` (``train.processes: 2``, which dvc.yaml passes to the scoring stages): the
+    pseudo_label stage relaunches itself as two gloo processes, which split each scoring call's
+    batches (target and source spans), and writes the very bytes one process writes: span table
+    with probabilities, span vectors, manifest. Rank 0 alone prints the summary line; rank 1's
+    throwaway copy of the folder (in TMPDIR) is gone afterwards. (initial_labels and evaluate run
+    the same glue; that only rank 0 of them writes: test_only_rank_0_of_the_scoring_steps_writes.)"""
+    stage = "pseudo_label"
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    env = _hook_env(TMPDIR=str(scratch))
+    runs = {n: _score_stage(scoring_workspace, stage, f"{stage}-p{n}", n, env) for n in (1, 2)}
+    for n, proc in runs.items():
+        assert proc.returncode == 0, (n, proc.stdout[-2000:], proc.stderr[-4000:])
+    assert runs[2].stdout.replace("-p2/", "-p1/") == runs[1].stdout and len(runs[1].stdout.splitlines()) == 1
+    one, two = (_files(scoring_workspace / f"{stage}-p{n}") for n in (1, 2))
+    assert len(one) >= 4 and one.keys() == two.keys()
+    assert [k for k in one if one[k] != two[k]] == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_only_rank_0_of_the_scoring_steps_writes(scoring_workspace, monkeypatch, tmp_path):
+    """The initial_labels and evaluate steps compute everything in every process (their results
+    are returned) but write their outputs on rank 0 alone; here this process is told it is rank 1
+    of 2 (its scoring stays local: no sharded_scoring around it)."""
+    import glode.distributed
+    from glode.settings import DeviceSettings, EvaluateSettings
+    from glode.steps.evaluate import evaluate_model
+    from glode.steps.initial_labels import initial_labels
+
+    ws, cpu = scoring_workspace, DeviceSettings(device="cpu")
+    monkeypatch.setattr(glode.distributed, "current_world", lambda: glode.distributed.World(1, 2))
+    s = initial_labels(ws / "scoring/models/r0", ws / "tables", tmp_path / "labels.parquet", tmp_path / "r0.json",
+                       EvaluateSettings(), progress=False, device=cpu)
+    assert s["label_rows"] > 0
+    m = evaluate_model(ws / "scoring/models/r0", ws / "tables/target_test.parquet", tmp_path / "metrics.json",
+                       EvaluateSettings(), progress=False, device=cpu)
+    assert "f1" in m and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(glode.distributed, "current_world", lambda: glode.distributed.World(0, 2))
+    evaluate_model(ws / "scoring/models/r0", ws / "tables/target_test.parquet", tmp_path / "metrics.json",
+                   EvaluateSettings(), progress=False, device=cpu)
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_failing_scoring_process_is_one_error_line_and_a_non_zero_exit(scoring_workspace):
+    """Rank 1 of an evaluate stage with --processes 2 exits with status 3 as it starts: the stage
+    ends with status 1 and one line naming the scoring process and train.processes, no output."""
+    proc = _score_stage(scoring_workspace, "evaluate", "failed-scoring", 2, _hook_env(GLODE_TEST_FAIL_RANK="1"),
+                        timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: scoring process 1 of 2 (train.processes) exited with status 3; its own message is above, and the other "
+        "processes were stopped"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not (scoring_workspace / "failed-scoring").exists()
+
+
+def test_sigterm_stops_every_scoring_process_and_leaves_no_partial_output(scoring_workspace, tmp_path):
+    """Both processes of pseudo_label --processes 2 are held just before they rename their
+    finished folders into place (rank 0's output, rank 1's throwaway copy: tests/hang_hook);
+    SIGTERM to the stage: exit 143, one line, and neither the output nor any copy is left."""
+    marker, scratch = tmp_path / "pid", tmp_path / "tmpdir"
+    scratch.mkdir()
+    env = hang_env(_env(PYTHONPATH=str(ROOT), GLODE_QUIET="1", TMPDIR=str(scratch)), "stages/pseudo_label.py:pseudo",
+                   marker)
+    cmd = [sys.executable, str(ROOT / "stages/pseudo_label.py"),
+           *(a.format(name="killed-scoring") for a in SCORING_STAGES["pseudo_label"]), "--batch-size", "4",
+           "--device", "cpu", "--processes", "2"]
+    proc = subprocess.Popen(cmd, cwd=scoring_workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for_hang(proc, marker, 240, "a pseudo_label folder")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("terminated; the 2 scoring processes were stopped and removed their "
+                                            "partial outputs"), err[-3000:]
+    assert [p.name for p in (scoring_workspace / "killed-scoring").iterdir()] == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_glode_predict_with_processes_2_writes_what_one_process_writes(scoring_workspace, tmp_path):
+    """``glode predict --processes 2`` (the console script, as a user runs it) relaunches itself as
+    two processes and writes the bytes one process writes; standard input cannot be read by two
+    processes and is refused before anything starts."""
+    src = write_corpus(tmp_path / "in.conll", 24, seed=9)
+    model = scoring_workspace / "scoring/models/r0"
+    glode = Path(sys.executable).parent / "glode"
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}.jsonl"
+        runs[n] = subprocess.run([str(glode), "predict", str(src), "--model", str(model), "-f", "jsonl", "--gold",
+                                  "--batch-size", "4", "--no-progress", "--device", "cpu", "--processes", str(n),
+                                  "-o", str(out)], env=_hook_env(), capture_output=True, text=True, timeout=300)
+        assert runs[n].returncode == 0, (n, runs[n].stderr[-3000:])
+        assert len(runs[n].stderr.strip().splitlines()) == 1  # rank 0's summary line alone
+    one, two = ((tmp_path / f"p{n}.jsonl").read_bytes() for n in (1, 2))
+    assert one == two and one.count(b"\n") == 24 and b'"spans": [{"start"' in one
+    with pytest.raises(GlodeError, match=r"--processes 2: every process reads INPUT, and standard input"):
+        result = CliRunner().invoke(app, ["predict", "-", "--model", str(model), "--processes", "2"], input="Anna\n")
+        raise result.exception

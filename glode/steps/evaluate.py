@@ -13,8 +13,10 @@ from glode.settings import DeviceSettings, EvaluateSettings
 def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, settings: EvaluateSettings,
                    encoder_dir: Path | None = None, progress: bool = True, device: DeviceSettings | None = None) -> dict:
     """Score a saved model on a labelled target table and write the metrics JSON; the model runs
-    on ``device`` (default settings: ``auto``)."""
+    on ``device`` (default settings: ``auto``). Among data-parallel processes
+    (``glode.distributed.sharded_scoring``) each scores its share and rank 0 alone writes."""
     from glode.device import place_model
+    from glode.distributed import current_world
     from glode.features import SentenceEncoder
     from glode.model import load_model
 
@@ -32,5 +34,6 @@ def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, settin
     scores = evaluate_corpus(model, tokenizer, sentences, encoded, settings.batch_size, progress, device.precision)
     scores["round"] = meta.get("round")
     scores["max_span_len"] = cfg.max_span_len
-    write_json(metrics_path, scores)
+    if current_world().main:
+        write_json(metrics_path, scores)
     return scores

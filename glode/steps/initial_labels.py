@@ -17,8 +17,12 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
                    scoring: EvaluateSettings, progress: bool = True, device: DeviceSettings | None = None) -> dict:
     """r0's label table: kept non-O predictions keep their distribution, every other span is
     one-hot O; statistics with their pseudo-label scores where the target corpus has gold. The
-    model runs on ``device`` (default settings: ``auto``)."""
+    model runs on ``device`` (default settings: ``auto``). Among data-parallel processes
+    (``glode.distributed.sharded_scoring``) each scores its share and rank 0 alone writes."""
+    from glode.distributed import current_world
+
     device = device or DeviceSettings()
+    main = current_world().main
     model, tokenizer, _, enc, target = load_for_scoring(model_dir, tables_dir, device)
     classes = model.config.classes
     t_enc = enc.encode([s.tokens for s in target])
@@ -27,7 +31,8 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     Y = initial_soft_labels(spans, classes)
     gold = spans.gold.to_numpy(dtype=object)
     rows = rows_to_store(Y, Y, gold)
-    write_labels(labels_frame(spans, classes, "r0", Y, Y, rows), out_labels, classes, "r0")
+    if main:
+        write_labels(labels_frame(spans, classes, "r0", Y, Y, rows), out_labels, classes, "r0")
     gold_ids = class_ids(gold, classes)
     y = Y.argmax(axis=1)
     summary = {"round": "r0", "spans": int(len(spans)), "label_rows": int(len(rows)),
@@ -36,5 +41,6 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     if (gold_ids >= 0).any():
         add_pseudo_label_scores(summary, {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids),
                                           "soft_after": soft_scores(Y, gold_ids)})
-    write_json(metrics_path, summary)
+    if main:
+        write_json(metrics_path, summary)
     return summary
