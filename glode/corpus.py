@@ -182,10 +182,11 @@ def dev_scorer(tokenizer, dev_sentences, dev_encoded, batch_size: int, progress:
 # --------------------------------------------------------------------------- the target span table
 
 
-def span_frame(sentences, encoded: Sequence[EncodedSentence]) -> pd.DataFrame:
-    """sentence_id, start, end, text of every candidate span, in corpus order."""
+def span_frame(sentences, encoded: Sequence[EncodedSentence], first_id: int = 0) -> pd.DataFrame:
+    """sentence_id, start, end, text of every candidate span, in corpus order (the sentences
+    numbered from ``first_id``: a chunk of a corpus)."""
     sid, start, end, text = [], [], [], []
-    for i, (s, e) in enumerate(zip(sentences, encoded)):
+    for i, (s, e) in enumerate(zip(sentences, encoded), start=first_id):
         for a, b in zip(e.span_word_start.tolist(), e.span_word_end.tolist()):
             sid.append(i)
             start.append(a)
@@ -201,12 +202,12 @@ def span_frame(sentences, encoded: Sequence[EncodedSentence]) -> pd.DataFrame:
     )
 
 
-def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
+def gold_labels(sentences, frame: pd.DataFrame, first_id: int = 0) -> np.ndarray:
     """Gold class name of each span row ("O" where no gold entity has exactly that extent)."""
     from glode.spans import tags_to_spans
 
     lookup = {}
-    for i, s in enumerate(sentences):
+    for i, s in enumerate(sentences, start=first_id):
         for sp in tags_to_spans(s.tags):
             lookup[(i, sp.start, sp.end)] = sp.label
     return np.array(
@@ -216,21 +217,26 @@ def gold_labels(sentences, frame: pd.DataFrame) -> np.ndarray:
 
 
 def target_span_table(model, tokenizer, target, encoded, batch_size: int, progress: bool, with_features: bool,
-                      precision: str = "fp32"):
+                      precision: str = "fp32", first_id: int = 0, with_gold: bool | None = None):
     """Every candidate span of the target corpus with the model's class probabilities, its
-    argmax, whether it is a kept entity (non-O and not overlapped by a better one), and gold."""
+    argmax, whether it is a kept entity (non-O and not overlapped by a better one), and gold.
+
+    ``target`` may be a chunk of the corpus whose first sentence is number ``first_id``;
+    ``with_gold`` then says whether the corpus (not just the chunk) has gold (default: the
+    chunk's :func:`has_gold`), so that every chunk fills the gold column alike."""
     from glode.scoring import kept_entity_mask, score_spans
 
     classes = model.config.classes
     scores = score_spans(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, with_features=with_features,
                          progress=progress, desc="scoring target spans", precision=precision)
-    frame = span_frame(target, encoded)
+    frame = span_frame(target, encoded, first_id)
     probs = np.concatenate([sc.probs for sc in scores]).astype(np.float32)
     for c, name in enumerate(classes):
         frame[name] = probs[:, c]
     frame["label"] = np.array(classes, dtype=object)[probs.argmax(axis=1)]
     frame["kept"] = np.concatenate([kept_entity_mask(e, sc.probs) for e, sc in zip(encoded, scores)])
-    frame["gold"] = gold_labels(target, frame) if has_gold(target) else pd.Series([None] * len(frame), dtype=object)
+    with_gold = has_gold(target) if with_gold is None else with_gold
+    frame["gold"] = gold_labels(target, frame, first_id) if with_gold else pd.Series([None] * len(frame), dtype=object)
     features = np.concatenate([sc.features for sc in scores]) if with_features else None
     return frame, features
 

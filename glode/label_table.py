@@ -55,8 +55,10 @@ def labels_frame(
     G: np.ndarray | None = None,
     n: np.ndarray | None = None,
     L: np.ndarray | None = None,
+    texts: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The user-facing label table for the selected span ``rows``."""
+    """The user-facing label table for the selected span ``rows``; ``texts`` are the rows' span
+    texts where ``spans`` was read without them."""
     names = np.array(classes, dtype=object)
     sel = spans.iloc[rows].reset_index(drop=True)
     Yn, Yp = Y_new[rows], Y_prev[rows]
@@ -66,7 +68,7 @@ def labels_frame(
             "sentence_id": sel.sentence_id.astype(np.int64),
             "start": sel.start.astype(np.int32),
             "end": sel.end.astype(np.int32),
-            "text": sel.text,
+            "text": sel.text if texts is None else pd.Series(list(texts), dtype=object),
             "round": round_name,
             "label": names[y_new],
             "prob": Yn[np.arange(len(rows)), y_new].astype(np.float32),

@@ -4,18 +4,21 @@ the denoise and train_target stages read.
 * ``spans.parquet`` (kind ``target_spans``): every candidate span of the target corpus with the
   previous model's class probabilities, its argmax, whether it is a kept entity, and gold;
 * ``target_reps.npy``, ``source_reps.npy``: the L2-normalised span vectors of target and source
-  spans; ``source_labels.npy`` the source spans' gold class ids;
+  spans, in float16 (:data:`REPS_DTYPE`); ``source_labels.npy`` the source spans' gold class ids;
 * ``glode_pseudo.json``: the manifest (format version, classes, sizes) that marks the folder complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from glode.atomic import atomic_path, write_json
 from glode.errors import GlodeError
@@ -28,12 +31,48 @@ SOURCE_LABELS = "source_labels.npy"
 SPANS_FILE = "spans.parquet"
 PSEUDO_MANIFEST = "glode_pseudo.json"
 PSEUDO_FORMAT_VERSION = 1
+#: the span vectors' storage type: unit vectors whose cosines the views compare lose ~1e-4 in
+#: float16 (half of float32's disk and of the denoise stage's memory at a million sentences;
+#: docs/SCALE.md "Corpus scale" has the check against float32 labels); the views compute in float32
+REPS_DTYPE = np.float16
+
+
+def spans_schema(classes: Sequence[str]) -> pa.Schema:
+    """The target span table's columns (``spans.parquet``); fixed, so that it can be written in
+    row groups whose gold column may be all empty in one group and not in another."""
+    return pa.schema([("sentence_id", pa.int64()), ("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()),
+                      *[(c, pa.float32()) for c in classes], ("label", pa.string()), ("kept", pa.bool_()),
+                      ("gold", pa.string())])
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def array_writer(path: Path, rows: int, width: int, dtype=REPS_DTYPE) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write a ``(rows, width)`` ``.npy`` array block by block (``write(block)``), atomically: what
+    :func:`save_array` writes from the whole array, without holding it. Fewer or more rows than
+    announced is an error (and no file)."""
+    dtype = np.dtype(dtype)
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                                  "shape": (int(rows), int(width))})
+
+        def write(block: np.ndarray) -> None:
+            nonlocal written
+            if block.ndim != 2 or block.shape[1] != width or written + len(block) > rows:
+                raise ValueError(f"{path}: block of shape {block.shape} does not fit a ({rows}, {width}) array "
+                                 f"after {written} rows")
+            fh.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+            written += len(block)
+
+        yield write
+        if written != rows:
+            raise ValueError(f"{path}: {written} rows written of the {rows} announced")
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -67,8 +106,18 @@ def read_pseudo_manifest(pseudo_dir: Path) -> dict:
     return manifest
 
 
-def read_spans(pseudo_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The span table of a complete pseudo_label folder and the classes it was scored for."""
+def read_spans(pseudo_dir: Path, text: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The span table of a complete pseudo_label folder and the classes it was scored for;
+    ``text=False`` leaves out the span texts, the most of its memory at a million sentences
+    (:func:`read_span_texts` reads those of some rows)."""
     read_pseudo_manifest(pseudo_dir)
-    spans = read_table(Path(pseudo_dir) / SPANS_FILE, SPANS_KIND)
+    spans = read_table(Path(pseudo_dir) / SPANS_FILE, SPANS_KIND, skip=() if text else ("text",))
     return spans, json.loads(spans.attrs["glode"]["classes"])
+
+
+def read_span_texts(pseudo_dir: Path, rows: np.ndarray) -> list[str]:
+    """The texts of the span table's ``rows`` (positions), reading only its text column."""
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(Path(pseudo_dir) / SPANS_FILE, columns=["text"]).column(0)
+    return column.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()

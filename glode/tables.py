@@ -8,8 +8,9 @@ message instead of failing on a missing column later. Writes are atomic and dete
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,7 @@ __all__ = [
     "SCHEMAS",
     "sentences_frame",
     "write_table",
+    "table_writer",
     "read_table",
     "table_metadata",
     "write_sentences",
@@ -116,6 +118,25 @@ def write_table(
     return path
 
 
+@contextlib.contextmanager
+def table_writer(path: str | Path, kind: str, schema: pa.Schema,
+                 extra_metadata: dict | None = None) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write a parquet table of `kind` frame by frame, one row group per frame, atomically:
+    ``with table_writer(path, kind, schema) as write: write(frame)``. What :func:`write_table`
+    writes from one frame, for tables too large to hold as one (the target span table of a large
+    corpus); the file appears only when the block ends without an error."""
+    schema = schema.with_metadata(_metadata(kind, extra_metadata))
+    path = Path(path)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        def write(df: pd.DataFrame) -> None:
+            if list(df.columns) != list(schema.names):
+                raise ValueError(f"{kind} table: columns {list(df.columns)} do not match the schema {schema.names}")
+            table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+
+        yield write
+
+
 def table_metadata(path: str | Path, kind: str | None = None) -> dict[str, str]:
     """The glode metadata of a table file, after checking it is a glode table (of `kind`, if given)."""
     path = Path(path)
@@ -140,21 +161,23 @@ def table_metadata(path: str | Path, kind: str | None = None) -> dict[str, str]:
     return meta
 
 
-def read_table(path: str | Path, kind: str) -> pd.DataFrame:
-    """Read a glode table of `kind`, checking metadata (and the registered schema) first.
+def read_table(path: str | Path, kind: str, skip: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a glode table of `kind`, checking metadata (and the registered schema) first; the
+    columns named in `skip` are not read.
 
     List columns come back as Python lists (struct items as dicts); `df.attrs["glode"]` holds
     the file's metadata. Any problem with the file is a GlodeError naming it.
     """
     path = Path(path)
     meta = table_metadata(path, kind)
+    skip = set(skip)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=[n for n in pq.read_schema(path).names if n not in skip] if skip else None)
     except (pa.ArrowException, OSError) as err:
         raise InputError(path, None, f"cannot be read as parquet ({err}); delete it and re-run the stage "
                          "that writes it (`dvc repro`)") from None
     expected = SCHEMAS.get(kind)
-    if expected is not None and not table.schema.remove_metadata().equals(expected.remove_metadata()):
+    if expected is not None and not skip and not table.schema.remove_metadata().equals(expected.remove_metadata()):
         raise InputError(path, None, f"columns do not match the '{kind}' schema (found {table.schema.names}, "
                          f"expected {expected.names}); re-run the stage that writes it (`dvc repro --force`)")
     columns = {}

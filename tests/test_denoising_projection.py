@@ -92,3 +92,36 @@ def test_reduce_dim_with_fewer_spans_than_dim(sizes):
     if sizes == (3, 0):
         few = reduce_dim(vectors, 3, 0)[0]  # all the axes three points have (uncentred)
         np.testing.assert_allclose(out[0] @ out[0].T, few @ few.T, atol=1e-5)
+
+
+def test_fitting_sentences_take_whole_sentences_in_seeded_order_until_the_sample_is_reached():
+    from glode.denoising.projection import fitting_sentences
+
+    target, source = np.full(50, 10), np.full(30, 20)  # 500 + 600 spans
+    t_ids, s_ids = fitting_sentences([target, source], sample=200, seed=4)
+    taken = target[t_ids].sum() + source[s_ids].sum()
+    assert 200 <= taken < 200 + 20  # whole sentences, stopping at the first that reaches the sample
+    assert len(t_ids) and len(s_ids)  # both corpora are drawn from
+    assert (np.diff(t_ids) > 0).all() and (np.diff(s_ids) > 0).all()
+    again = fitting_sentences([target, source], sample=200, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (t_ids, s_ids)))
+    other = fitting_sentences([target, source], sample=200, seed=5)
+    assert not all(np.array_equal(a, b) for a, b in zip(other, (t_ids, s_ids)))
+    everything = fitting_sentences([target, source], sample=10_000, seed=4)
+    assert [len(x) for x in everything] == [50, 30]
+
+
+@pytest.mark.parametrize("projection", ["svd", "pca", "random"])
+def test_a_fitted_projection_applies_the_reduce_dim_formula(projection):
+    from glode.denoising.projection import fit_projection
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(30, 12)), rng.normal(size=(20, 12))
+    whole = reduce_dim([a, b], 5, seed=3, projection=projection)  # (50 rows < sample: fitted on all)
+    proj = fit_projection(np.concatenate([a, b]), 5, seed=3, projection=projection)
+    assert proj.dim == 5
+    np.testing.assert_allclose(proj.apply(a, chunk=7), whole[0], atol=1e-6)
+    np.testing.assert_allclose(proj.apply(b), whole[1], atol=1e-6)
+    full = fit_projection(a, 0, seed=3, projection=projection)  # dim 0: the full vectors, normalised
+    assert full.dim == 12
+    np.testing.assert_allclose(np.linalg.norm(full.apply(a), axis=1), 1, atol=1e-6)

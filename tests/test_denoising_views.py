@@ -214,3 +214,17 @@ def test_source_prototypes_ignore_the_target_labels():
     with pytest.raises(ParamError) as err:
         step(Q, Y, S, s_labels, m=0.5, k=10, prototype_from="target")
     assert err.value.name == "denoise.prototype-from"
+
+
+def test_float16_span_vectors_give_the_views_of_float32_within_float16_rounding():
+    """The pseudo_label step stores span vectors in float16; the views read them in float32."""
+    Q, Y, S, s_labels, _ = small_problem(n=600, m=200, seed=3)
+    full = step(Q, Y, S, s_labels, 0.8, k=20, o_keep_rate=0.5, index="exact")
+    half = step(Q.astype(np.float16), Y, S.astype(np.float16), s_labels, 0.8, k=20, o_keep_rate=0.5, index="exact")
+    from glode.denoising.update import DenoiseInput
+
+    assert DenoiseInput(Q.astype(np.float16), Y, S, s_labels).Q.dtype == np.float16  # no float32 copy of the corpus
+    assert np.abs(half.g - full.g).max() < 2e-3
+    assert (half.n != full.n).any(axis=1).mean() < 0.05  # a near-tie neighbour may swap
+    assert (half.y_new == full.y_new).mean() > 0.99
+    np.testing.assert_allclose(half.Y_new, full.Y_new, atol=0.25)

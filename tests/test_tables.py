@@ -9,7 +9,7 @@ import pytest
 
 from glode.conll import Sentence
 from glode.errors import GlodeError
-from glode.tables import SCHEMA_VERSION, read_sentences, read_table, sentences_frame, table_metadata, write_table
+from glode.tables import SCHEMA_VERSION, SCHEMAS, read_sentences, read_table, sentences_frame, table_metadata, write_table
 
 SENTS = [
     Sentence(["Anna", "lebt", "in", "Sankt", "Gallen"], ["B-PER", "O", "O", "B-LOC", "I-LOC"], 1),
@@ -116,3 +116,33 @@ def test_a_table_whose_schema_differs_from_its_kind_is_an_error(tmp_path):
     p = tmp_path / "m.parquet"
     write_table(pd.DataFrame({"sentence_id": [0]}), p, "sentences", schema=pa.schema([("sentence_id", pa.int64())]))
     assert "schema" in _error(p)
+
+
+def test_a_table_written_in_row_groups_reads_back_as_the_whole_frame(tmp_path):
+    from glode.tables import table_writer
+
+    frame = sentences_frame(SENTS)
+    with table_writer(tmp_path / "t.parquet", "sentences", SCHEMAS['sentences'], {"note": "x"}) as write:
+        write(frame.iloc[:2])
+        write(frame.iloc[2:])
+    assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups == 2
+    back = read_table(tmp_path / "t.parquet", "sentences")
+    pd.testing.assert_frame_equal(back, read_table(write_table(frame, tmp_path / "w.parquet", "sentences"), "sentences"))
+    assert back.attrs["glode"]["note"] == "x"
+    assert [s.tokens for s in read_sentences(tmp_path / "t.parquet")] == [s.tokens for s in SENTS]
+
+
+def test_a_failed_row_group_write_leaves_no_table(tmp_path):
+    from glode.tables import table_writer
+
+    frame = sentences_frame(SENTS)
+    with pytest.raises(ValueError, match="do not match the schema"):
+        with table_writer(tmp_path / "t.parquet", "sentences", SCHEMAS['sentences']) as write:
+            write(frame)
+            write(frame.drop(columns=["line"]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skipped_columns_are_not_read(tmp_path):
+    path = write_table(sentences_frame(SENTS), tmp_path / "s.parquet", "sentences")
+    assert list(read_table(path, "sentences", skip=("tokens", "tags")).columns) == ["sentence_id", "spans", "line"]

@@ -36,8 +36,9 @@ from glode.settings import DenoiseSettings, IndexOptions
 class DenoiseInput:
     """The arrays one step works on: the target spans' vectors ``Q`` (N x d) and soft labels
     ``Y`` (N x C), the source spans' vectors ``S`` (M x d) and gold class ids ``s_labels`` (M,);
-    vectors L2-normalised. Made contiguous float32 (int64 ids) and their shapes checked when
-    made: what the settings' declarations cannot check."""
+    vectors L2-normalised. Made contiguous float32 (int64 ids; the vectors may stay float16, as
+    the pseudo_label step stores them: the views read them in float32 a chunk at a time) and their
+    shapes checked when made: what the settings' declarations cannot check."""
 
     Q: np.ndarray
     Y: np.ndarray
@@ -45,8 +46,9 @@ class DenoiseInput:
     s_labels: np.ndarray
 
     def __post_init__(self) -> None:
-        self.Q = np.ascontiguousarray(self.Q, dtype=np.float32)
-        self.S = np.ascontiguousarray(self.S, dtype=np.float32)
+        half = lambda x: np.asarray(x).dtype == np.float16  # noqa: E731
+        self.Q = np.ascontiguousarray(self.Q, dtype=np.float16 if half(self.Q) else np.float32)
+        self.S = np.ascontiguousarray(self.S, dtype=np.float16 if half(self.S) else np.float32)
         self.Y = np.asarray(self.Y, dtype=np.float32)
         self.s_labels = np.asarray(self.s_labels).astype(np.int64, copy=False)
         Q, Y, S, s_labels = self.Q, self.Y, self.S, self.s_labels

@@ -11,7 +11,8 @@ class, and the local view among the ``k`` nearest entries of a memory bank.
   when ``O`` is the strict plurality among the neighbours.
 
 Everything is vectorised; the kNN search runs in query chunks that are reduced to class
-counts at once, so no N x k neighbour matrix is ever held (docs/METHOD.md §5).
+counts at once, so no N x k neighbour matrix is ever held (docs/METHOD.md §5). The span vectors
+may be float16, as the pseudo_label step stores them; they are read in float32 a chunk at a time.
 
 Conventions and choices (documented here because the paper leaves them open):
 
@@ -51,6 +52,10 @@ import numpy as np
 from glode.errors import ParamError
 from glode.progress import progress as progress_bar
 from glode.settings import DenoiseSettings, IndexOptions
+
+
+#: rows of the span vectors converted to float32 at a time by the global view
+_ROWS = 65536
 
 
 @dataclass
@@ -181,7 +186,9 @@ def global_view(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(g, tau_global, G): cosine scores, per-class mean thresholds, admitted sets (+O if nearest)."""
     C = prototypes.shape[0]
-    g = Q @ prototypes.T  # float32, rows and prototypes are unit vectors
+    g = np.empty((Q.shape[0], C), dtype=np.float32)  # rows and prototypes are unit vectors
+    for a in range(0, Q.shape[0], _ROWS):  # Q may be float16 (as stored): float32 a chunk at a time
+        g[a : a + _ROWS] = Q[a : a + _ROWS].astype(np.float32, copy=False) @ prototypes.T
     tau = _class_means(g, y_hat, C)
     G = g > tau[None, :]
     G &= has_prototype[None, :]
@@ -287,7 +294,7 @@ def neighbour_counts(
     bar = progress_bar(total=N, desc="kNN search", unit="span")  # minutes at a million spans
     for a in range(0, N, chunk_size):
         b = min(a + chunk_size, N)
-        ids, keep = search_neighbours(index, Q[a:b], bank.target_pos[a:b], k)
+        ids, keep = search_neighbours(index, np.ascontiguousarray(Q[a:b], dtype=np.float32), bank.target_pos[a:b], k)
         rows = np.broadcast_to(np.arange(b - a)[:, None], ids.shape)
         flat = rows[keep] * n_classes + bank.labels[ids[keep]]
         n[a:b] = np.bincount(flat, minlength=(b - a) * n_classes).reshape(b - a, n_classes)

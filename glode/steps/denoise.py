@@ -19,7 +19,7 @@ from glode.denoising.update import DenoiseInput, DenoiseResult, denoise
 from glode.errors import GlodeError, ParamError
 from glode.label_table import (add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, read_labels_dense,
                                rows_to_store, write_labels)
-from glode.pseudo_folder import SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, load_array, read_spans
+from glode.pseudo_folder import SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, load_array, read_span_texts, read_spans
 from glode.rounds import round_number
 from glode.settings import DenoiseSettings, IndexOptions
 
@@ -46,7 +46,7 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     within an epoch, so n steps towards the same views are one step with weight m^n
     (docs/METHOD.md §7).
     """
-    spans, classes = read_spans(pseudo_dir)
+    spans, classes = read_spans(pseudo_dir, text=False)
     Q, S, s_labels = _span_vectors(pseudo_dir, len(spans))
     Y, alignment = _starting_labels(spans, classes, prev_labels, s_labels, settings)
     m_round = ema_weight(round_name, settings.m_start, settings.m_step, settings.m_min, settings.update_from)
@@ -54,7 +54,8 @@ def denoise_round(round_name: str, pseudo_dir: Path, prev_labels: Path, out_labe
     res = denoise(DenoiseInput(Q, Y, S, s_labels), settings, m, IndexOptions())
     gold = spans.gold.to_numpy(dtype=object)
     rows = rows_to_store(Y, res.Y_new, gold, res.G, res.L)
-    frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L)
+    frame = labels_frame(spans, classes, round_name, Y, res.Y_new, rows, res.g, res.G, res.n, res.L,
+                         texts=read_span_texts(pseudo_dir, rows))
     write_labels(frame, out_labels, classes, round_name)
     summary = _round_summary(res, spans, classes, round_name, settings, m_round, m)
     if alignment:
