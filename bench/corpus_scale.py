@@ -113,7 +113,7 @@ def stage_command(stage: str, code: Path, project: Path, work: Path, train_epoch
     return py + ["--round", "r1", "--prev-model", str(work / "models" / "r0"), "--pseudo", str(rounds / "pseudo"),
                  "--labels-table", str(rounds / "labels.parquet"), "--out", str(work / "models" / "r1"),
                  "--logs", str(work / "logs" / "r1"), "--tables", str(work / "tables"), "--encoder",
-                 str(project / "encoder"), "--retrain-epochs", str(train_epochs)]
+                 str(work / "encoder"), "--retrain-epochs", str(train_epochs)]
 
 
 def load_results() -> dict:
@@ -135,8 +135,9 @@ def run(args) -> None:
     for size in args.sizes:
         work = work_root / str(size)
         (work / "models").mkdir(parents=True, exist_ok=True)
-        if not (work / "models" / "r0").exists():
-            (work / "models" / "r0").symlink_to(project / "models" / "r0")
+        for link, to in ((work / "models" / "r0", project / "models" / "r0"), (work / "encoder", project / "encoder")):
+            if not link.exists():  # (the model folder finds its frozen embeddings at ../../encoder)
+                link.symlink_to(to)
         corpus = build_tables(project, args.target.resolve(), size, work / "tables")
         entry = results["runs"].setdefault(rev, {}).setdefault(str(size), {"corpus": corpus})
         for stage in args.stages:
