@@ -6,8 +6,8 @@ candidate spans of a target batch (when target labels are given; or the referenc
 ``retrain.target-loss``), and masked-LM loss on a
 batch of target-language text. The optimiser steps once every ``train.grad-accum`` micro-batches
 on the mean of their losses (the last group of an epoch may be smaller, and its mean is over
-the micro-batches it has); the learning-rate schedule counts optimiser steps. AdamW with linear
-warm-up and decay; deterministic for a
+the micro-batches it has); the learning-rate schedule counts optimiser steps. AdamW with
+transformers' linear warm-up and decay; deterministic for a
 fixed seed on the CPU. The model runs where ``train.device`` says, in ``train.precision``
 (glode/device.py); batches are built on the CPU (masking included, so its random draws do not
 depend on the device) and moved there. In several processes (``train.processes``,
@@ -181,19 +181,15 @@ class _Batches:
         return ids.to(self.device), mb.attention_mask.to(self.device), labels.to(self.device)
 
 
-def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int, offset: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``; the schedule
-    starts at step ``offset`` of that run (a later round of a :class:`ChainedRun`). torch's
-    ``LambdaLR`` with our factor, not transformers' ``get_linear_schedule_with_warmup``: its
-    warm-up starts at lr 0 (step / warmup), one step behind this one ((step + 1) / warmup), which
-    changes every trained weight (issue 38: up to 6.5e-3 on the tiny model with 3 warm-up steps),
-    and it takes no offset."""
+def linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int, offset: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' linear schedule (``get_linear_schedule_with_warmup``: warm-up from lr 0 over
+    ``warmup`` steps, then linear decay to 0 at ``total``), started at step ``offset`` of that run
+    (a later round of a :class:`ChainedRun`) by torch's ``last_epoch``."""
+    from transformers import get_linear_schedule_with_warmup
 
-    def factor(step: int) -> float:
-        s = step + offset
-        return (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    for group in opt.param_groups:  # what a scheduler resumed at a later step reads its base rate from
+        group.setdefault("initial_lr", group["lr"])
+    return get_linear_schedule_with_warmup(opt, warmup, total, last_epoch=offset - 1)
 
 
 def _step_loss(model: SpanNERModel, batch: SpanBatch, batches: _Batches, sums: dict[str, float]) -> torch.Tensor:
@@ -364,12 +360,12 @@ def train(
     opt = build_optimizer(model, cfg)
     opt_total = optimiser_steps(epoch_steps, accum)
     if chained is None:
-        sched = _linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
+        sched = linear_schedule(opt, opt_total, int(opt_total * cfg.warmup_ratio))
     else:  # this round's slice of one schedule over the whole chain, every round as long as this one
         if chained.state is not None:
             opt.load_state_dict(chained.state)
         whole = opt_total * chained.rounds
-        sched = _linear_schedule(opt, whole, int(whole * cfg.warmup_ratio), offset=opt_total * (chained.index - 1))
+        sched = linear_schedule(opt, whole, int(whole * cfg.warmup_ratio), offset=opt_total * (chained.index - 1))
     history = []
     bar = progress_bar(total=total, desc="training", unit="step", enabled=progress)
     opt.zero_grad(set_to_none=True)

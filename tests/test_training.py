@@ -18,7 +18,7 @@ from glode.features import SentenceEncoder, attach_gold, collate
 from glode.model import SpanModelConfig, build_model
 from glode.scoring import score_spans
 from glode.settings import RetrainSettings, TrainSettings
-from glode.training import (TARGET_LOSSES, ChainedRun, _linear_schedule, optimiser_steps, reference_target_loss,
+from glode.training import (TARGET_LOSSES, ChainedRun, linear_schedule, optimiser_steps, reference_target_loss,
                             soft_cross_entropy, train, write_logs)
 from tests.gold_sentences import CLASSES, GOLD, SENTENCES, encoded, trained
 from tests.round_outputs import history
@@ -267,7 +267,7 @@ def test_training_with_the_reference_loss_ignores_a_small_entity_mass_that_soft_
 
 def _lrs(total: int, warmup: int, steps: int, offset: int = 0) -> list[float]:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = _linear_schedule(opt, total, warmup, offset)
+    sched = linear_schedule(opt, total, warmup, offset)
     out = []
     for _ in range(steps):
         out.append(opt.param_groups[0]["lr"])
@@ -279,7 +279,8 @@ def _lrs(total: int, warmup: int, steps: int, offset: int = 0) -> list[float]:
 def test_chained_slices_of_the_schedule_are_the_one_run_schedule():
     whole = _lrs(30, 3, 30)
     assert _lrs(30, 3, 10) + _lrs(30, 3, 10, offset=10) + _lrs(30, 3, 10, offset=20) == pytest.approx(whole)
-    assert whole[2] == pytest.approx(1.0) and whole[-1] == pytest.approx(1 / 27)  # warm-up, then decay to 0 at 30
+    assert whole[:4] == pytest.approx([0, 1 / 3, 2 / 3, 1.0])  # transformers' warm-up, from lr 0
+    assert whole[-1] == pytest.approx(1 / 27)  # then decay to 0 at 30
 
 
 def test_a_round_outside_the_schedule_is_refused_naming_the_key():
