@@ -46,3 +46,37 @@ def test_span_texts_of_some_rows_and_a_table_read_without_texts(tmp_path):
     assert got_classes == classes and "text" not in spans and len(spans) == 3
     assert read_span_texts(tmp_path, np.array([2, 0])) == ["Sankt Gallen", "Anna"]
     assert read_spans(tmp_path)[0].text.tolist() == frame.text.tolist()
+
+
+def test_a_vector_file_reads_the_rows_the_array_has(tmp_path, monkeypatch):
+    from glode.pseudo_folder import VectorFile
+
+    x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float16)
+    save_array(tmp_path / "v.npy", x)
+    vf = VectorFile(tmp_path / "v.npy")
+    monkeypatch.setattr(VectorFile, "BLOCK", 7)  # row lists that span several blocks
+    assert vf.shape == (50, 4) and len(vf) == 50 and vf.dtype == np.float16
+    np.testing.assert_array_equal(vf[3:20], x[3:20])
+    np.testing.assert_array_equal(vf[45:80], x[45:])
+    assert vf[:0].shape == (0, 4)
+    rows = np.array([49, 0, 7, 7, 13, 8])
+    np.testing.assert_array_equal(vf[rows], x[rows])
+    mask = np.zeros(50, dtype=bool)
+    mask[[2, 30]] = True
+    np.testing.assert_array_equal(vf[mask], x[mask])
+
+
+def test_denoising_from_a_vector_file_equals_denoising_from_the_array(tmp_path):
+    from glode.denoising.update import DenoiseInput, denoise
+    from glode.pseudo_folder import VectorFile
+    from glode.settings import DenoiseSettings, IndexOptions
+    from tests.denoising_fixture import small_problem
+
+    Q, Y, S, s_labels, _ = small_problem(n=300, m=100, seed=2)
+    save_array(tmp_path / "q.npy", Q.astype(np.float16))
+    settings = DenoiseSettings(use_global=True, use_local=True, k=10, o_keep_rate=0.5)
+    on_disk = denoise(DenoiseInput(VectorFile(tmp_path / "q.npy"), Y, S, s_labels), settings, 0.8, IndexOptions(chunk_size=64))
+    in_memory = denoise(DenoiseInput(Q.astype(np.float16), Y, S, s_labels), settings, 0.8, IndexOptions(chunk_size=64))
+    np.testing.assert_array_equal(on_disk.Y_new, in_memory.Y_new)
+    np.testing.assert_array_equal(on_disk.n, in_memory.n)
+    np.testing.assert_array_equal(on_disk.g, in_memory.g)

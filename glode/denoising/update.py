@@ -37,7 +37,8 @@ class DenoiseInput:
     """The arrays one step works on: the target spans' vectors ``Q`` (N x d) and soft labels
     ``Y`` (N x C), the source spans' vectors ``S`` (M x d) and gold class ids ``s_labels`` (M,);
     vectors L2-normalised. Made contiguous float32 (int64 ids; the vectors may stay float16, as
-    the pseudo_label step stores them: the views read them in float32 a chunk at a time) and their
+    the pseudo_label step stores them, and ``Q`` may be a :class:`glode.pseudo_folder.VectorFile`
+    on disk: the views read them in float32 a chunk at a time) and their
     shapes checked when made: what the settings' declarations cannot check."""
 
     Q: np.ndarray
@@ -47,7 +48,8 @@ class DenoiseInput:
 
     def __post_init__(self) -> None:
         half = lambda x: np.asarray(x).dtype == np.float16  # noqa: E731
-        self.Q = np.ascontiguousarray(self.Q, dtype=np.float16 if half(self.Q) else np.float32)
+        if isinstance(self.Q, np.ndarray) or not hasattr(self.Q, "shape"):  # (a VectorFile stays on disk)
+            self.Q = np.ascontiguousarray(self.Q, dtype=np.float16 if half(self.Q) else np.float32)
         self.S = np.ascontiguousarray(self.S, dtype=np.float16 if half(self.S) else np.float32)
         self.Y = np.asarray(self.Y, dtype=np.float32)
         self.s_labels = np.asarray(self.s_labels).astype(np.int64, copy=False)

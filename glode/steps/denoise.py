@@ -19,7 +19,8 @@ from glode.denoising.update import DenoiseInput, DenoiseResult, denoise
 from glode.errors import GlodeError, ParamError
 from glode.label_table import (add_pseudo_label_scores, class_ids, initial_soft_labels, labels_frame, read_labels_dense,
                                rows_to_store, write_labels)
-from glode.pseudo_folder import SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, load_array, read_span_texts, read_spans
+from glode.pseudo_folder import (SOURCE_LABELS, SOURCE_REPS, TARGET_REPS, VectorFile, load_array, read_span_texts,
+                                 read_spans)
 from glode.rounds import round_number
 from glode.settings import DenoiseSettings, IndexOptions
 
@@ -88,8 +89,9 @@ def _starting_labels(spans: pd.DataFrame, classes: list[str], prev_labels: Path,
 
 
 def _span_vectors(pseudo_dir: Path, n_spans: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(target vectors, source vectors, source gold ids) of a pseudo_label folder."""
-    Q = load_array(pseudo_dir / TARGET_REPS)
+    """(target vectors, source vectors, source gold ids) of a pseudo_label folder; the target's
+    stay on disk (:class:`~glode.pseudo_folder.VectorFile`), read a chunk at a time."""
+    Q = VectorFile(pseudo_dir / TARGET_REPS)
     if len(Q) != n_spans:
         raise GlodeError(f"{pseudo_dir}: {len(Q)} vectors for {n_spans} spans; rerun the pseudo_label stage")
     return Q, load_array(pseudo_dir / SOURCE_REPS), load_array(pseudo_dir / SOURCE_LABELS)
