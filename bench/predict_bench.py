@@ -1,15 +1,23 @@
 """Prediction throughput: `glode predict`'s path against `transformers.pipeline("token-classification")`
-on the same encoder and the same sentences (issue 7; goal: glode >= 2x sentences per second).
+on the same encoder and the same sentences (issue 7; goal: glode >= 2x sentences per second;
+issue 38: >= 4x the batched pipeline at <= 0.3 F1 loss, with `--precision`).
 
     python bench/predict_bench.py --model models/r2 --encoder encoder \\
         --test tables/target_test.parquet --sentences 1000 --repeats 5 --threads 2
 
 * glode: `glode.predict.predict_items` (what `glode predict` runs after reading its input):
-  sub-token encoding, span scoring batched by length, greedy decoding, spans with scores.
+  sub-token encoding, span scoring batched by length, greedy decoding, spans with scores; once
+  per `--precisions` (`glode predict --precision`, i.e. `evaluate.precision`: fp32; bf16 under
+  autocast; int8, the encoder's linear layers dynamically quantised), each on its own copy of
+  the model placed by `glode.device.scoring_device`. With a labelled `--test` table each
+  precision's strict F1 on these sentences is recorded too (the same sentences every repeat:
+  the last repeat's output), and its difference to fp32.
 * reference: a Hugging Face `AutoModelForTokenClassification` on the same encoder folder, run by
   `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences
   (words joined by spaces), once as the pipeline runs by default (one sentence per forward
-  pass) and once with `batch_size` equal to glode's. The reference model is `--reference` if
+  pass; `--no-hf-batch-1` leaves it out) and once with `batch_size` equal to glode's, and with
+  `--hf-bf16` also batched on a bfloat16 copy of the model (`dtype=torch.bfloat16`, the
+  pipeline's own way to a reduced precision). The reference model is `--reference` if
   given (e.g. saved by `bench/hf_reference.py --out-model`), else an untrained classification
   head on the encoder: throughput does not depend on the weights (same architecture, same
   shapes; only the aggregation step sees the labels, and it runs either way).
@@ -50,6 +58,29 @@ def load_sentences(path: Path, n: int) -> list[list[str]]:
     return sents[:n] if n else sents
 
 
+def load_tags(path: Path, n: int) -> list[list[str]] | None:
+    """The gold tags of the sentences (None where the table or file has none)."""
+    if path.suffix == ".parquet":
+        from glode.tables import read_sentences
+
+        tags = [s.tags for s in read_sentences(path)]
+    else:
+        from glode.conll import read_conll
+
+        tags = [s.tags for s in read_conll(path)]
+    tags = tags[:n] if n else tags
+    return tags if any(t != "O" for s in tags for t in s) else None
+
+
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return sorted({f for f in wanted if f" {f}" in text})
+
+
 def reference_dir(encoder: Path, reference: Path | None, labels: list[str], work: Path) -> tuple[Path, str]:
     if reference is not None:
         return reference, "given"
@@ -76,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"),
+                    help="glode's variants: glode predict --precision (evaluate.precision)")
+    ap.add_argument("--hf-batch-1", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the pipeline as it runs by default, one sentence per forward pass (slow)")
+    ap.add_argument("--hf-bf16", action=argparse.BooleanOptionalAction, default=False,
+                    help="also the batched pipeline on a bfloat16 copy of the reference model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/predict.json")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = ap.parse_args(argv)
@@ -84,32 +121,53 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from glode.atomic import atomic_path
+    from glode.device import scoring_device
     from glode.output_formats import TaggedSentence
     from glode.predict import load_predictor, predict_items
+    from glode.settings import DeviceSettings
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     sentences = load_sentences(args.test, args.sentences)
+    gold = load_tags(args.test, args.sentences)
     texts = [" ".join(s) for s in sentences]
-    model, tok, enc = load_predictor(args.model, args.encoder)
+    predictors = {}  # one model per precision: int8 quantises its copy in place
+    for precision in args.precisions:
+        where = scoring_device(DeviceSettings(device="cpu"), precision)
+        predictors[precision] = (*load_predictor(args.model, args.encoder, where), precision)
+    glode_names = {p: "glode" if p == "fp32" else f"glode_{p}" for p in args.precisions}
+    outputs: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        model = predictors[args.precisions[0]][0]
         ref_dir, ref_kind = reference_dir(args.encoder, args.reference, model.config.entity_types, Path(tmp))
         pipe = pipeline("token-classification", model=str(ref_dir), aggregation_strategy="simple", device=-1)
+        pipe_bf16 = (pipeline("token-classification", model=str(ref_dir), aggregation_strategy="simple", device=-1,
+                              dtype=torch.bfloat16) if args.hf_bf16 else None)
 
-        def run_glode():
-            items = [TaggedSentence(list(s), i) for i, s in enumerate(sentences)]
-            predict_items(model, tok, enc, items, batch_size=args.batch_size, progress=False)
-            return sum(len(it.spans) for it in items)
+        def run_glode(precision):
+            net, tok, enc, _ = predictors[precision]
 
-        def run_hf(batch_size):
+            def go():
+                items = [TaggedSentence(list(s), i) for i, s in enumerate(sentences)]
+                predict_items(net, tok, enc, items, batch_size=args.batch_size, progress=False, precision=precision)
+                outputs[glode_names[precision]] = items
+                return sum(len(it.spans) for it in items)
+            return go
+
+        def run_hf(batch_size, p=pipe):
             def go():
                 with torch.inference_mode():
-                    out = pipe(texts, batch_size=batch_size)
+                    out = p(texts, batch_size=batch_size)
                 return sum(len(o) for o in out)
             return go
 
-        variants = {"glode": run_glode, "hf_pipeline": run_hf(1), f"hf_pipeline_batch{args.batch_size}": run_hf(args.batch_size)}
+        variants = {glode_names[p]: run_glode(p) for p in args.precisions}
+        if args.hf_batch_1:
+            variants["hf_pipeline"] = run_hf(1)
+        variants[f"hf_pipeline_batch{args.batch_size}"] = run_hf(args.batch_size)
+        if pipe_bf16 is not None:
+            variants[f"hf_pipeline_batch{args.batch_size}_bf16"] = run_hf(args.batch_size, pipe_bf16)
         names = list(variants)
         times: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -139,9 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "order": "interleaved, rotated every repeat; one process",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": "python bench/predict_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "torch": torch.__version__,
+        "quantized_engine": torch.backends.quantized.engine,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "cpu_flags": cpu_flags(),
         "note": args.note,
         "variants": {
             name: {
@@ -156,17 +219,38 @@ def main(argv: list[str] | None = None) -> int:
             for name, ts in times.items()
         },
     }
-    g = result["variants"]["glode"]["sentences_per_second"]
-    gc = result["variants"]["glode"]["sentences_per_cpu_second"]
-    result["speedup"] = {name: round(g / v["sentences_per_second"], 2) for name, v in result["variants"].items() if name != "glode"}
-    result["speedup_cpu_time"] = {name: round(gc / v["sentences_per_cpu_second"], 2)
-                                  for name, v in result["variants"].items() if name != "glode"}
+    if gold is not None:  # each glode precision's strict F1 on these sentences (seqeval, as the evaluate stage)
+        from glode.metrics import ner_scores
+        from glode.spans import Span
+
+        cap = predictors[args.precisions[0]][0].config.max_span_len
+        for name, items in outputs.items():
+            f1 = ner_scores(gold, [[Span(a, b, c) for a, b, c, _ in it.spans] for it in items], cap)["f1"]
+            result["variants"][name]["f1"] = round(f1, 5)
+        if "glode" in outputs:
+            for name in outputs:
+                if name != "glode":
+                    result["variants"][name]["f1_minus_fp32_points"] = round(
+                        100 * (result["variants"][name]["f1"] - result["variants"]["glode"]["f1"]), 2)
+    # every glode variant against every other variant: sentences per second (wall) and per CPU second
+    hf = [name for name in result["variants"] if name.startswith("hf_")]
+    result["speedup"], result["speedup_cpu_time"] = {}, {}
+    for g in glode_names.values():
+        mine = result["variants"][g]
+        others = [name for name in result["variants"] if name != g and (name in hf or g != "glode")]
+        result["speedup"][g] = {name: round(mine["sentences_per_second"] / result["variants"][name]["sentences_per_second"], 2)
+                                for name in others}
+        result["speedup_cpu_time"][g] = {
+            name: round(mine["sentences_per_cpu_second"] / result["variants"][name]["sentences_per_cpu_second"], 2)
+            for name in others}
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, v in result["variants"].items():
-        print(f"{name:>24}: {v['sentences_per_second']:7.1f} sentences/s wall (median {v['median_seconds']} s), "
-              f"{v['sentences_per_cpu_second']:7.1f} per CPU second")
-    print(f"glode speed-up, wall: {result['speedup']}; CPU time: {result['speedup_cpu_time']}")
+        f1 = f", F1 {100 * v['f1']:.2f}" if "f1" in v else ""
+        print(f"{name:>30}: {v['sentences_per_second']:7.1f} sentences/s wall (median {v['median_seconds']} s), "
+              f"{v['sentences_per_cpu_second']:7.1f} per CPU second{f1}")
+    for g in result["speedup"]:
+        print(f"{g} speed-up, wall: {result['speedup'][g]}; CPU time: {result['speedup_cpu_time'][g]}")
     return 0
 
 

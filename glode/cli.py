@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from glode.rounds import MAX_ROUNDS
-from glode.settings import DeviceSettings, TrainSettings
+from glode.settings import DeviceSettings, EvaluateSettings, TrainSettings
 from glode.stagecli import options, run_app, with_settings
 
 app = typer.Typer(
@@ -93,8 +93,8 @@ def check(
 ) -> None:
     """Check every key of params.yaml at once: types, ranges, choices, label sets, input paths and
     the rounds chain (cycles, missing predecessors, too many rounds); then the limits of the
-    encoder (model.max-seq-len, denoise.dim) and of this machine (train.device, train.precision).
-    Values that have no effect (k with the local view off) get a note.
+    encoder (model.max-seq-len, denoise.dim) and of this machine (train.device, train.precision,
+    evaluate.precision). Values that have no effect (k with the local view off) get a note.
 
     The pipeline's first stage runs the same check, but DVC refuses a `rounds` cycle while it
     builds the graph, before any stage runs, with a message that does not name params.yaml:
@@ -313,18 +313,21 @@ def predict(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
     force: ForceOpt = False,
     *,
-    where: DeviceSettings,  # --device and --precision: train.device and train.precision of params.yaml
+    where: Annotated[DeviceSettings, options("device")],  # --device: train.device of params.yaml
+    scoring: Annotated[EvaluateSettings, options("precision")],  # --precision: evaluate.precision (int8: CPU)
     run: Annotated[TrainSettings, options("processes")],  # --processes: train.processes
 ) -> None:
     """Tag new sentences with a trained model: greedy non-overlapping entity spans, as in evaluation."""
     import time
 
     from glode.atomic import atomic_path, check_output_file
+    from glode.device import scoring_device
     from glode.distributed import launch_workers, sharded_scoring
     from glode.errors import GlodeError
     from glode.output_formats import format_bio, format_jsonl
     from glode.predict import TOKENIZERS, load_predictor, predict_items, read_input
 
+    where = scoring_device(where, scoring.precision)  # before any work: --device and --precision can run here
     if str(out) != "-":
         check_output_file(out, force, "--out")  # before any work: the model and the input take a while
     if output_format not in ("bio", "jsonl"):

@@ -1,28 +1,39 @@
-"""Where the model runs and in what precision: the one place ``train.device`` and
-``train.precision`` become a ``torch.device``, an autocast context and a gradient scaler.
+"""Where the model runs and in what precision: the one place ``train.device``,
+``train.precision`` (training) and ``evaluate.precision`` (the scoring stages and ``glode
+predict``) become a ``torch.device``, an autocast context, a gradient scaler or an int8 model.
 
 Training, pseudo-labelling, evaluation and ``glode predict`` all go through these functions, so
 that ``auto`` means the same device everywhere. On the CPU in fp32 nothing here touches a
 tensor (no copy, no autocast), so the default run's outputs stay byte-identical.
+
+Precisions: fp32; bf16 and fp16 run the forward passes under ``torch.autocast``; int8 (scoring
+only) replaces most of the encoder's linear layers by dynamically quantised ones
+(:func:`quantize_int8`) and runs the rest in fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
+import warnings
 from typing import ContextManager
 
 import torch
 
 from glode.errors import ParamError
 from glode.params import SCHEMA
+from glode.settings import DeviceSettings
 
-__all__ = ["DEVICE_PATTERN", "resolve_device", "launch_processes", "autocast", "grad_scaler", "check_precision",
-           "model_device", "place_model", "loss_scaler"]
+__all__ = ["DEVICE_PATTERN", "PRECISIONS", "resolve_device", "launch_processes", "autocast", "grad_scaler",
+           "check_precision", "model_device", "place_model", "loss_scaler", "quantize_int8", "scoring_device"]
 
 #: what ``train.device`` may name (its schema in glode/params.py; whether it exists is checked here)
 DEVICE_PATTERN = SCHEMA["train.device"].pattern
+#: every precision a model can run in here; ``train.precision`` declares the first three (training
+#: cannot run int8), ``evaluate.precision`` all four
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def _mps_available() -> bool:
@@ -109,21 +120,32 @@ def launch_processes(processes: int, device: str) -> int:
     return processes
 
 
-def check_precision(device: torch.device, precision: str) -> None:
-    """fp16 needs CUDA (its loss scaler is CUDA's); bf16 runs on CUDA or the CPU; fp32 anywhere."""
+def check_precision(device: torch.device, precision: str, key: str = "train.precision") -> None:
+    """fp16 needs CUDA (its loss scaler is CUDA's); bf16 runs on CUDA or the CPU; int8 on the CPU
+    (torch's dynamically quantised linear layers have CPU kernels only); fp32 anywhere. Errors
+    name ``key``: ``train.precision``, or ``evaluate.precision`` for scoring."""
+    if precision not in PRECISIONS:
+        allowed = SCHEMA[key].choices if key in SCHEMA and SCHEMA[key].choices else PRECISIONS
+        raise ParamError(key, f"{precision!r} is not allowed; expected one of {', '.join(allowed)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ParamError("train.precision", f"fp16 needs a CUDA device, the model runs on {device}; use bf16 "
+        raise ParamError(key, f"fp16 needs a CUDA device, the model runs on {device}; use bf16 "
                          "(CUDA or CPU) or fp32")
     if precision == "bf16" and device.type not in ("cuda", "cpu"):
-        raise ParamError("train.precision", f"bf16 runs on CUDA or the CPU, the model runs on {device}; use fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ParamError("train.precision", f"{precision!r} is not allowed; expected one of fp32, bf16, fp16")
+        raise ParamError(key, f"bf16 runs on CUDA or the CPU, the model runs on {device}; use fp32")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ParamError(key, f"int8 (dynamic quantisation) runs on the CPU, the model runs on {device}; use "
+                             "fp32, bf16 or fp16 there, or train.device: cpu")
+        if torch.backends.quantized.engine == "none" or _quantize_dynamic() is None:
+            raise ParamError(key, f"int8: this torch ({torch.__version__}) has no dynamic quantisation for this CPU "
+                             f"(engines: {torch.backends.quantized.supported_engines}); use fp32 or bf16")
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
-    """The forward passes' precision: ``torch.autocast`` for bf16/fp16, nothing for fp32."""
+    """The forward passes' precision: ``torch.autocast`` for bf16/fp16, nothing for fp32 and for
+    int8 (whose quantised layers are in the model, :func:`quantize_int8`)."""
     check_precision(device, precision)
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return contextlib.nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -132,6 +154,9 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 def grad_scaler(device: torch.device, precision: str):
     """A loss scaler for fp16 on CUDA (small gradients underflow in fp16), else None."""
     check_precision(device, precision)
+    if precision == "int8":
+        raise ParamError("train.precision", "int8 scores only (its quantised layers have no gradients); train in "
+                         "fp32, bf16 or fp16 and score in int8 with evaluate.precision")
     if precision != "fp16":
         return None
     return loss_scaler(device)
@@ -154,9 +179,55 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def place_model(model: torch.nn.Module, device: str, precision: str) -> torch.device:
     """Move ``model`` to the device ``train.device`` names (no copy when it is there already)
-    after checking that ``train.precision`` runs there; returns the device."""
+    after checking that ``precision`` runs there; int8 quantises its encoder (:func:`quantize_int8`,
+    for scoring only). Returns the device."""
     where = resolve_device(device)
     check_precision(where, precision)
     if model_device(model) != where:
         model.to(where)
+    if precision == "int8":
+        quantize_int8(model)
     return where
+
+
+def _quantize_dynamic():
+    """``torch.ao.quantization.quantize_dynamic`` and its per-channel config, or None where this
+    torch has dropped them (deprecated since torch 2.10 in favour of torchao)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError:
+        return None
+    return quantize_dynamic, per_channel_dynamic_qconfig
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the encoder's linear layers, in place: weights stored as int8
+    with one scale per output channel, each batch's activations quantised on the fly with one
+    range, the products in int8 (torch's engine for this CPU: fbgemm/x86 or qnnpack).
+
+    The feed-forward blocks' down projections (in_features > out_features: BERT's and XLM-R's
+    ``output.dense``) stay fp32: their input, the GELU activations, holds a few outliers that one
+    int8 range per batch cannot hold. Quantising them too cost 2.8 and 5.2 F1 points on the de and
+    ar test sets, leaving them 0.7 and 1.0 (docs/BENCHMARKS.md, "Scoring precision"). The span
+    head, embeddings, layer norms and attention's softmax stay fp32 as well. A model quantised
+    once is left as it is; training cannot run on it (no gradients)."""
+    quantize, qconfig = _quantize_dynamic()
+    chosen = {name: qconfig for name, m in model.encoder.named_modules()
+              if type(m) is torch.nn.Linear and m.in_features <= m.out_features}
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notes are not the user's business
+        warnings.simplefilter("ignore")
+        quantize(model.encoder, chosen, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def scoring_device(device: DeviceSettings, precision: str) -> DeviceSettings:
+    """The device settings that the scoring stages and ``glode predict`` run a model with:
+    ``train.device`` and ``evaluate.precision``, which is checked here against that device,
+    naming the key. The copy's precision may be int8, a scoring precision that ``train.precision``
+    does not declare, so it is not re-checked as one."""
+    check_precision(resolve_device(device.device), precision, "evaluate.precision")
+    scoring = copy.copy(device)
+    scoring.precision = precision
+    return scoring

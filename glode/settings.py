@@ -298,9 +298,10 @@ class TrainSettings(Settings):
 
 @dataclass
 class DeviceSettings(Settings):
-    """Where the model runs and in what precision: every stage that runs it (training,
-    initial_labels, pseudo_label, evaluate) and ``glode predict``. They do not shape what is
-    learned beyond float rounding, so a model folder records them only where not the default
+    """Where the model runs and in what precision: the device of every stage that runs it
+    (training, initial_labels, pseudo_label, evaluate) and of ``glode predict``; the precision of
+    training (the scoring stages take ``evaluate.precision``). They do not shape what is learned
+    beyond float rounding, so a model folder records them only where not the default
     (glode/device.py turns them into a device, an autocast context and a loss scaler)."""
 
     SECTION: ClassVar[str] = "train"
@@ -308,7 +309,8 @@ class DeviceSettings(Settings):
     device: str = param("auto", pattern=r"auto|cpu|cuda|cuda:\d+|mps", pattern_text="auto, cpu, cuda, cuda:N or mps",
                         help="Where the model runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps.")
     precision: str = param("fp32", choices=("fp32", "bf16", "fp16"),
-                           help="fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast and a loss scaler; CUDA).")
+                           help="Training's forward passes (the scoring stages take evaluate.precision): fp32, bf16 "
+                           "(autocast; CUDA or CPU) or fp16 (autocast and a loss scaler; CUDA).")
 
     def recorded(self) -> dict[str, Any]:
         """What a model folder records of them: the precision where it is not fp32 (bf16 and
@@ -318,11 +320,16 @@ class DeviceSettings(Settings):
 
 @dataclass
 class EvaluateSettings(Settings):
-    """Scoring a corpus with a trained model (initial_labels, pseudo_label, evaluate)."""
+    """Scoring a corpus with a trained model (initial_labels, pseudo_label, evaluate; ``glode
+    predict --precision``)."""
 
     SECTION: ClassVar[str] = "evaluate"
 
     batch_size: int = param(64, lo=1, help="Sentences per batch.")
+    precision: str = param("fp32", choices=("fp32", "bf16", "fp16", "int8"),
+                           help="The scoring stages' forward passes (train.precision is training's): fp32, bf16 "
+                           "(autocast; CUDA or CPU), fp16 (autocast; CUDA) or int8 (the encoder's linear layers "
+                           "dynamically quantised; CPU).")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from glode.device import scoring_device
 from glode.distributed import launch_workers, sharded_scoring
 from glode.settings import DeviceSettings, EvaluateSettings, TrainSettings
 from glode.stagecli import options, run_app, single_command, with_settings
@@ -19,10 +20,11 @@ def main(
     metrics: Annotated[Path, typer.Option(help="Pseudo-label statistics JSON.")] = Path("metrics/denoise/r0.json"),
     *,
     scoring: EvaluateSettings,
-    device: DeviceSettings,
+    device: Annotated[DeviceSettings, options("device")],  # --precision is evaluate.precision (EvaluateSettings)
     run: Annotated[TrainSettings, options("processes")],
 ) -> None:
     """Kept non-O predictions keep their distribution; every other span is one-hot O."""
+    device = scoring_device(device, scoring.precision)  # train.device, evaluate.precision (checked here)
     if launch_workers(run.processes, device.device, "scoring"):  # train.processes > 1: the launched processes did it
         return
     with sharded_scoring(device.device) as world:  # each process scores its share of the batches; rank 0 writes

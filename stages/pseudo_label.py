@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from glode.device import scoring_device
 from glode.distributed import launch_workers, rank_output, sharded_scoring
 from glode.rounds import check_prev
 from glode.settings import DenoiseSettings, DeviceSettings, EvaluateSettings, TrainSettings
@@ -23,12 +24,13 @@ def main(
     *,
     vectors: Annotated[DenoiseSettings, options("dim", "projection", "features", "seed")],
     scoring: EvaluateSettings,
-    device: DeviceSettings,
+    device: Annotated[DeviceSettings, options("device")],  # --precision is evaluate.precision (EvaluateSettings)
     run: Annotated[TrainSettings, options("processes")],
 ) -> None:
     """Write spans.parquet (class probabilities of every target candidate span) and the
     L2-normalised span vectors of target and source spans."""
     check_prev(round, prev)
+    device = scoring_device(device, scoring.precision)  # train.device, evaluate.precision (checked here)
     if launch_workers(run.processes, device.device, "scoring"):  # train.processes > 1: the launched processes did it
         return
     # each process scores its share of the batches; rank 0 writes the folder, the others a throwaway copy

@@ -120,15 +120,37 @@ def test_predict_errors_and_help(model_dir, tmp_path):
 
 
 def test_predict_device_and_precision(model_dir, tmp_path):
-    """--device/--precision are train.device/train.precision: checked before the input is read;
+    """--device/--precision are train.device/evaluate.precision: checked before the input is read;
     bf16 on the CPU tags like fp32 here (the tiny model's margins are wide)."""
     (tmp_path / "s.txt").write_text("Anna lives in Berlin .\n", encoding="utf-8")
     with pytest.raises(ParamError, match="train.device"):
         cli("predict", str(tmp_path / "missing.txt"), "--model", str(model_dir), "--device", "gpu")
-    with pytest.raises(ParamError, match=r"train.precision.*fp16 needs a CUDA device"):
+    with pytest.raises(ParamError, match=r"evaluate.precision.*fp16 needs a CUDA device"):
         cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--precision", "fp16")
     plain = cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--no-progress")
     half = cli("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "--precision", "bf16",
                "--no-progress")
     tags = lambda out: [line for line in out.splitlines() if line.startswith(("Anna ", "lives ", "Berlin "))]  # noqa: E731
     assert len(tags(plain)) == 3 and tags(half) == tags(plain)
+
+
+def test_predict_int8_scores_like_fp32_and_is_checked_before_the_input_is_read(model_dir, tmp_path, monkeypatch):
+    """--precision int8 (evaluate.precision) quantises the encoder's linear layers: the same tags and
+    span probabilities within 0.02 of fp32 here; on a GPU it is refused, naming the key, before the
+    input is read."""
+    import glode.device
+
+    (tmp_path / "s.txt").write_text("Anna lives in Berlin .\nSiemens and Ajax visited Rotterdam today .\n",
+                                    encoding="utf-8")
+    args = ("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "-f", "jsonl",
+            "--no-progress", "--threads", "1")
+    records = lambda out: [json.loads(x) for x in out.splitlines() if x.startswith("{")]  # noqa: E731
+    plain, small = records(cli(*args)), records(cli(*args, "--precision", "int8"))
+    assert [r["tags"] for r in small] == [r["tags"] for r in plain] and any(r["spans"] for r in plain)
+    for a, b in zip(plain, small):
+        assert [s["prob"] for s in b["spans"]] == pytest.approx([s["prob"] for s in a["spans"]], abs=0.02)
+        assert [s["prob"] for s in b["spans"]] != [s["prob"] for s in a["spans"]]  # int8 did run
+    monkeypatch.setattr(glode.device.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(glode.device.torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ParamError, match=r"evaluate.precision.*int8 \(dynamic quantisation\) runs on the CPU"):
+        cli("predict", str(tmp_path / "missing.txt"), "--model", str(model_dir), "--device", "cuda", "--precision", "int8")

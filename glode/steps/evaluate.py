@@ -34,6 +34,8 @@ def evaluate_model(model_dir: Path, test_table: Path, metrics_path: Path, settin
     scores = evaluate_corpus(model, tokenizer, sentences, encoded, settings.batch_size, progress, device.precision)
     scores["round"] = meta.get("round")
     scores["max_span_len"] = cfg.max_span_len
+    if device.precision != "fp32":  # scores of a reduced precision say so (fp32 metrics keep their bytes)
+        scores["scoring_precision"] = device.precision
     if current_world().main:
         write_json(metrics_path, scores)
     return scores

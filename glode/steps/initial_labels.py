@@ -38,6 +38,8 @@ def initial_labels(model_dir: Path, tables_dir: Path, out_labels: Path, metrics_
     summary = {"round": "r0", "spans": int(len(spans)), "label_rows": int(len(rows)),
                "per_class": {c: int(v) for c, v in zip(classes, np.bincount(y, minlength=len(classes)))},
                "encoding": encoding_stats(t_enc)}
+    if device.precision != "fp32":  # labels scored in a reduced precision say so (fp32 metrics keep their bytes)
+        summary["scoring_precision"] = device.precision
     if (gold_ids >= 0).any():
         add_pseudo_label_scores(summary, {"known": int((gold_ids >= 0).sum()), "after": span_prf(y, gold_ids),
                                           "soft_after": soft_scores(Y, gold_ids)})
