@@ -7,9 +7,8 @@ down projections in fp32).
 
 For each work folder (read only) its `models/<round>` scores the first `--sentences` sentences of
 `tables/target_test.parquet` (`glode.corpus.evaluate_corpus`, fp32 outside the quantised layers)
-with each layer set dynamically quantised to int8 (`torch.ao.quantization.quantize_dynamic`,
-per-channel weights, the qconfig `quantize_int8` uses), on a fresh copy of the model, in one
-process: none (fp32), all linear layers, all but the down projections (in > out features:
+with each layer set dynamically quantised to int8 (`glode.device.quantize_int8` given the set:
+per-channel weights, activations per batch), on a fresh copy of the model, in one process: none (fp32), all linear layers, all but the down projections (in > out features:
 `quantize_int8`'s choice), the attention's only, the feed-forward's only, all but query/key/value.
 """
 
@@ -22,7 +21,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from glode.atomic import atomic_path
     from glode.corpus import encode_table, evaluate_corpus
-    from glode.device import _quantize_dynamic
+    from glode.device import quantize_int8
     from glode.features import SentenceEncoder
     from glode.model import load_model
 
     hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
-    quantize, qconfig = _quantize_dynamic()
     runs = []
     for project in args.projects:
         model, tok, _ = load_model(project / "models" / args.round, project / "encoder")
@@ -77,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, chosen in layer_sets(model.encoder).items():
             m = copy.deepcopy(model)
             if chosen is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    quantize(m.encoder, {n: qconfig for n in chosen}, dtype=torch.qint8, inplace=True)
+                quantize_int8(m, chosen)
             c0 = time.process_time()
             s = evaluate_corpus(m, tok, sentences, encoded, 64, False, "fp32")
             rows[name] = {"layers": 0 if chosen is None else len(chosen), "f1": round(s["f1"], 5),

@@ -18,7 +18,7 @@ import copy
 import os
 import re
 import warnings
-from typing import ContextManager
+from typing import ContextManager, Iterable
 
 import torch
 
@@ -202,7 +202,7 @@ def _quantize_dynamic():
     return quantize_dynamic, per_channel_dynamic_qconfig
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+def quantize_int8(model: torch.nn.Module, layers: Iterable[str] | None = None) -> torch.nn.Module:
     """Dynamic int8 quantisation of the encoder's linear layers, in place: weights stored as int8
     with one scale per output channel, each batch's activations quantised on the fly with one
     range, the products in int8 (torch's engine for this CPU: fbgemm/x86 or qnnpack).
@@ -212,10 +212,13 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     int8 range per batch cannot hold. Quantising them too cost 2.8 and 5.2 F1 points on the de and
     ar test sets, leaving them 0.7 and 1.0 (docs/BENCHMARKS.md, "Scoring precision"). The span
     head, embeddings, layer norms and attention's softmax stay fp32 as well. A model quantised
-    once is left as it is; training cannot run on it (no gradients)."""
+    once is left as it is; training cannot run on it (no gradients). ``layers`` names other
+    modules of the encoder to quantise instead (bench/int8_layers.py compares such sets)."""
     quantize, qconfig = _quantize_dynamic()
-    chosen = {name: qconfig for name, m in model.encoder.named_modules()
-              if type(m) is torch.nn.Linear and m.in_features <= m.out_features}
+    if layers is None:
+        layers = [name for name, m in model.encoder.named_modules()
+                  if type(m) is torch.nn.Linear and m.in_features <= m.out_features]
+    chosen = {name: qconfig for name in layers}
     with warnings.catch_warnings():  # torch.ao.quantization's deprecation notes are not the user's business
         warnings.simplefilter("ignore")
         quantize(model.encoder, chosen, dtype=torch.qint8, inplace=True)
