@@ -135,6 +135,8 @@ def test_the_scoring_stages_score_in_evaluate_precision(workspace):
     for name in ("r0.json", "test.json"):
         fp32, int8 = (json.loads((out[p] / name).read_text()) for p in ("fp32", "int8"))
         assert "scoring_precision" not in fp32 and int8["scoring_precision"] == "int8", name
+    fp32, int8 = (json.loads((out[p] / "pseudo" / "glode_pseudo.json").read_text()) for p in ("fp32", "int8"))
+    assert "scoring_precision" not in fp32 and int8["scoring_precision"] == "int8"
     spans = [read_table(out[p] / "pseudo" / SPANS_FILE, SPANS_KIND) for p in ("fp32", "int8")]
     # Y0 keeps the distribution of the spans kept as entities (others are one-hot O): a rounding may
     # keep another span, so the spans that both keep are compared

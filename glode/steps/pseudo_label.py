@@ -82,6 +82,8 @@ def pseudo_label_round(
     info = {"target_spans": n_target, "source_spans": len(s_frame), "dim": projection.dim,
             "projection": vectors.projection, "features": vectors.features,
             "encoding": {"target_unlabelled": encoding_stats(t_enc), "source_train": encoding_stats(s_enc)}}
+    if device.precision != "fp32":  # (evaluate.precision; absent at fp32, so fp32 folders keep their bytes)
+        info["scoring_precision"] = device.precision
     with_gold = has_gold(target)
     bar = progress_bar(total=len(target) + len(source), desc="scoring spans", unit="sentence", enabled=progress)
     with atomic_dir(out_dir) as tmp:
