@@ -1,4 +1,4 @@
-"""Pieces the training-step bench scripts share: their setup and the way they report."""
+"""Pieces the bench scripts share: the training-step setup, the way they report, the CPU features they record."""
 
 from __future__ import annotations
 
@@ -49,3 +49,13 @@ def emit(result: dict, out: Path | None) -> None:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide bf16 and int8 speed (from /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return sorted({f for f in wanted if f" {f}" in text})

@@ -24,15 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchkit import emit, source_step_parts  # noqa: E402  (a sibling script)
+from benchkit import cpu_flags, emit, source_step_parts  # noqa: E402  (a sibling script)
 
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return sorted({f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in text})
 
 
 def main() -> int:

@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from benchkit import cpu_flags  # noqa: E402  (a sibling script)
 
 
 def load_sentences(path: Path, n: int) -> list[list[str]]:
@@ -71,14 +73,6 @@ def load_tags(path: Path, n: int) -> list[list[str]] | None:
     tags = tags[:n] if n else tags
     return tags if any(t != "O" for s in tags for t in s) else None
 
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return sorted({f for f in wanted if f" {f}" in text})
 
 
 def reference_dir(encoder: Path, reference: Path | None, labels: list[str], work: Path) -> tuple[Path, str]:

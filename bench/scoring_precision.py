@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from benchkit import cpu_flags  # noqa: E402  (a sibling script)
 sys.path.insert(0, str(ROOT))
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -62,14 +64,6 @@ def score(model_dir: Path, project: Path, precision: str, batch_size: int, tmp: 
             "gold_entities": s["gold_entities"], "sentences": s["sentences"],
             "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
 
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return sorted({f for f in wanted if f" {f}" in text})
 
 
 def main(argv: list[str] | None = None) -> int:
