@@ -148,6 +148,7 @@ def run(args) -> None:
                             work / f"{stage}.log")
             res.update(stage_facts(stage, work))
             entry[stage] = res
+            results["runs"][rev]["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             save_results(results)
             print(f"  {res['seconds']} s, peak RSS {res['peak_rss_mb']} MB", flush=True)
 
@@ -166,8 +167,8 @@ def stage_facts(stage: str, work: Path) -> dict:
 
 def render(args) -> None:
     results = load_results()
-    rev = args.commit or next(reversed(results["runs"]), None)
-    runs = results["runs"].get(rev, {})
+    rev = args.commit or max(results["runs"], key=lambda c: results["runs"][c].get("updated", ""), default=None)
+    runs = {size: e for size, e in results["runs"].get(rev, {}).items() if size.isdigit()}
     sizes = sorted(runs, key=int)
     print(f"commit {rev}\n")
     print("| target sentences (repeats of the file) | target spans | stage | wall s | s per 1k sentences | peak RSS MB |")
