@@ -167,7 +167,10 @@ def stage_facts(stage: str, work: Path) -> dict:
 
 def render(args) -> None:
     results = load_results()
-    rev = args.commit or max(results["runs"], key=lambda c: results["runs"][c].get("updated", ""), default=None)
+    if args.commit:
+        rev = next((c for c in results["runs"] if c.startswith(args.commit)), args.commit)
+    else:
+        rev = max(results["runs"], key=lambda c: results["runs"][c].get("updated", ""), default=None)
     runs = {size: e for size, e in results["runs"].get(rev, {}).items() if size.isdigit()}
     sizes = sorted(runs, key=int)
     print(f"commit {rev}\n")
