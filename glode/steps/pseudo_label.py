@@ -9,7 +9,7 @@ glode/pseudo_folder.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,7 @@ def _encoder_vectors(encoder_dir: Path, config, seed: int, pad_id: int, batch_si
     return _SpanVectors(plain, 2 * plain.encoder.config.hidden_size, pad_id, batch_size, device.precision)
 
 
-def _fit_projection(span_vectors: Callable, t_enc: Sequence, s_enc: Sequence, vectors: DenoiseSettings):
+def _fit_projection(span_vectors: _SpanVectors, t_enc: Sequence, s_enc: Sequence, vectors: DenoiseSettings):
     """The projection, fitted on the span vectors of a seeded sample of target and source
     sentences (``"random"`` needs none)."""
     fit = np.zeros((0, span_vectors.width), dtype=np.float32)
