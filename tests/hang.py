@@ -5,6 +5,7 @@ named output into place; the test waits for the marker and sends a signal."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,3 +28,11 @@ def wait_for_hang(proc: subprocess.Popen, marker: Path, timeout: float, what: st
         assert time.monotonic() < deadline, f"{what} never reached its write"
         time.sleep(poll)
     return int(marker.read_text())
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: a shell's background job
+    (``cmd &``, e.g. a test run started so) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, as a program in the background should not; the test's child is to
+    behave as one in the foreground."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ from glode.settings import DataSettings, EvaluateSettings
 from glode.steps.prepare import prepare_tables
 from glode.rounds import validate_rounds
 from glode.tables import read_sentences, write_sentences
-from tests.hang import hang_env, wait_for_hang
+from tests.hang import hang_env, sigint_default, wait_for_hang
 from tests.synthetic import all_words, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,7 +295,8 @@ def test_killed_prepare_keeps_the_previous_tables(tmp_path, sig):
     marker = tmp_path / "hang.pid"
     env = hang_env(dict(os.environ), "prepare.py:target_unlabelled.parquet", marker)
     proc = subprocess.Popen([sys.executable, str(ROOT / "stages/prepare.py"), *prepare_args(new, out)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     try:
         pid = wait_for_hang(proc, marker, 120, "the stage", poll=0.05)
         partial = [p for p in tmp_path.iterdir() if p.name.startswith(".tables.tmp-")]
@@ -386,7 +387,7 @@ def test_ctrl_c_on_glode_predict_exits_130_and_writes_nothing(world, tmp_path):
     env = hang_env(glode_env(), f"cli.py:{out.name}", marker)
     proc = subprocess.Popen([sys.executable, "-m", "glode.cli", "-q", "predict", str(text), "--model", str(world / "models/r0"),
                              "-o", str(out), "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         os.kill(wait_for_hang(proc, marker, 120, "glode predict", poll=0.05), signal.SIGINT)
         _, err = proc.communicate(timeout=60)
