@@ -184,8 +184,10 @@ def render(args) -> None:
                 continue
             r = e[stage]
             spans = e.get("pseudo_label", {}).get("target_spans", "")
+            per = (f"{1000 * r['seconds'] / int(size):.1f}" if stage != "train_target"
+                   else f"- ({r.get('steps', '?')} steps)")  # (a fixed number of steps: per sentence says nothing)
             print(f"| {int(size):,} ({e['corpus']['repeats']}x) | {spans:,} | {stage} | {r['seconds']:,} | "
-                  f"{1000 * r['seconds'] / int(size):.1f} | {r['peak_rss_mb']:,.0f} |")
+                  f"{per} | {r['peak_rss_mb']:,.0f} |")
     done = [s for s in sizes if all(st in runs[s] for st in ("pseudo_label", "denoise"))]
     if "12000" in done and len(done) >= 2 and done[-1] != "12000":
         big = done[-1]
