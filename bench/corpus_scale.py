@@ -174,20 +174,21 @@ def render(args) -> None:
     runs = {size: e for size, e in results["runs"].get(rev, {}).items() if size.isdigit()}
     sizes = sorted(runs, key=int)
     print(f"commit {rev}\n")
-    print("| target sentences (repeats of the file) | target spans | stage | wall s | s per 1k sentences | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    print("| target sentences (repeats of the file) | target spans | stage | wall s | CPU s | s per 1k sentences | "
+          "peak RSS MB | load before |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in sizes:
         e = runs[size]
         for stage in STAGES:
             if stage not in e:
-                print(f"| {int(size):,} ({e['corpus']['repeats']}x) | | {stage} | pending | | |")
+                print(f"| {int(size):,} ({e['corpus']['repeats']}x) | | {stage} | pending | | | | |")
                 continue
             r = e[stage]
             spans = e.get("pseudo_label", {}).get("target_spans", "")
             per = (f"{1000 * r['seconds'] / int(size):.1f}" if stage != "train_target"
                    else f"- ({r.get('steps', '?')} steps)")  # (a fixed number of steps: per sentence says nothing)
             print(f"| {int(size):,} ({e['corpus']['repeats']}x) | {spans:,} | {stage} | {r['seconds']:,} | "
-                  f"{per} | {r['peak_rss_mb']:,.0f} |")
+                  f"{r['cpu_seconds']:,} | {per} | {r['peak_rss_mb']:,.0f} | {r['load_before']} |")
     done = [s for s in sizes if all(st in runs[s] for st in ("pseudo_label", "denoise"))]
     if "12000" in done and len(done) >= 2 and done[-1] != "12000":
         big = done[-1]
