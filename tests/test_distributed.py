@@ -285,6 +285,22 @@ def test_a_failing_training_process_is_one_error_line_and_a_non_zero_exit(stage_
     assert not (stage_workspace / "failed").exists()
 
 
+def _sigterm_when_held(cmd: list[str], cwd: Path, env: dict, marker: Path, what: str, role: str) -> None:
+    """Run a 2-process stage until the hook holds it at ``what`` (tests/hang_hook), send SIGTERM to the
+    stage, and check that it ends with 143 and one line saying its ``role`` processes were stopped."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_hang(proc, marker, 240, what)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"terminated; the 2 {role} processes were stopped and removed their "
+                                            "partial outputs"), err[-3000:]
+
+
 def test_sigterm_stops_every_training_process_and_leaves_no_partial_output(stage_workspace, tmp_path):
     """Rank 0 is held just before it renames its finished log folder into place (tests/hang_hook);
     SIGTERM to the stage (what ``kill`` and job schedulers send) reaches every process through the
@@ -294,17 +310,7 @@ def test_sigterm_stops_every_training_process_and_leaves_no_partial_output(stage
     cmd = [sys.executable, str(ROOT / "stages/train_source.py"), "--target", "de", "--tables", "tables",
            "--encoder", "encoder", "--out", "killed/models/r0", "--logs", "killed/logs/r0", "--epochs", "1",
            "--batch-size", "8", "--device", "cpu", "--processes", "2"]
-    proc = subprocess.Popen(cmd, cwd=stage_workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_hang(proc, marker, 240, "rank 0's log folder")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err[-3000:]
-    assert err.strip().splitlines()[-1] == ("terminated; the 2 training processes were stopped and removed their "
-                                            "partial outputs"), err[-3000:]
+    _sigterm_when_held(cmd, stage_workspace, env, marker, "rank 0's log folder", "training")
     left = sorted(str(p.relative_to(stage_workspace)) for p in (stage_workspace / "killed").rglob("*"))
     assert left == ["killed/logs"], left  # the folder atomic_dir made for the logs, nothing in it
 
@@ -445,18 +451,7 @@ def test_sigterm_stops_every_scoring_process_and_leaves_no_partial_output(scorin
     cmd = [sys.executable, str(ROOT / "stages/pseudo_label.py"),
            *(a.format(name="killed-scoring") for a in SCORING_STAGES["pseudo_label"]), "--batch-size", "4",
            "--device", "cpu", "--processes", "2"]
-    proc = subprocess.Popen(cmd, cwd=scoring_workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        wait_for_hang(proc, marker, 240, "a pseudo_label folder")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err[-3000:]
-    assert err.strip().splitlines()[-1] == ("terminated; the 2 scoring processes were stopped and removed their "
-                                            "partial outputs"), err[-3000:]
+    _sigterm_when_held(cmd, scoring_workspace, env, marker, "a pseudo_label folder", "scoring")
     assert [p.name for p in (scoring_workspace / "killed-scoring").iterdir()] == []
     assert list(scratch.iterdir()) == []
 
