@@ -32,8 +32,8 @@ SPANS_FILE = "spans.parquet"
 PSEUDO_MANIFEST = "glode_pseudo.json"
 PSEUDO_FORMAT_VERSION = 1
 #: the span vectors' storage type: unit vectors whose cosines the views compare lose ~1e-4 in
-#: float16 (half of float32's disk and of the denoise stage's memory at a million sentences;
-#: docs/SCALE.md "Corpus scale" has the check against float32 labels); the views compute in float32
+#: float16 (half of float32's disk, and of what the denoise step reads; docs/SCALE.md "Corpus
+#: scale" has the check against float32 labels); the views compute in float32
 REPS_DTYPE = np.float16
 
 

@@ -487,8 +487,9 @@ class IndexOptions:
                 raise ValueError(f"IndexOptions.{f.name} must be a positive integer, got {value!r}")
 
 
-#: rows of the seeded sample that the 'svd' and 'pca' projections of span vectors are fitted on
-#: (glode.denoising.projection.reduce_dim); not a params.yaml key: it bounds the fit's memory
+#: spans the 'svd' and 'pca' projections of span vectors are fitted on: the spans of a seeded sample
+#: of sentences in the pipeline (glode.denoising.projection.fitting_sentences), a seeded sample of
+#: rows in reduce_dim; not a params.yaml key: it bounds the fit's memory
 PROJECTION_SAMPLE = 20000
 
 
