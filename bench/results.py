@@ -20,7 +20,7 @@ instead and keeps a row per cell. `bench/results_harness.py` holds the shared ma
 
 Each protocol is one file, `bench/results_<name>.py`, defining `PROTOCOL`; to add one, write that
 file and add it to `PROTOCOLS` below. Kept: v3 (the current evidence), v4 (issue 36's table, at 3 epochs),
-the explorations x3 and x4.
+the explorations x3 and x4, and x38 (issue 38: r0 trained in bf16 against v4's fp32 r0).
 Retired in issue 37 (their code last at commit 722848f, their tables still in docs/RESULTS.md):
 v1 (1 epoch, the old defaults) and v2 (3 epochs, 2 rounds, one seed).
 """
@@ -42,6 +42,7 @@ import results_v3  # noqa: E402
 import results_v4  # noqa: E402
 import results_x3  # noqa: E402
 import results_x4  # noqa: E402
+import results_x38  # noqa: E402
 from results_harness import LANGUAGES, Protocol, head_commit, load_cells, run_cell  # noqa: E402
 
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
@@ -50,6 +51,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     results_v4.PROTOCOL,
     results_x3.PROTOCOL,
     results_x4.PROTOCOL,
+    results_x38.PROTOCOL,
 )}
 
 

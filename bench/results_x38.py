@@ -1,0 +1,78 @@
+"""Protocol x38 (issue 38, item 4): the source model r0 trained in bf16 (`train.precision: bf16`,
+CPU autocast) against v4's zero-shot cells, r0 trained in fp32 by the same snapshot with the same
+seeds, sizes and 3 epochs; nothing else differs. Cells in `bench/results/explore-bf16/`, work
+folders in `../bench-work/x38/`.
+
+    python bench/results.py --protocol x38 run --commit 4484a0f --only de:zeroshot:0 --only ar:zeroshot:0 ...
+    python bench/results.py --protocol x38 render
+
+Run it at v4's pinned commit, so that each pair differs only in training precision. At that commit
+`train.precision` is also the scoring precision, so a cell's evaluate@r0 scores in bf16 (scoring
+alone moves F1 by about ±0.06, docs/BENCHMARKS.md); `bench/scoring_precision.py --projects
+../bench-work/x38/de-s0 ...` scores the same models in fp32 too, and the render shows that column
+when `bench/results/scoring_precision.json` has it.
+"""
+
+from __future__ import annotations
+
+import json
+from statistics import mean
+
+from results_harness import ROOT, Protocol, fmt, load_cells
+from results_v3 import V3_ROUNDS, V3_SEEDS, V3_SIZES
+from results_v4 import PROTOCOL as V4_PROTOCOL
+from results_v4 import V4_EPOCHS
+
+X38_TARGETS = ("de", "ar")  # one CoNLL and one WikiAnn target, as the issue asks
+X38_VARIANTS = {"zeroshot": ("r0 trained in bf16 (train.precision: bf16, CPU autocast), zero-shot",
+                             {"train.precision": "bf16"})}
+SCORING_PRECISION = ROOT / "bench" / "results" / "scoring_precision.json"
+
+
+def plan_x38() -> list[tuple[str, str, int]]:
+    return [(lang, "zeroshot", seed) for seed in V3_SEEDS for lang in X38_TARGETS]
+
+
+def _fp32_scored(project: str) -> float | None:
+    """The fp32 test F1 of a bf16-trained r0, from bench/scoring_precision.py's results."""
+    if not SCORING_PRECISION.is_file():
+        return None
+    for cell in json.loads(SCORING_PRECISION.read_text())["cells"]:
+        if cell["project"].rstrip("/").endswith(f"x38/{project}") and cell["round"] == "r0":
+            return cell["scores"].get("fp32", {}).get("f1")
+    return None
+
+
+def render_x38(cells: dict, proto: Protocol) -> str:
+    """Per target and seed: fp32-trained r0 (v4) against bf16-trained r0, and their train_source times."""
+    fp32 = load_cells(V4_PROTOCOL)
+    lines = ["| target | seed | r0 trained fp32 (v4), F1 | r0 trained bf16, F1 scored bf16 | same model scored fp32 "
+             "| bf16 − fp32 (scored bf16) | train_source s fp32 / bf16 (load before) |", "|---|---|---|---|---|---|---|"]
+    diffs: dict[str, list[float]] = {}
+    for lang in X38_TARGETS:
+        for seed in V3_SEEDS:
+            ours, theirs = cells.get((lang, "zeroshot", seed)), fp32.get((lang, "zeroshot", seed))
+            a = theirs["rounds"]["r0"]["f1"] if theirs else None
+            b = ours["rounds"]["r0"]["f1"] if ours else None
+            if ours and theirs and ours["commit"] != theirs["commit"]:
+                raise ValueError(f"x38 {lang} seed {seed}: commit {ours['commit'][:8]}, v4's fp32 cell {theirs['commit'][:8]}: "
+                                 "not a side-by-side pair")
+            d = None if a is None or b is None else b - a
+            if d is not None:
+                diffs.setdefault(lang, []).append(d)
+
+            def secs(c):
+                s = (c or {}).get("stages", {}).get("train_source")
+                return f"{s['seconds']:.0f} ({s['load_before']:.1f})" if s and s.get("ran") else "pending"
+            lines.append(f"| {lang} | {seed} | {fmt(a, 2)} | {fmt(b, 2)} | {fmt(_fp32_scored(f'{lang}-s{seed}'), 2)} "
+                         f"| {'pending' if d is None else f'{100 * d:+.2f}'} | {secs(theirs)} / {secs(ours)} |")
+    lines.append("")
+    for lang in X38_TARGETS:
+        got = diffs.get(lang, [])
+        lines.append(f"- {lang}: bf16 − fp32 over {len(got)} of {len(V3_SEEDS)} seeds: "
+                     + (f"mean {100 * mean(got):+.2f}, per seed {', '.join(f'{100 * x:+.2f}' for x in got)}" if got else "pending"))
+    return "\n".join(lines) + "\n"
+
+
+PROTOCOL = Protocol("x38", ROOT / "bench" / "results" / "explore-bf16", "x38", X38_VARIANTS, V3_SIZES, V4_EPOCHS,
+                    V3_ROUNDS, render=render_x38, plan=plan_x38, explore=True, r0_variant="zeroshot")
