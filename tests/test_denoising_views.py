@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from glode.denoising.views import (build_bank, build_index, compute_prototypes, global_view, interleave_order,
-                                   local_view, neighbour_counts)
+                                   local_view, neighbour_counts, search_neighbours)
 from glode.errors import ParamError
 from glode.settings import DenoiseSettings, IndexOptions
 from tests.denoising_fixture import LOC, O, ORG, PER, clusters, one_hot, small_problem, step, unit
@@ -84,6 +84,23 @@ def test_chunked_counts_equal_unchunked():
     chunked, _ = neighbour_counts(Q, bank, index, 25, 4, chunk_size=7)
     np.testing.assert_array_equal(whole, chunked)
     assert (whole.sum(1) == 25).all()
+
+
+def test_ivf_counts_searched_in_list_order_are_those_of_the_corpus_order():
+    """IVF queries are searched window by window in the order of their nearest list; each span
+    still gets its own counts, those of searching it alone."""
+    Q, Y, S, s_labels, _ = small_problem(n=500)
+    bank = build_bank(S, s_labels, Q, Y.argmax(1), o_keep_rate=0.5, seed=3)
+    index = build_index(bank.vectors, "ivf", nprobe=2, seed=0, options=IndexOptions(nlist=8))
+    nearest = index.quantizer.search(np.ascontiguousarray(Q[:50], dtype=np.float32), 1)[1][:, 0]
+    assert (np.diff(nearest) != 0).any()  # the first window's list order is not the corpus order
+    ordered, missing = neighbour_counts(Q, bank, index, 25, 4, chunk_size=7, window=50)
+    plain, missing_plain = neighbour_counts(Q, bank, index, 25, 4, chunk_size=10_000)
+    np.testing.assert_array_equal(ordered, plain)
+    assert missing == missing_plain
+    for i in (0, 49, 50, 311, 499):  # one query at a time: nothing shared with a batch
+        ids, keep = search_neighbours(index, np.ascontiguousarray(Q[i:i + 1], dtype=np.float32), bank.target_pos[i:i + 1], 25)
+        np.testing.assert_array_equal(ordered[i], np.bincount(bank.labels[ids[keep]], minlength=4))
 
 
 def test_k_beyond_the_memory_bank_is_param_error_naming_k():

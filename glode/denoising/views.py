@@ -285,21 +285,34 @@ def neighbour_counts(
     n_classes: int,
     *,
     chunk_size: int,
+    window: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(n, missing): per-class counts among each span's k neighbours, reduced ``chunk_size``
-    queries at a time (``IndexOptions.chunk_size``)."""
+    queries at a time (``IndexOptions.chunk_size``).
+
+    With an IVF index, queries are read ``window`` rows at a time (``IndexOptions.search_window``)
+    and searched in the order of their nearest IVF list, so that consecutive queries scan the
+    same lists while they are in the CPU's cache (a quarter to a third less search time from a
+    43k-entry bank to a 572k one, docs/SCALE.md). Each query's result does not depend on the
+    others in its batch, so the counts are those of the corpus order."""
     N = Q.shape[0]
     n = np.empty((N, n_classes), dtype=np.int32)
     missing = 0
+    ivf = faiss.try_extract_index_ivf(index)  # None for the exact (flat) index: nothing to order by
+    ordered = ivf is not None and window is not None
+    step = window if ordered else chunk_size
     bar = progress_bar(total=N, desc="kNN search", unit="span")  # minutes at a million spans
-    for a in range(0, N, chunk_size):
-        b = min(a + chunk_size, N)
-        ids, keep = search_neighbours(index, np.ascontiguousarray(Q[a:b], dtype=np.float32), bank.target_pos[a:b], k)
-        rows = np.broadcast_to(np.arange(b - a)[:, None], ids.shape)
-        flat = rows[keep] * n_classes + bank.labels[ids[keep]]
-        n[a:b] = np.bincount(flat, minlength=(b - a) * n_classes).reshape(b - a, n_classes)
-        missing += int((b - a) * k - keep.sum())
-        bar.update(b - a)
+    for w in range(0, N, step):
+        block = np.ascontiguousarray(Q[w:w + step], dtype=np.float32)
+        order = np.argsort(ivf.quantizer.search(block, 1)[1][:, 0], kind="stable") if ordered else np.arange(len(block))
+        for a in range(0, len(block), chunk_size):
+            rows = order[a:a + chunk_size]
+            ids, keep = search_neighbours(index, block[rows], bank.target_pos[w + rows], k)
+            at = np.broadcast_to(np.arange(len(rows))[:, None], ids.shape)
+            flat = at[keep] * n_classes + bank.labels[ids[keep]]
+            n[w + rows] = np.bincount(flat, minlength=len(rows) * n_classes).reshape(len(rows), n_classes)
+            missing += int(len(rows) * k - keep.sum())
+            bar.update(len(rows))
     bar.close()
     return n, missing
 
@@ -344,7 +357,8 @@ def local_counts(S: np.ndarray, s_labels: np.ndarray, Q: np.ndarray, y_hat: np.n
         faiss_index = build_index(bank.vectors, kind, nprobe=settings.nprobe, seed=settings.seed, options=options)
         timings["index"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        n, missing = neighbour_counts(Q, bank, faiss_index, k, n_classes, chunk_size=options.chunk_size)
+        n, missing = neighbour_counts(Q, bank, faiss_index, k, n_classes, chunk_size=options.chunk_size,
+                                      window=options.search_window)
         timings["search"] = time.perf_counter() - t2
         del faiss_index
     finally:
