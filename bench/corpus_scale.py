@@ -24,7 +24,9 @@ tables), whose steps per second include loading and encoding the target corpus.
 
 Resumable: results go to bench/results/corpus_scale.json per commit, size and stage as each
 stage ends (a work folder holds one commit's outputs: use a new `--work` for another commit); a stage already recorded for this commit is skipped, and its outputs in `--work`
-are reused by the next stage. `render` prints the table for docs/SCALE.md: per stage, seconds
+are reused by the next stage. `--pseudo-from` takes each size's `pseudo_label` folder and record from
+another commit's work folder (the render marks that commit), to measure a change to the later
+stages on the same span vectors. `render` prints the table for docs/SCALE.md: per stage, seconds
 per 1,000 target sentences, the ratio of that at the largest size to that at 12k, and the
 extrapolation to 1M sentences (time linear in the corpus from the two largest sizes; RSS by its
 growth per sentence between them).
@@ -140,6 +142,8 @@ def run(args) -> None:
                 link.symlink_to(to)
         corpus = build_tables(project, args.target.resolve(), size, work / "tables")
         entry = results["runs"].setdefault(rev, {}).setdefault(str(size), {"corpus": corpus})
+        if args.pseudo_from and "pseudo_label" not in entry:
+            reuse_pseudo(args.pseudo_from.resolve(), size, work, entry, results)
         for stage in args.stages:
             if stage in entry:
                 continue
@@ -151,6 +155,25 @@ def run(args) -> None:
             results["runs"][rev]["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             save_results(results)
             print(f"  {res['seconds']} s, peak RSS {res['peak_rss_mb']} MB", flush=True)
+
+
+def reuse_pseudo(other_root: Path, size: int, work: Path, entry: dict, results: dict) -> None:
+    """Take ``pseudo_label``'s folder and record from another commit's work folder (``--pseudo-from``),
+    so that a change to the later stages is measured on the same span vectors without scoring the
+    corpus again; the record keeps the commit it was measured at."""
+    codes = sorted(other_root.glob("code-*"))
+    if len(codes) != 1:
+        raise SystemExit(f"--pseudo-from {other_root}: expected one code-<commit> folder, found {len(codes)}")
+    other = codes[0].name.removeprefix("code-")
+    measured = results["runs"].get(other, {}).get(str(size), {}).get("pseudo_label")
+    folder = other_root / str(size) / "rounds" / "r1" / "pseudo"
+    if measured is None or not folder.is_dir():
+        raise SystemExit(f"--pseudo-from {other_root}: no measured pseudo_label at {size:,} sentences for commit {other}")
+    link = work / "rounds" / "r1" / "pseudo"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(folder)
+    entry["pseudo_label"] = {**measured, "commit": other}
 
 
 def stage_facts(stage: str, work: Path) -> dict:
@@ -187,7 +210,8 @@ def render(args) -> None:
             spans = e.get("pseudo_label", {}).get("target_spans", "")
             per = (f"{1000 * r['seconds'] / int(size):.1f}" if stage != "train_target"
                    else f"- ({r.get('steps', '?')} steps)")  # (a fixed number of steps: per sentence says nothing)
-            print(f"| {int(size):,} ({e['corpus']['repeats']}x) | {spans:,} | {stage} | {r['seconds']:,} | "
+            at = f" (at {r['commit'][:7]})" if "commit" in r else ""  # measured at another commit (--pseudo-from)
+            print(f"| {int(size):,} ({e['corpus']['repeats']}x) | {spans:,} | {stage}{at} | {r['seconds']:,} | "
                   f"{r['cpu_seconds']:,} | {per} | {r['peak_rss_mb']:,.0f} | {r['load_before']} |")
     done = [s for s in sizes if all(st in runs[s] for st in ("pseudo_label", "denoise"))]
     if "12000" in done and len(done) >= 2 and done[-1] != "12000":
@@ -217,6 +241,8 @@ def main(argv=None) -> None:
     r.add_argument("--train-epochs", type=float, default=0.25)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--commit", default="HEAD", help="the code to run (extracted with git archive into --work)")
+    r.add_argument("--pseudo-from", type=Path, help="another commit's --work folder: reuse its pseudo_label outputs "
+                   "and record (to measure a change to denoise or train_target alone)")
     p = sub.add_parser("render", help="print the table of one commit (default: the last recorded)")
     p.add_argument("--commit")
     args = ap.parse_args(argv)
