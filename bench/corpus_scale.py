@@ -204,7 +204,7 @@ def render(args) -> None:
         e = runs[size]
         for stage in STAGES:
             if stage not in e:
-                print(f"| {int(size):,} ({e['corpus']['repeats']}x) | | {stage} | pending | | | | |")
+                print(f"| {int(size):,} ({e['corpus']['repeats']}x) | | {stage} | not run at this commit | | | | |")
                 continue
             r = e[stage]
             spans = e.get("pseudo_label", {}).get("target_spans", "")
@@ -216,17 +216,18 @@ def render(args) -> None:
     done = [s for s in sizes if all(st in runs[s] for st in ("pseudo_label", "denoise"))]
     if "12000" in done and len(done) >= 2 and done[-1] != "12000":
         big = done[-1]
-        per = lambda s: sum(runs[s][st]["seconds"] for st in ("pseudo_label", "denoise")) / int(s)  # noqa: E731
-        print(f"\npseudo_label + denoise, s per sentence at {int(big):,} / at 12,000: {per(big) / per('12000'):.2f}")
+        print()
+        for kind, key in (("wall", "seconds"), ("CPU", "cpu_seconds")):
+            per = lambda s: sum(runs[s][st][key] for st in ("pseudo_label", "denoise")) / int(s)  # noqa: E731
+            print(f"pseudo_label + denoise, {kind} s per sentence at {int(big):,} / at 12,000: {per(big) / per('12000'):.2f}")
     if len(done) >= 2:
         a, b = done[-2], done[-1]
+        line = lambda key, x: x[b][key] + (x[b][key] - x[a][key]) / (int(b) - int(a)) * (1_000_000 - int(b))  # noqa: E731
         for stage in ("pseudo_label", "denoise"):
-            ta, tb = runs[a][stage]["seconds"], runs[b][stage]["seconds"]
-            ra, rb = runs[a][stage]["peak_rss_mb"], runs[b][stage]["peak_rss_mb"]
-            rate = (tb - ta) / (int(b) - int(a))
-            grow = (rb - ra) / (int(b) - int(a))
-            print(f"{stage} at 1M sentences (extrapolated from {int(a):,} and {int(b):,}): "
-                  f"{(tb + rate * (1_000_000 - int(b))) / 3600:.1f} h, {(rb + grow * (1_000_000 - int(b))) / 1024:.1f} GB")
+            x = {s: runs[s][stage] for s in (a, b)}
+            print(f"{stage} at 1M sentences (extrapolated linearly from {int(a):,} and {int(b):,}): "
+                  f"{line('seconds', x) / 3600:.1f} h wall, {line('cpu_seconds', x) / 3600:.1f} CPU h, "
+                  f"{line('peak_rss_mb', x) / 1024:.1f} GB")
 
 
 def main(argv=None) -> None:
