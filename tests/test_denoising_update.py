@@ -47,6 +47,23 @@ def test_progressive_update_is_normalised_ema():
     np.testing.assert_allclose(progressive_update(Y, u, 0.8), [[0.8, 0.15, 0.05, 0.0]], rtol=1e-6)
 
 
+def test_combine_and_update_row_by_row_equal_the_whole_array(monkeypatch):
+    """combine and progressive_update compute a few rows at a time (bounded float64
+    temporaries); the bytes are those of one pass over every row."""
+    import glode.denoising.update as update
+
+    rng = np.random.default_rng(5)
+    G, L = rng.random((101, 4)) < 0.3, rng.random((101, 4)) < 0.3
+    Y = rng.dirichlet(np.ones(4), 101).astype(np.float32)
+    whole_u = combine(G, L, Y)
+    whole = progressive_update(Y, whole_u, 0.8)
+    monkeypatch.setattr(update, "ROWS_AT_A_TIME", 7)
+    u = combine(G, L, Y)
+    assert u.dtype == np.float32 and u.tobytes() == whole_u.tobytes()
+    assert progressive_update(Y, u, 0.8).tobytes() == whole.tobytes()
+    assert ((G.sum(1) == 0) & (L.sum(1) == 0)).any()  # rows that keep Y are among them
+
+
 def test_bad_settings_are_refused_by_the_settings_naming_the_params_key_and_a_bad_m_by_the_step():
     for kwargs, key in [({"prototype": "median"}, "denoise.prototype"), ({"index": "hnsw"}, "denoise.index"),
                         ({"o_keep_rate": 2}, "denoise.o-keep-rate")]:
