@@ -9,8 +9,9 @@ folders in `../bench-work/x38/`.
 Run it at v4's pinned commit, so that each pair differs only in training precision. At that commit
 `train.precision` is also the scoring precision, so a cell's evaluate@r0 scores in bf16 (scoring
 alone moves F1 by about ±0.06, docs/BENCHMARKS.md); `bench/scoring_precision.py --projects
-../bench-work/x38/de-s0 ...` scores the same models in fp32 too, and the render shows that column
-when `bench/results/scoring_precision.json` has it.
+../bench-work/x38/de-s0 ... --out bench/results/scoring_precision_x38.json` scores the same models in
+fp32 too (its own file: the fp32-trained models' table stays apart), and the render shows that
+column when the file has it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from results_v4 import V4_EPOCHS
 X38_TARGETS = ("de", "ar")  # one CoNLL and one WikiAnn target, as the issue asks
 X38_VARIANTS = {"zeroshot": ("r0 trained in bf16 (train.precision: bf16, CPU autocast), zero-shot",
                              {"train.precision": "bf16"})}
-SCORING_PRECISION = ROOT / "bench" / "results" / "scoring_precision.json"
+SCORING_PRECISION = ROOT / "bench" / "results" / "scoring_precision_x38.json"  # the bf16-trained models scored
 
 
 def plan_x38() -> list[tuple[str, str, int]]:
