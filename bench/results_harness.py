@@ -70,6 +70,9 @@ class Protocol:
     estimate: Callable[[], str] | None = None  # the plan's cost, as text
     status_notes: Callable[["Protocol"], list] | None = None  # lines `status` adds
     r0_variant: str = "default"  # the variant whose r0 (work folder) the others share unless they change what r0 reads
+    # per test sentence counts of the last model (bench/sentence_counts.py, scored in fp32), checked against the
+    # evaluate stage's metrics; off where the stage scores otherwise by design (x38: bf16) and no bootstrap needs them
+    sentence_counts: bool = True
 
     @property
     def source(self) -> str:
@@ -335,31 +338,37 @@ def run_cell(proto: Protocol, lang: str, variant: str, seed: int, workroot: Path
             continue  # exploration keeps the folder's r0 (trained by the code in SNAPSHOT.json's r0_commit)
         step(name, ["dvc", "repro", "--single-item", name])
     last = rounds[-1]
-    counts_json = work / "counts" / f"{variant}-{last}.json"
-    if counts_json.exists():
-        counts_json.unlink()
-    # the snapshot's own script: it imports the snapshot's glode, which the checkout's may not match
-    step(f"sentence_counts@{last}", [sys.executable, str(work / "bench" / "sentence_counts.py"), "--model", f"models/{last}",
-                                     "--test", "tables/target_test.parquet", "--encoder", "encoder",
-                                     "--metrics", f"metrics/{last}.json", "--batch-size", str(params["evaluate"]["batch-size"]),
-                                     "--out", str(counts_json.relative_to(work))])
-    counts = json.loads(counts_json.read_text())
+    counts = sentence_counts(work, variant, last, params, step) if proto.sentence_counts else None
     per_round = collect(work, rounds)
     for r, x in per_round.items():
         if r not in ("r0", last):  # not scored by this cell: the folder's metrics/rN.json may be another variant's
             for k in ("f1", "precision", "recall", "span_f1", "per_type", "gold_entities_over_cap", "truncated_words"):
                 x[k] = None
         x["optimizer_steps"] = x.get("history_steps") or (x["train_steps"] * params["train"]["epochs"] if x.get("train_steps") else None)
-    if counts["f1"] != per_round[last]["f1"]:
+    extra = {"r0_commit": snapshot.get("r0_commit", snapshot["commit"])} if proto.explore else {}
+    if counts is not None and counts["f1"] != per_round[last]["f1"]:
         raise RuntimeError(f"{lang}:{variant}:s{seed}: per-sentence counts give F1 {counts['f1']!r}, "
                            f"metrics/{last}.json {per_round[last]['f1']!r}")
-    extra = {"r0_commit": snapshot.get("r0_commit", snapshot["commit"])} if proto.explore else {}
+    if counts is not None:
+        extra["sentence_counts"] = {last: {k: counts[k] for k in ("sentences", "tp", "pred", "gold")}}
     return {**extra, "language": lang, "variant": variant, "seed": seed, "description": desc, "commit": snapshot["commit"],
             "workdir": work.name, "sentences": snapshot["sentences"], "overrides": overrides, "params": params,
             "span_cap": params["model"]["max-span-len"], "epochs": params["train"]["epochs"], "rounds": per_round,
-            "sentence_counts": {last: {k: counts[k] for k in ("sentences", "tp", "pred", "gold")}},
             "stages": stages, "machine": machine(),
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def sentence_counts(work: Path, variant: str, last: str, params: dict, step) -> dict:
+    """Per test sentence (tp, predicted, gold) of the cell's last model, by the snapshot's own
+    bench/sentence_counts.py (it imports the snapshot's glode, which the checkout's may not match)."""
+    counts_json = work / "counts" / f"{variant}-{last}.json"
+    if counts_json.exists():
+        counts_json.unlink()
+    step(f"sentence_counts@{last}", [sys.executable, str(work / "bench" / "sentence_counts.py"), "--model", f"models/{last}",
+                                     "--test", "tables/target_test.parquet", "--encoder", "encoder",
+                                     "--metrics", f"metrics/{last}.json", "--batch-size", str(params["evaluate"]["batch-size"]),
+                                     "--out", str(counts_json.relative_to(work))])
+    return json.loads(counts_json.read_text())
 
 
 # --------------------------------------------------------------------------- rendering helpers

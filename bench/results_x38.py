@@ -45,10 +45,11 @@ def _fp32_scored(project: str) -> float | None:
 
 
 def render_x38(cells: dict, proto: Protocol) -> str:
-    """Per target and seed: fp32-trained r0 (v4) against bf16-trained r0, and their train_source times."""
+    """Per target and seed: fp32-trained r0 (v4) against bf16-trained r0 (the training times of the
+    two were taken hours apart under different loads; docs/BENCHMARKS.md has the step time side by side)."""
     fp32 = load_cells(V4_PROTOCOL)
     lines = ["| target | seed | r0 trained fp32 (v4), F1 | r0 trained bf16, F1 scored bf16 | same model scored fp32 "
-             "| bf16 − fp32 (scored bf16) | train_source s fp32 / bf16 (load before) |", "|---|---|---|---|---|---|---|"]
+             "| bf16 − fp32 (scored bf16) |", "|---|---|---|---|---|---|"]
     diffs: dict[str, list[float]] = {}
     for lang in X38_TARGETS:
         for seed in V3_SEEDS:
@@ -61,12 +62,8 @@ def render_x38(cells: dict, proto: Protocol) -> str:
             d = None if a is None or b is None else b - a
             if d is not None:
                 diffs.setdefault(lang, []).append(d)
-
-            def secs(c):
-                s = (c or {}).get("stages", {}).get("train_source")
-                return f"{s['seconds']:.0f} ({s['load_before']:.1f})" if s and s.get("ran") else "pending"
             lines.append(f"| {lang} | {seed} | {fmt(a, 2)} | {fmt(b, 2)} | {fmt(_fp32_scored(f'{lang}-s{seed}'), 2)} "
-                         f"| {'pending' if d is None else f'{100 * d:+.2f}'} | {secs(theirs)} / {secs(ours)} |")
+                         f"| {'pending' if d is None else f'{100 * d:+.2f}'} |")
     lines.append("")
     for lang in X38_TARGETS:
         got = diffs.get(lang, [])
@@ -76,4 +73,5 @@ def render_x38(cells: dict, proto: Protocol) -> str:
 
 
 PROTOCOL = Protocol("x38", ROOT / "bench" / "results" / "explore-bf16", "x38", X38_VARIANTS, V3_SIZES, V4_EPOCHS,
-                    V3_ROUNDS, render=render_x38, plan=plan_x38, explore=True, r0_variant="zeroshot")
+                    V3_ROUNDS, render=render_x38, plan=plan_x38, explore=True, r0_variant="zeroshot",
+                    sentence_counts=False)  # its evaluate scores in bf16 at 4484a0f; sentence_counts.py in fp32
