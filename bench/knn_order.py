@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -68,8 +69,6 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, help="JSON to write")
     args = ap.parse_args(argv)
-    import os
-
     load = os.getloadavg()[0]
     cells = [measure(f, args.spans, args.repeats) for f in args.folders]
     for c in cells:
