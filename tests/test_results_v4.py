@@ -42,10 +42,11 @@ def undefine_beyond(monkeypatch) -> None:
 # --------------------------------------------------------------------------- plan, overrides, work folders
 
 
-def test_plan_is_seed_0_on_every_target_first_in_the_priority_order():
+def test_plan_is_seed_0_on_every_target_first_in_the_priority_order_and_paper_last():
     order = ["de", "ar", "hi", "zh", "es", "nl"]
-    per_target = ["zeroshot", "plain-ce", "views-ref", "beyond", "plain-ref", "paper"]
+    per_target = ["zeroshot", "plain-ce", "views-ref", "beyond", "plain-ref"]
     expected = [(lang, v, seed) for seed in (0, 1, 2) for lang in order for v in per_target]
+    expected += [(lang, "paper", seed) for seed in (0, 1, 2) for lang in order]
     assert P.plan() == expected and len(expected) == 3 * 6 * 6
     assert P.planned() == expected  # every column defined
     assert P.overrides("beyond", 0)["retrain.target-loss"] == "soft-ce" and P.overrides("beyond", 0)["denoise.use-local"]
@@ -57,7 +58,7 @@ def test_an_undefined_beyond_is_skipped_and_the_others_keep_their_place(monkeypa
     undefine_beyond(monkeypatch)
     planned = P.planned()
     assert len(planned) == 90 and all(v != "beyond" for _, v, _ in planned)
-    assert planned[:5] == [("de", v, 0) for v in ("zeroshot", "plain-ce", "views-ref", "plain-ref", "paper")]
+    assert planned[:5] == [("de", v, 0) for v in ("zeroshot", "plain-ce", "views-ref", "plain-ref")] + [("ar", "zeroshot", 0)]
     monkeypatch.undo()
     assert len(P.planned()) == 108
     assert P.overrides("beyond", 2)["train.epochs"] == 3 and P.workdir("zh", "beyond", 2) == "zh-s2"
