@@ -49,8 +49,9 @@ def render_x38(cells: dict, proto: Protocol) -> str:
     two were taken hours apart under different loads; docs/BENCHMARKS.md has the step time side by side)."""
     fp32 = load_cells(V4_PROTOCOL)
     lines = ["| target | seed | r0 trained fp32 (v4), F1 | r0 trained bf16, F1 scored bf16 | same model scored fp32 "
-             "| bf16 − fp32 (scored bf16) |", "|---|---|---|---|---|---|"]
+             "| bf16 − fp32 (scored bf16) | bf16 − fp32 (both scored fp32) |", "|---|---|---|---|---|---|---|"]
     diffs: dict[str, list[float]] = {}
+    diffs_fp32: dict[str, list[float]] = {}  # training precision alone: both models scored in fp32
     for lang in X38_TARGETS:
         for seed in V3_SEEDS:
             ours, theirs = cells.get((lang, "zeroshot", seed)), fp32.get((lang, "zeroshot", seed))
@@ -59,16 +60,20 @@ def render_x38(cells: dict, proto: Protocol) -> str:
             if ours and theirs and ours["commit"] != theirs["commit"]:
                 raise ValueError(f"x38 {lang} seed {seed}: commit {ours['commit'][:8]}, v4's fp32 cell {theirs['commit'][:8]}: "
                                  "not a side-by-side pair")
+            b32 = _fp32_scored(f"{lang}-s{seed}")
             d = None if a is None or b is None else b - a
-            if d is not None:
-                diffs.setdefault(lang, []).append(d)
-            lines.append(f"| {lang} | {seed} | {fmt(a, 2)} | {fmt(b, 2)} | {fmt(_fp32_scored(f'{lang}-s{seed}'), 2)} "
-                         f"| {'pending' if d is None else f'{100 * d:+.2f}'} |")
+            d32 = None if a is None or b32 is None else b32 - a
+            for got, x in ((diffs, d), (diffs_fp32, d32)):
+                if x is not None:
+                    got.setdefault(lang, []).append(x)
+            lines.append(f"| {lang} | {seed} | {fmt(a, 2)} | {fmt(b, 2)} | {fmt(b32, 2)} "
+                         f"| {'pending' if d is None else f'{100 * d:+.2f}'} | {'pending' if d32 is None else f'{100 * d32:+.2f}'} |")
     lines.append("")
     for lang in X38_TARGETS:
-        got = diffs.get(lang, [])
-        lines.append(f"- {lang}: bf16 − fp32 over {len(got)} of {len(V3_SEEDS)} seeds: "
-                     + (f"mean {100 * mean(got):+.2f}, per seed {', '.join(f'{100 * x:+.2f}' for x in got)}" if got else "pending"))
+        for got, how in ((diffs.get(lang, []), "bf16 scored bf16"), (diffs_fp32.get(lang, []), "both scored fp32")):
+            lines.append(f"- {lang}: bf16 − fp32 ({how}) over {len(got)} of {len(V3_SEEDS)} seeds: "
+                         + (f"mean {100 * mean(got):+.2f}, per seed {', '.join(f'{100 * x:+.2f}' for x in got)}"
+                            if got else "pending"))
     return "\n".join(lines) + "\n"
 
 
