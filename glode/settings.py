@@ -326,10 +326,11 @@ class EvaluateSettings(Settings):
     SECTION: ClassVar[str] = "evaluate"
 
     batch_size: int = param(64, lo=1, help="Sentences per batch.")
-    precision: str = param("fp32", choices=("fp32", "bf16", "fp16", "int8"),
+    precision: str = param("fp32", choices=("fp32", "bf16", "fp16", "int8", "auto"),
                            help="The scoring stages' forward passes (train.precision is training's): fp32, bf16 "
-                           "(autocast; CUDA or CPU), fp16 (autocast; CUDA) or int8 (the encoder's linear layers "
-                           "dynamically quantised; CPU).")
+                           "(autocast; CUDA or CPU), fp16 (autocast; CUDA), int8 (the encoder's linear layers "
+                           "dynamically quantised; CPU) or auto (bf16 where the device runs it natively: a GPU "
+                           "with bf16, a CPU with AVX-512 BF16 or AMX; else fp32; glode predict's default).")
 
 
 @dataclass

@@ -118,13 +118,16 @@ class Options:
 
     only: tuple[str, ...] | None = None
     hidden: tuple[str, ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()
 
 
-def options(*only: str, hidden: tuple[str, ...] = ()) -> Options:
+def options(*only: str, hidden: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Options:
     """For ``Annotated[SomeSettings, options(...)]``: only the fields ``only`` (all when none are
     given) become options; the fields ``hidden`` are taken but left out of ``--help`` (DVC passes
-    a whole section, and the stage does not read them)."""
-    return Options(tuple(only) or None, tuple(hidden))
+    a whole section, and the stage does not read them); ``defaults`` gives a command outside the
+    pipeline its own default for a field (``glode predict --precision auto``), still checked by the
+    field's declaration."""
+    return Options(tuple(only) or None, tuple(hidden), tuple((defaults or {}).items()))
 
 
 _ENUMS: dict[str, type[enum.Enum]] = {}
@@ -165,7 +168,7 @@ def with_settings(main: Callable) -> Callable:
         if cls is None:
             own.append(parameter)
             continue
-        unknown = ({*(chosen.only or ()), *chosen.hidden}) - set(cls.params())
+        unknown = ({*(chosen.only or ()), *chosen.hidden, *dict(chosen.defaults)}) - set(cls.params())
         if unknown:
             raise TypeError(f"{main.__name__}: {cls.__name__} has no fields {sorted(unknown)}")
         declared = [p for name, p in cls.params().items() if chosen.only is None or name in chosen.only]
@@ -174,7 +177,7 @@ def with_settings(main: Callable) -> Callable:
             if p.option in keys:
                 raise TypeError(f"{main.__name__}: two options are called --{p.option.replace('_', '-')}")
             keys[p.option] = p.key
-            option_type, default = _option_type(p), p.option_default()
+            option_type, default = _option_type(p), dict(chosen.defaults).get(p.field, p.option_default())
             if isinstance(option_type, type) and issubclass(option_type, enum.Enum):
                 default = option_type(default)
             generated.append(inspect.Parameter(

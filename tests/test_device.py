@@ -182,6 +182,26 @@ def test_precision_contexts_on_the_cpu():
         autocast(cpu, "fp16")
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_scoring_precision_auto_is_bf16_where_native_and_fp32_elsewhere(monkeypatch, native, expected):
+    import glode.device
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu = torch.device("cpu")
+    assert glode.device.native_bf16(cpu) is native
+    assert glode.device.resolve_precision(cpu, "auto") == expected
+    assert [glode.device.resolve_precision(cpu, p) for p in ("fp32", "bf16", "int8")] == ["fp32", "bf16", "int8"]
+    assert glode.device.scoring_device(DeviceSettings(device="cpu"), "auto").precision == expected
+    glode.device.check_precision(cpu, "auto", "evaluate.precision")  # whatever it resolves to runs on the CPU
+    assert not glode.device.native_bf16(torch.device("mps"))  # autocast has no bf16 there; auto is fp32
+
+
+def test_scoring_precision_auto_is_declared_for_scoring_only():
+    assert "auto" in SCHEMA["evaluate.precision"].choices and SCHEMA["evaluate.precision"].default == "fp32"
+    assert "auto" not in SCHEMA["train.precision"].choices  # training's precision changes what is learned
+
+
 def test_a_batch_on_its_own_device_is_not_copied(encoder_dir):
     _, tok, data = _model(encoder_dir)
     batch = collate(data, tok.pad_token_id)

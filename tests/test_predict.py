@@ -134,6 +134,25 @@ def test_predict_device_and_precision(model_dir, tmp_path):
     assert len(tags(plain)) == 3 and tags(half) == tags(plain)
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_predict_scores_in_bf16_by_default_only_where_the_cpu_runs_it_natively(model_dir, tmp_path, monkeypatch,
+                                                                                 native, expected):
+    """glode predict's --precision defaults to auto (evaluate.precision's default stays fp32): bf16
+    on a CPU with AVX-512 BF16 or AMX, fp32 elsewhere; the run's summary line says which ran, and
+    the spans are those of --precision <that> asked for by name."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    (tmp_path / "s.txt").write_text("Anna lives in Berlin .\nSiemens and Ajax visited Rotterdam today .\n",
+                                    encoding="utf-8")
+    args = ("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "-f", "jsonl",
+            "--no-progress", "--threads", "1")
+    default, named = cli(*args), cli(*args, "--precision", expected)
+    assert f"sentences/s ({expected})" in default.splitlines()[-1]
+    assert [x for x in default.splitlines() if x.startswith("{")] == [x for x in named.splitlines() if x.startswith("{")]
+    other = cli(*args, "--precision", "fp32" if expected == "bf16" else "bf16")
+    assert [x for x in other.splitlines() if x.startswith("{")] != [x for x in default.splitlines() if x.startswith("{")]
+
+
 def test_predict_int8_scores_like_fp32_and_is_checked_before_the_input_is_read(model_dir, tmp_path, monkeypatch):
     """--precision int8 (evaluate.precision) quantises the encoder's linear layers: the same tags and
     span probabilities within 0.02 of fp32 here; on a GPU it is refused, naming the key, before the
@@ -145,7 +164,7 @@ def test_predict_int8_scores_like_fp32_and_is_checked_before_the_input_is_read(m
     args = ("predict", str(tmp_path / "s.txt"), "--model", str(model_dir), "--device", "cpu", "-f", "jsonl",
             "--no-progress", "--threads", "1")
     records = lambda out: [json.loads(x) for x in out.splitlines() if x.startswith("{")]  # noqa: E731
-    plain, small = records(cli(*args)), records(cli(*args, "--precision", "int8"))
+    plain, small = records(cli(*args, "--precision", "fp32")), records(cli(*args, "--precision", "int8"))
     assert [r["tags"] for r in small] == [r["tags"] for r in plain] and any(r["spans"] for r in plain)
     for a, b in zip(plain, small):
         assert [s["prob"] for s in b["spans"]] == pytest.approx([s["prob"] for s in a["spans"]], abs=0.02)

@@ -96,7 +96,7 @@ def test_glode_check_names_evaluate_precision_where_it_cannot_run(monkeypatch, t
 
     params = default_params()
     params["evaluate"]["precision"] = "fp8"
-    assert "evaluate.precision: 'fp8' is not allowed; expected one of fp32, bf16, fp16, int8" in check_params(params, tmp_path)
+    assert "evaluate.precision: 'fp8' is not allowed; expected one of fp32, bf16, fp16, int8, auto" in check_params(params, tmp_path)
     params["evaluate"]["precision"] = "int8"
     assert not [p for p in limit_problems(params, tmp_path) if "precision" in p]  # int8 runs on this CPU
     _fake_cuda(monkeypatch)
