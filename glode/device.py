@@ -126,8 +126,8 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 matrix products in hardware: a CUDA GPU that supports bf16, or a
     CPU with AVX-512 BF16 or AMX (torch's own CPU probes). Elsewhere autocast emulates bf16 and is
     slower than fp32."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cuda":  # torch's default also counts a GPU that emulates bf16
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type == "cpu":
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

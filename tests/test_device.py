@@ -195,6 +195,11 @@ def test_scoring_precision_auto_is_bf16_where_native_and_fp32_elsewhere(monkeypa
     assert glode.device.scoring_device(DeviceSettings(device="cpu"), "auto").precision == expected
     glode.device.check_precision(cpu, "auto", "evaluate.precision")  # whatever it resolves to runs on the CPU
     assert not glode.device.native_bf16(torch.device("mps"))  # autocast has no bf16 there; auto is fp32
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation)
+                        or including_emulation)  # an older GPU: bf16 only emulated
+    assert not glode.device.native_bf16(torch.device("cuda")) and asked == [False]
 
 
 def test_scoring_precision_auto_is_declared_for_scoring_only():
