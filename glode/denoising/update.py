@@ -117,13 +117,19 @@ class DenoiseResult:
 ROWS_AT_A_TIME = 1 << 18
 
 
+def _by_rows(rows_fn, *arrays: np.ndarray) -> np.ndarray:
+    """``rows_fn(*(x[rows] for x in arrays))`` over :data:`ROWS_AT_A_TIME` rows at a time, into one
+    float32 array (N x C, the arrays' common shape)."""
+    out = np.empty(arrays[0].shape, dtype=np.float32)
+    for a in range(0, out.shape[0], ROWS_AT_A_TIME):
+        rows = slice(a, a + ROWS_AT_A_TIME)
+        out[rows] = rows_fn(*(x[rows] for x in arrays))
+    return out
+
+
 def combine(G: np.ndarray, L: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """u = normalise((1[G]/|G| + 1[L]/|L|)/2); an empty set contributes zeros; both empty -> Y."""
-    u = np.empty(Y.shape, dtype=np.float32)
-    for a in range(0, Y.shape[0], ROWS_AT_A_TIME):
-        rows = slice(a, a + ROWS_AT_A_TIME)
-        u[rows] = _combine_rows(G[rows], L[rows], Y[rows])
-    return u
+    return _by_rows(_combine_rows, G, L, Y)
 
 
 def _combine_rows(G: np.ndarray, L: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -180,13 +186,12 @@ def select_confident(
 def progressive_update(Y: np.ndarray, u: np.ndarray, m: float) -> np.ndarray:
     """Y_new = normalise(m*Y + (1-m)*u): the EMA that moves labels a step towards the views
     (in float64, :data:`ROWS_AT_A_TIME` rows at a time)."""
-    Y_new = np.empty(Y.shape, dtype=np.float32)
-    for a in range(0, Y.shape[0], ROWS_AT_A_TIME):
-        rows = slice(a, a + ROWS_AT_A_TIME)
-        step = m * Y[rows].astype(np.float64) + (1.0 - m) * u[rows].astype(np.float64)
+    def ema_rows(y: np.ndarray, v: np.ndarray) -> np.ndarray:
+        step = m * y.astype(np.float64) + (1.0 - m) * v.astype(np.float64)
         step /= step.sum(axis=1, keepdims=True)
-        Y_new[rows] = step
-    return Y_new
+        return step
+
+    return _by_rows(ema_rows, Y, u)
 
 
 # --------------------------------------------------------------------------- driver
