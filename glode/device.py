@@ -256,7 +256,7 @@ def scoring_device(device: DeviceSettings, precision: str) -> DeviceSettings:
     naming the key; ``auto`` is resolved here, once. The copy's precision may be int8, a scoring
     precision that ``train.precision`` does not declare, so it is not re-checked as one."""
     where = resolve_device(device.device)
-    check_precision(where, precision, "evaluate.precision")
     scoring = copy.copy(device)
     scoring.precision = resolve_precision(where, precision)
+    check_precision(where, scoring.precision, "evaluate.precision")
     return scoring
